@@ -5,7 +5,7 @@
           |     ^~~~~~~~~
           = hint: did you mean 'workersMax'?
 
-Lines are 1-based; columns are 0-based internally and shown 1-based. Rendering needs the source
+Lines and columns are 1-based, as editors show them. Rendering needs the source
 line, which the caller provides through `read_line`, so this module does no I/O.
 """
 
@@ -22,7 +22,7 @@ Severity = Literal["error", "warning"]
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Span:
-    """A range in a file: start line and column, end line and column (columns 0-based)."""
+    """A range in a file: start line and column, end line and column (exclusive), all 1-based."""
 
     line: int
     col: int
@@ -81,7 +81,7 @@ def render_all(diagnostics: Iterable[Diagnostic], read_line: LineReader) -> str:
 def _location(path: str, span: Span | None) -> str:
     if span is None:
         return path
-    return f"{path}:{span.line}:{span.col + 1}"
+    return f"{path}:{span.line}:{span.col}"
 
 
 def _excerpt(path: str, span: Span | None, read_line: LineReader) -> list[str]:
@@ -92,10 +92,11 @@ def _excerpt(path: str, span: Span | None, read_line: LineReader) -> list[str]:
         return []
     text = text.rstrip("\r\n").expandtabs(1)
     width = len(str(span.line))
-    end = span.end_col if span.end_line == span.line else len(text)
-    length = max(1, min(end, len(text)) - span.col)
+    end = span.end_col if span.end_line == span.line else len(text) + 1
+    start = span.col - 1
+    length = max(1, min(end - 1, len(text)) - start)
     gutter = " " * width
     return [
         f" {span.line} | {text}",
-        f" {gutter} | {' ' * span.col}^{'~' * (length - 1)}",
+        f" {gutter} | {' ' * start}^{'~' * (length - 1)}",
     ]

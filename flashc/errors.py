@@ -1,9 +1,9 @@
 """Errors a user can act on. Library code raises them; only `cli.py` turns them into output and exit codes.
 
-    FlashcError                 root: every failure flashc reports without a traceback
-    ├── UsageError              the command line is wrong (exit 2)
-    ├── ProjectError            the project folder cannot be read as a project (exit 1)
-    └── DiagnosticsError        the sources have errors; carries every Diagnostic (exit 1)
+FlashcError                 root: every failure flashc reports without a traceback
+├── UsageError              the command line is wrong (exit 2)
+├── ProjectError            the project folder cannot be read as a project (exit 1)
+└── DiagnosticsError        the sources have errors; carries every Diagnostic (exit 1)
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ T = TypeVar("T")
 class RemoteOptions(SchemaModel):
     """Everything `@remote(...)` accepts."""
 
-    display_name: ClassVar[str | None] = "remote()"
+    display_name: ClassVar[str | None] = "@remote"
 
     resource_config: ServerlessResource
     dependencies: list[str] | None = None
@@ -72,7 +72,7 @@ def route_problems(config: ServerlessResource, method: str | None, path: str | N
             ParamProblem(
                 "method",
                 f"method '{method}' is not one of {', '.join(HTTP_METHODS)}",
-                f"write method=\"{upper}\"" if upper in HTTP_METHODS else None,
+                f'write method="{upper}"' if upper in HTTP_METHODS else None,
             )
         )
     if path is not None:
@@ -100,7 +100,7 @@ def remote(resource_config: ServerlessResource | None = None, **options: Any) ->
         kwargs["resource_config"] = resource_config
     values, problems = validate_params(RemoteOptions, kwargs)
     if problems:
-        raise ConfigError("remote()", problems)
+        raise ConfigError("@remote", problems)
 
     def decorate(obj: T) -> T:
         wrapper = _RemoteWrapper(obj, values)

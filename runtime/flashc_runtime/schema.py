@@ -119,9 +119,7 @@ def suggest(name: str, candidates: Sequence[str]) -> str | None:
     return close[0] if close else None
 
 
-def validate_params(
-    cls: type[SchemaModel], kwargs: Mapping[str, Any]
-) -> tuple[dict[str, Any], list[ParamProblem]]:
+def validate_params(cls: type[SchemaModel], kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], list[ParamProblem]]:
     """Check keyword arguments against `cls`'s fields; return the full values and every problem.
 
     Values are normalised: tuples become lists, enum values become enum members, defaults are
@@ -149,8 +147,7 @@ def validate_params(
             problems.append(
                 ParamProblem(
                     key,
-                    f"parameter '{key}' of {owner} expects {describe_type(hints[key])}, "
-                    f"got {_describe_value(value)}",
+                    f"parameter '{key}' of {owner} expects {describe_type(hints[key])}, got {_describe_value(value)}",
                 )
             )
             continue
@@ -257,4 +254,3 @@ def _describe_value(value: Any) -> str:
     if len(shown) > 40:
         shown = shown[:37] + "..."
     return f"{type(value).__name__} {shown}"
-

@@ -1,0 +1,485 @@
+"""Stage 1, analyze: find every @remote function, class and route, with its evaluated resource config.
+
+    project folder --walk_project--> ProjectFiles --scan (libcst, cached)--> ModuleSummary per file
+                   --link--> Analysis (functions, resources, diagnostics)
+
+User code is never imported or run. Only files that mention `remote` or an SDK module are
+parsed up front; other files are parsed when a name leads to them (a config imported from
+`configs.py`, a re-export in a package `__init__`). `build_analysis` is pure given a summary
+loader; `analyze_project` adds the file system and the cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from flashc_runtime.decorator import RemoteOptions
+from flashc_runtime.resources import ServerlessResource
+from flashc_runtime.schema import validate_params
+
+from . import _ir as ir
+from ._link import INVALID, DefRef, Linker, SdkRef, Undefined, Where, module_key
+from .diagnostics import Diagnostic, Note, Span, sort_key
+from .models import (
+    ANALYSIS_SCHEMA_VERSION,
+    Analysis,
+    Location,
+    Method,
+    Param,
+    RemoteFunction,
+    Resource,
+    Route,
+)
+from .modules import ModuleFile, import_roots, module_files
+from .scancache import SummaryStore
+from .sources import walk_project
+
+__all__ = ["CANDIDATE_MARKERS", "analyze_project", "build_analysis"]
+
+# A file that can hold @remote mentions `remote` (the decorator, however imported) or an SDK module.
+CANDIDATE_MARKERS = (b"remote", b"tetra_rp", b"runpod_flash", b"flashc_runtime")
+_APT_NAME = re.compile(r"^[a-z0-9][a-z0-9+.\-]*$")
+
+
+def analyze_project(root: Path, *, use_cache: bool = True, jobs: int | None = None) -> Analysis:
+    """Walk, scan and link the project at `root`. Reads files; writes only the scan cache."""
+    project = walk_project(root)
+    files = module_files(project.files)
+    store = SummaryStore(project.root, use_cache=use_cache)
+    candidates = store.select(sorted(files), CANDIDATE_MARKERS)
+    store.prefetch(candidates, jobs=jobs)
+    analysis = build_analysis(project.root.name, files, store.load, candidates)
+    store.save()
+    return dataclasses.replace(analysis, parsed_files=store.loaded_count)
+
+
+@dataclasses.dataclass
+class _Found:
+    """A @remote definition, checked, before resources are grouped."""
+
+    module: str
+    path: str
+    definition: ir.DecoratedDef
+    config: ServerlessResource
+    options: Mapping[str, Any]
+    decorator_span: Span
+    keyword_spans: Mapping[str, Span]
+
+
+def build_analysis(
+    project: str,
+    files: Mapping[str, ModuleFile],
+    load: Callable[[str], ir.ModuleSummary],
+    candidates: Sequence[str],
+) -> Analysis:
+    """Link the candidate files' summaries into an Analysis. Pure: all I/O is behind `load`."""
+    linker = Linker(files, load)
+    found: list[_Found] = []
+    for path in candidates:
+        f = files[path]
+        summary = load(path)
+        if summary.parse_failure is not None:
+            failure = summary.parse_failure
+            linker.report(
+                path,
+                Span(failure.line, failure.col, failure.line, failure.col + 1),
+                "parse-error",
+                f"cannot parse this file: {failure.message}",
+                "fix the syntax error, or exclude the file in .flashignore",
+            )
+            continue
+        module = module_key(f)
+        for definition in summary.defs:
+            item = _remote_definition(linker, module, path, definition)
+            if item is not None:
+                if f.module is None:
+                    linker.report(
+                        path,
+                        definition.span,
+                        "module-path",
+                        f"'{path}' cannot be imported by a module path, so '{definition.name}' cannot be deployed",
+                        "rename the file or folder so that its name holds no dot other than the .py suffix",
+                    )
+                    continue
+                found.append(item)
+        _misplaced(linker, module, path, summary)
+    functions, resources = _group(linker, found)
+    diagnostics = list(linker.diagnostics)
+    if not functions and not any(d.severity == "error" for d in diagnostics):
+        python_files = sum(1 for p in files if p.endswith(".py"))
+        diagnostics.append(
+            Diagnostic(
+                ".",
+                None,
+                "error",
+                "no-remote",
+                f"no @remote functions found in project '{project}' "
+                f"(looked at {python_files} Python file{'s' if python_files != 1 else ''} after ignore rules)",
+                "decorate a module-level function or class with @remote(resource_config=...) imported from "
+                "tetra_rp, runpod_flash or flashc_runtime; check that .gitignore and .flashignore do not "
+                "exclude your sources",
+            )
+        )
+    return Analysis(
+        schema_version=ANALYSIS_SCHEMA_VERSION,
+        project=project,
+        import_roots=import_roots(files),
+        python_files=sum(1 for p in files if p.endswith(".py")),
+        parsed_files=len(candidates),
+        resources=tuple(resources),
+        functions=tuple(functions),
+        diagnostics=tuple(sorted(diagnostics, key=sort_key)),
+    )
+
+
+def _is_remote(linker: Linker, module: str, expr: ir.Expr, position: int | None, scope: ir.Scope | None) -> bool:
+    target = expr.func if isinstance(expr, ir.Call) else expr
+    if not isinstance(target, (ir.Name, ir.Attr)):
+        return False
+    return linker.resolve_expr(module, target, position, scope) == SdkRef("remote")
+
+
+def _remote_definition(linker: Linker, module: str, path: str, d: ir.DecoratedDef) -> _Found | None:
+    remotes = [deco for deco in d.decorators if _is_remote(linker, module, deco, d.index, None)]
+    if not remotes:
+        for deco in d.decorators:
+            target = deco.func if isinstance(deco, ir.Call) else deco
+            if (
+                isinstance(target, ir.Name)
+                and target.id == "remote"
+                and isinstance(linker.resolve_name(module, "remote", d.index), Undefined)
+            ):
+                linker.report(
+                    path,
+                    target.span,
+                    "remote-not-imported",
+                    f"'{d.name}' is decorated with remote, but 'remote' is not imported here",
+                    "add `from tetra_rp import remote` (or runpod_flash, flashc_runtime) at the top of the file",
+                    severity="warning",
+                )
+        return None
+    if len(remotes) > 1:
+        linker.report(path, remotes[1].span, "remote-twice", f"'{d.name}' is decorated with @remote more than once")
+        return None
+    deco = remotes[0]
+    if not isinstance(deco, ir.Call):
+        linker.report(
+            path,
+            deco.span,
+            "remote-needs-config",
+            f"@remote on '{d.name}' needs a resource config",
+            'write @remote(resource_config=LiveServerless(name="...")) or pass a config defined above',
+        )
+        return None
+    kwargs: dict[str, Any] = {}
+    spans: dict[str, Span] = {}
+    ok = True
+    for i, arg in enumerate(deco.args):
+        if i > 0:
+            linker.report(
+                path,
+                arg.span,
+                "remote-option",
+                "@remote takes one positional argument, the resource config",
+                "pass the other options by name, such as dependencies=[...]",
+            )
+            ok = False
+            continue
+        value = linker.evaluate(module, arg, d.index, Where("the resource config of @remote"))
+        spans["resource_config"] = arg.span
+        if value is INVALID:
+            ok = False
+        else:
+            kwargs["resource_config"] = value
+    for kw in deco.keywords:
+        if kw.name is None:
+            linker.report(path, kw.span, "remote-option", "@remote options must be written by name, not with **")
+            ok = False
+            continue
+        what = "the resource config of @remote" if kw.name == "resource_config" else f"option '{kw.name}' of @remote"
+        value = linker.evaluate(module, kw.value, d.index, Where(what))
+        spans[kw.name] = kw.span
+        if value is INVALID:
+            ok = False
+        else:
+            kwargs[kw.name] = value
+    if not ok:
+        return None
+    if "resource_config" in kwargs and not isinstance(kwargs["resource_config"], ServerlessResource):
+        got = kwargs["resource_config"]
+        linker.report(
+            path,
+            spans["resource_config"],
+            "remote-needs-config",
+            f"the resource config of @remote must be a config such as LiveServerless(...), got {type(got).__name__}",
+            "pass a resource config: LiveServerless, CpuLiveServerless, ServerlessEndpoint, "
+            "CpuServerlessEndpoint, LiveLoadBalancer or CpuLiveLoadBalancer",
+        )
+        return None
+    values, problems = validate_params(RemoteOptions, kwargs)
+    for problem in problems:
+        span = spans.get(problem.param, deco.span) if problem.param else deco.span
+        linker.report(path, span, "remote-option", problem.message, problem.hint)
+    if problems:
+        return None
+    if not _requirements_ok(linker, path, values, spans):
+        return None
+    if d.kind == "class" and not _class_ok(linker, path, d, values):
+        return None
+    return _Found(module, path, d, values["resource_config"], values, deco.span, spans)
+
+
+def _requirements_ok(linker: Linker, path: str, values: Mapping[str, Any], spans: Mapping[str, Span]) -> bool:
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    ok = True
+    for req in values["dependencies"] or ():
+        try:
+            Requirement(req)
+        except InvalidRequirement as exc:
+            first = str(exc).splitlines()[0]
+            linker.report(
+                path,
+                spans["dependencies"],
+                "bad-requirement",
+                f"invalid requirement '{req}': {first}",
+                "write a PEP 508 requirement such as 'numpy==1.26.4' or 'torch>=2.1'",
+            )
+            ok = False
+    for pkg in values["system_dependencies"] or ():
+        if not _APT_NAME.match(pkg):
+            linker.report(
+                path,
+                spans["system_dependencies"],
+                "bad-requirement",
+                f"invalid system package name '{pkg}'",
+                "system_dependencies are apt package names such as 'ffmpeg' or 'libgl1'",
+            )
+            ok = False
+    return ok
+
+
+def _class_ok(linker: Linker, path: str, d: ir.DecoratedDef, values: Mapping[str, Any]) -> bool:
+    ok = True
+    if values["method"] is not None or values["path"] is not None:
+        linker.report(
+            path,
+            d.span,
+            "route",
+            f"class '{d.name}' cannot be a load-balanced route",
+            "routes are functions: decorate a function with method= and path=",
+        )
+        ok = False
+    if not d.methods:
+        linker.report(
+            path,
+            d.span,
+            "class-methods",
+            f"class '{d.name}' has no public methods to serve",
+            "add a method whose name does not start with '_'",
+        )
+        ok = False
+    required = [
+        p.name for p in d.init_params or () if not p.has_default and p.kind not in ("var_positional", "var_keyword")
+    ]
+    if required:
+        linker.report(
+            path,
+            d.span,
+            "class-init",
+            f"'{d.name}.__init__' requires arguments ({', '.join(required)}), "
+            "but an endpoint creates its instance without arguments",
+            "give these parameters default values, or read them from the environment inside __init__",
+        )
+        ok = False
+    return ok
+
+
+def _misplaced(linker: Linker, module: str, path: str, summary: ir.ModuleSummary) -> None:
+    for m in summary.misplaced:
+        if not any(_is_remote(linker, module, deco, None, m.scope) for deco in m.decorators):
+            continue
+        if m.where == "nested":
+            message = f"@remote on '{m.qualname}', a function defined inside another function, cannot be deployed"
+            hint = f"move '{m.name}' to the top level of the module"
+        elif m.where == "method":
+            message = f"@remote on method '{m.qualname}' cannot be deployed"
+            hint = "decorate the class instead: @remote(...) on a class serves all its public methods"
+        else:
+            message = (
+                f"@remote on '{m.name}' under `if __name__ == \"__main__\":` cannot be deployed: "
+                "that block never runs when the module is imported"
+            )
+            hint = 'move the definition above the `if __name__ == "__main__":` block'
+        linker.report(path, m.span, "not-deployable", message, hint)
+    for app in summary.applications:
+        if not _is_remote(linker, module, app.func, None, app.scope):
+            continue
+        if app.arg_kind == "lambda":
+            message, hint = (
+                "@remote cannot wrap a lambda",
+                "define a named function at the top level of the module and decorate it with @remote(...)",
+            )
+        else:
+            message, hint = (
+                "remote(...) applied by hand cannot be deployed",
+                "use it as a decorator: @remote(...) on the line above a module-level def or class",
+            )
+        linker.report(path, app.span, "not-deployable", message, hint)
+
+
+def _group(linker: Linker, found: Sequence[_Found]) -> tuple[list[RemoteFunction], list[Resource]]:
+    """Check identities, resource names and routes; build the functions and resources."""
+    seen_ids: dict[str, _Found] = {}
+    unique: list[_Found] = []
+    for item in found:
+        fid = f"{item.module}:{item.definition.name}"
+        if fid in seen_ids:
+            first = seen_ids[fid]
+            linker.report(
+                item.path,
+                item.definition.span,
+                "duplicate-function",
+                f"'{item.definition.name}' is defined twice in module '{item.module}' with @remote",
+                "rename one of them",
+                (Note(first.path, first.definition.span, "first defined here"),),
+            )
+            continue
+        seen_ids[fid] = item
+        unique.append(item)
+
+    by_name: dict[str, tuple[_Found, str]] = {}
+    members: dict[str, list[_Found]] = {}
+    for item in unique:
+        config = item.config
+        name = config.name
+        digest = config.config_hash()
+        if name in by_name:
+            first, first_digest = by_name[name]
+            if first_digest != digest:
+                linker.report(
+                    *_config_site(linker, item),
+                    "resource-conflict",
+                    f"resource '{name}' is defined with a different config than before "
+                    f"({_difference(first.config, config)})",
+                    "give each config its own name, or define the config once and reuse it",
+                    (Note(*_config_site(linker, first), "first defined here"),),
+                )
+                continue
+            if first.config.to_dict()["env"] != config.to_dict()["env"]:
+                linker.report(
+                    *_config_site(linker, item),
+                    "resource-env",
+                    f"resource '{name}' is defined again with a different env; the env of the first definition is used",
+                    "define the config once and reuse it, so that both functions see the same env",
+                    (Note(*_config_site(linker, first), "first defined here"),),
+                    severity="warning",
+                )
+        else:
+            by_name[name] = (item, digest)
+        members.setdefault(name, []).append(item)
+
+    _check_routes(linker, members)
+    ids = {(i.module, i.definition.name): f"{i.module}:{i.definition.name}" for i in unique}
+    functions = [_function(linker, item, ids) for items in members.values() for item in items]
+    resources = [_resource(linker, by_name[name][0], items) for name, items in members.items()]
+    return sorted(functions, key=lambda f: f.id), sorted(resources, key=lambda r: r.name)
+
+
+def _config_site(linker: Linker, item: _Found) -> tuple[str, Span]:
+    origin = linker.origins.get(id(item.config))
+    if origin is None:
+        return item.path, item.keyword_spans.get("resource_config", item.decorator_span)
+    return origin.path, origin.span
+
+
+def _difference(a: ServerlessResource, b: ServerlessResource) -> str:
+    if type(a) is not type(b):
+        return f"{type(a).__name__} vs {type(b).__name__}"
+    left, right = a.to_dict(), b.to_dict()
+    keys = [k for k in left if k != "env" and left[k] != right[k]]
+    return ", ".join(f"{k}: {left[k]!r} vs {right[k]!r}" for k in keys)
+
+
+def _check_routes(linker: Linker, members: Mapping[str, Sequence[_Found]]) -> None:
+    for items in members.values():
+        routes: dict[tuple[str, str], _Found] = {}
+        for item in items:
+            method, route_path = item.options["method"], item.options["path"]
+            if method is None or route_path is None:
+                continue
+            key = (method, route_path)
+            if key in routes:
+                first = routes[key]
+                linker.report(
+                    item.path,
+                    item.keyword_spans.get("path", item.decorator_span),
+                    "route",
+                    f"route {method} {route_path} is already served by '{first.definition.name}' "
+                    f"on resource '{item.config.name}'",
+                    "give each function its own path",
+                    (
+                        Note(
+                            first.path,
+                            first.keyword_spans.get("path", first.decorator_span),
+                            "first used here",
+                        ),
+                    ),
+                )
+            else:
+                routes[key] = item
+
+
+def _params(params: Sequence[ir.Param]) -> tuple[Param, ...]:
+    return tuple(Param(p.name, p.kind, p.has_default) for p in params)
+
+
+def _function(linker: Linker, item: _Found, ids: Mapping[tuple[str, str], str]) -> RemoteFunction:
+    d = item.definition
+    own = f"{item.module}:{d.name}"
+    calls = set()
+    for site in d.calls:
+        sym = linker.resolve_expr(item.module, site.func, None, d.scope)
+        if isinstance(sym, DefRef) and (sym.module, sym.name) in ids:
+            target = ids[(sym.module, sym.name)]
+            if target != own:
+                calls.add(target)
+    options = item.options
+    route = Route(options["method"], options["path"]) if options["method"] and options["path"] else None
+    return RemoteFunction(
+        id=own,
+        module=item.module,
+        qualname=d.name,
+        kind=d.kind,
+        location=Location(item.path, d.span.line, d.span.col),
+        resource=item.config.name,
+        is_async=d.is_async,
+        is_generator=d.is_generator,
+        params=_params(d.params),
+        methods=tuple(Method(m.name, m.is_async, m.is_generator, _params(m.params)) for m in d.methods),
+        route=route,
+        dependencies=tuple(options["dependencies"] or ()),
+        system_dependencies=tuple(options["system_dependencies"] or ()),
+        accelerate_downloads=options["accelerate_downloads"],
+        local=options["local"],
+        calls=tuple(sorted(calls)),
+    )
+
+
+def _resource(linker: Linker, first: _Found, items: Sequence[_Found]) -> Resource:
+    config = first.config
+    path, span = _config_site(linker, first)
+    return Resource(
+        name=config.name,
+        type=type(config).__name__,
+        kind="load_balanced" if config.is_load_balanced else "queue",
+        compute="cpu" if config.is_cpu else "gpu",
+        config=config.to_dict(),
+        config_hash=config.config_hash(),
+        location=Location(path, span.line, span.col),
+        functions=tuple(sorted(f"{i.module}:{i.definition.name}" for i in items)),
+    )

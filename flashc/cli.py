@@ -1,0 +1,140 @@
+"""The `flashc` command. The only module that prints or exits.
+
+Exit codes: 0 success (warnings allowed), 1 errors in the project, 2 wrong usage.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from . import __version__
+from .diagnostics import render_all
+from .errors import DiagnosticsError, FlashcError
+
+__all__ = ["main"]
+
+
+@contextmanager
+def _reported() -> Iterator[None]:
+    """Turn every FlashcError into a message on stderr and its exit code; never a traceback."""
+    try:
+        yield
+    except FlashcError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        click.echo("flashc: interrupted", err=True)
+        sys.exit(130)
+
+
+def _fail(exc: FlashcError) -> NoReturn:
+    if isinstance(exc, DiagnosticsError):
+        click.echo(render_all(exc.diagnostics, _line_reader(Path.cwd())), err=True)
+    click.echo(f"flashc: error: {exc.message}", err=True)
+    if exc.hint:
+        click.echo(f"  = hint: {exc.hint}", err=True)
+    sys.exit(exc.exit_code)
+
+
+def _line_reader(root: Path) -> Any:
+    @lru_cache(maxsize=64)
+    def lines(path: str) -> list[str] | None:
+        try:
+            return (root / path).read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return None
+
+    def read_line(path: str, number: int) -> str | None:
+        text = lines(path)
+        if text is None or not 1 <= number <= len(text):
+            return None
+        return text[number - 1]
+
+    return read_line
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="flashc")
+def main() -> None:
+    """flashc: build, package and deploy @remote functions for serverless GPU and CPU endpoints."""
+
+
+@main.command()
+@click.argument("project_dir", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON (schema: `flashc schema analysis`).")
+@click.option("--no-cache", is_flag=True, help="Parse every file again instead of reusing .flash/cache.")
+def analyze(project_dir: Path, as_json: bool, no_cache: bool) -> None:
+    """Find every @remote function, class and route, and its resource config, without running the code."""
+    from .analyze import analyze_project
+    from .models import analysis_to_json
+
+    with _reported():
+        analysis = analyze_project(project_dir, use_cache=not no_cache)
+        if as_json:
+            click.echo(json.dumps(analysis_to_json(analysis), indent=2, sort_keys=True))
+        else:
+            click.echo(_summary(analysis))
+        if analysis.diagnostics:
+            root = project_dir.resolve()
+            click.echo(render_all(analysis.diagnostics, _line_reader(root)), err=True)
+        errors = sum(1 for d in analysis.diagnostics if d.severity == "error")
+        warnings = len(analysis.diagnostics) - errors
+        if errors or warnings:
+            click.echo(f"flashc: {_count(errors, 'error')}, {_count(warnings, 'warning')}", err=True)
+        if errors:
+            sys.exit(1)
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _summary(analysis: Any) -> str:
+    lines = [
+        f"project '{analysis.project}': {_count(analysis.python_files, 'Python file')}, "
+        f"{analysis.parsed_files} analyzed"
+    ]
+    by_id = {f.id: f for f in analysis.functions}
+    for r in analysis.resources:
+        kind = "load-balanced" if r.kind == "load_balanced" else "queue"
+        lines.append("")
+        lines.append(f"resource '{r.name}'  {r.type}, {kind}, {r.compute.upper()}  (config {r.config_hash[:12]})")
+        for fid in r.functions:
+            f = by_id[fid]
+            detail = []
+            if f.route:
+                detail.append(f"{f.route.method} {f.route.path}")
+            if f.kind == "class":
+                detail.append("class: " + ", ".join(m.name for m in f.methods))
+            elif f.is_async:
+                detail.append("async")
+            if f.dependencies:
+                detail.append("deps: " + ", ".join(f.dependencies))
+            if f.calls:
+                detail.append("calls: " + ", ".join(f.calls))
+            where = f"{f.location.path}:{f.location.line}"
+            lines.append(f"  {f.id:<40} {where:<28} {'; '.join(detail)}".rstrip())
+    lines.append("")
+    lines.append(f"{_count(len(analysis.resources), 'resource')}, {_count(len(analysis.functions), 'function')}")
+    return "\n".join(lines)
+
+
+@main.command()
+@click.argument("name", type=click.Choice(["analysis"]))
+def schema(name: str) -> None:
+    """Print the JSON Schema of flashc's machine-readable output."""
+    from pydantic import TypeAdapter
+
+    from .models import Analysis
+
+    document = TypeAdapter(Analysis).json_schema()
+    document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    document["title"] = f"flashc {name}"
+    click.echo(json.dumps(document, indent=2, sort_keys=True))

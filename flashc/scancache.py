@@ -1,0 +1,200 @@
+"""Module summaries on demand: read a file, reuse its cached summary by content hash, or scan it.
+
+The cache is one JSON file, `.flash/cache/analyze.json`, under a key that changes whenever the
+scanner's own code changes. It holds:
+
+- `entries`: summaries keyed by the sha256 of a file's bytes;
+- `files`: per path, the stat signature (size, mtime, ctime, inode) seen last time and whether
+  the file was a candidate (and its digest). A file whose signature is unchanged is not read
+  again, the way git's index avoids rereading a work tree. Files changed within two seconds of
+  the cache being written are always reread, since a same-tick edit keeps the signature.
+
+It is JSON rather than pickle because it sits in the project folder, and loading it must never
+run code. libcst is imported only when some file has no cached summary, so an unchanged project
+is analyzed without loading the parser. Many uncached files are scanned on all cores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from . import _ir as ir
+
+__all__ = ["SummaryStore"]
+
+_CACHE_FILE = Path(".flash") / "cache" / "analyze.json"
+# Below this many bytes of uncached source, starting worker processes costs more than it saves.
+_PARALLEL_MIN_BYTES = 200_000
+_RACY_NS = 2_000_000_000
+
+
+def _scanner_key() -> str:
+    """Changes whenever the scanner or the summary format changes, so stale entries are never used."""
+    here = Path(__file__).parent
+    digest = hashlib.sha256()
+    for name in ("_scan.py", "_ir.py"):
+        digest.update((here / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+class SummaryStore:
+    """Reads project files and gives each one's summary, from the cache or by scanning it."""
+
+    def __init__(self, root: Path, *, use_cache: bool = True) -> None:
+        self.root = root
+        self._use_cache = use_cache
+        self._key = _scanner_key()
+        cache = self._read_cache() if use_cache else {}
+        self._cached: dict[str, Any] = cache.get("entries", {})
+        self._old_files: dict[str, list[Any]] = cache.get("files", {})
+        self._trusted_before: int = cache.get("written_ns", 0) - _RACY_NS
+        self._files: dict[str, list[Any]] = {}
+        self._used: dict[str, Any] = {}
+        self._summaries: dict[str, ir.ModuleSummary] = {}
+        self._digests: dict[str, str] = {}
+        self._pending: dict[str, bytes] = {}
+
+    @property
+    def loaded_count(self) -> int:
+        return len(self._summaries)
+
+    def _read_bytes(self, path: str) -> bytes:
+        data = self._pending.pop(path, None)
+        if data is None:
+            try:
+                data = (self.root / path).read_bytes()
+            except OSError:
+                data = b""
+        return data
+
+    def select(self, paths: Sequence[str], markers: Sequence[bytes]) -> list[str]:
+        """The paths whose bytes contain one of `markers`.
+
+        Unchanged files (same stat signature as last run) are answered from the cache without
+        reading them; the bytes of new candidates stay in memory until they are scanned.
+        """
+        selected = []
+        for path in paths:
+            try:
+                st = os.stat(self.root / path)
+            except OSError:
+                continue
+            signature = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+            old = self._old_files.get(path)
+            if old is not None and old[:4] == signature and max(st.st_mtime_ns, st.st_ctime_ns) < self._trusted_before:
+                digest = old[4]
+            else:
+                data = self._read_bytes(path)
+                digest = hashlib.sha256(data).hexdigest() if any(m in data for m in markers) else None
+                if digest is not None:
+                    self._pending[path] = data
+            self._files[path] = [*signature, digest]
+            if digest is not None:
+                self._digests[path] = digest
+                selected.append(path)
+        return selected
+
+    def prefetch(self, paths: Sequence[str], *, jobs: int | None = None) -> None:
+        """Load summaries for `paths`, scanning the uncached ones in parallel when that pays."""
+        todo: list[tuple[str, str, bytes]] = []
+        for path in paths:
+            if path in self._summaries:
+                continue
+            digest = self._digests.get(path)
+            if digest is None or (digest not in self._cached and digest not in self._used):
+                data = self._read_bytes(path)
+                digest = hashlib.sha256(data).hexdigest()
+                self._digests[path] = digest
+                if digest not in self._cached and digest not in self._used:
+                    todo.append((path, digest, data))
+                    continue
+            self._remember(path, digest, self._used.get(digest) or self._cached[digest])
+        if not todo:
+            return
+        workers = jobs if jobs is not None else (os.cpu_count() or 1)
+        if workers > 1 and len(todo) > 1 and sum(len(d) for _, _, d in todo) >= _PARALLEL_MIN_BYTES:
+            encoded = _scan_parallel([d for _, _, d in todo], workers)
+        else:
+            from ._scan import scan_source
+
+            encoded = [ir.encode(scan_source(d)) for _, _, d in todo]
+        for (path, digest, _), data in zip(todo, encoded, strict=True):
+            self._remember(path, digest, data)
+
+    def load(self, path: str) -> ir.ModuleSummary:
+        """The summary of one file, scanning it if needed."""
+        summary = self._summaries.get(path)
+        if summary is None:
+            self.prefetch([path], jobs=1)
+            summary = self._summaries[path]
+        return summary
+
+    def _remember(self, path: str, digest: str, data: Any) -> None:
+        self._used[digest] = data
+        self._summaries[path] = ir.decode(data)
+
+    def _read_cache(self) -> dict[str, Any]:
+        try:
+            with open(self.root / _CACHE_FILE, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict) or data.get("key") != self._key:
+            return {}
+        if not isinstance(data.get("entries"), dict) or not isinstance(data.get("files"), dict):
+            return {}
+        return data
+
+    def save(self) -> None:
+        """Write the index and the summaries used in this run (only those), atomically.
+
+        A cache that cannot be written is skipped silently: it only makes the next run slower.
+        """
+        if not self._use_cache or (self._used == self._cached and self._files == self._old_files):
+            return
+        target = self.root / _CACHE_FILE
+        document = {"key": self._key, "written_ns": time.time_ns(), "files": self._files, "entries": self._used}
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".analyze.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    json.dump(document, fh, sort_keys=True, separators=(",", ":"))
+                os.replace(tmp, target)
+            except BaseException:
+                os.unlink(tmp)
+                raise
+        except OSError:
+            return
+
+
+def _scan_chunk(sources: list[bytes]) -> list[Any]:
+    from ._scan import scan_source
+
+    return [ir.encode(scan_source(s)) for s in sources]
+
+
+def _scan_parallel(sources: list[bytes], workers: int) -> list[Any]:
+    import multiprocessing
+
+    from . import _scan  # noqa: F401 - imported before forking, so workers start with libcst loaded
+
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    chunks: list[list[bytes]] = [[] for _ in range(min(len(sources), workers * 4))]
+    for i, source in enumerate(sources):
+        chunks[i % len(chunks)].append(source)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method)) as pool:
+        results = list(pool.map(_scan_chunk, chunks))
+    out: list[Any] = [None] * len(sources)
+    for c, chunk_result in enumerate(results):
+        for j, data in enumerate(chunk_result):
+            out[c + j * len(chunks)] = data
+    return out
