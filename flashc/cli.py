@@ -6,6 +6,7 @@ Exit codes: 0 success (warnings allowed), 1 errors in the project, 2 wrong usage
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +33,12 @@ def _reported() -> Iterator[None]:
     except KeyboardInterrupt:
         click.echo("flashc: interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:  # a bug in flashc: still no traceback unless asked for
+        if os.environ.get("FLASHC_DEBUG"):
+            raise
+        click.echo(f"flashc: internal error: {type(exc).__name__}: {exc}", err=True)
+        click.echo("  = hint: this is a bug in flashc; run again with FLASHC_DEBUG=1 to see the traceback", err=True)
+        sys.exit(1)
 
 
 def _fail(exc: FlashcError) -> NoReturn:
