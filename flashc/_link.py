@@ -257,6 +257,14 @@ class Linker:
         summary = self.summary(module)
         return bool(summary and summary.star_imports)
 
+    def names_bound_to(self, module: str, target: Symbol, position: int | None) -> list[str]:
+        """Module-level names that mean `target` at `position`, in source order."""
+        names = []
+        for name in self._table(module):
+            if self.resolve_name(module, name, position) == target:
+                names.append(name)
+        return names
+
     def resolve_expr(self, module: str, expr: ir.Expr, position: int | None, scope: ir.Scope | None) -> Symbol:
         """Resolve a name or dotted attribute chain, honouring a function body's own bindings."""
         if isinstance(expr, ir.Name):

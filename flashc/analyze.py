@@ -43,6 +43,7 @@ __all__ = ["CANDIDATE_MARKERS", "analyze_project", "build_analysis"]
 # A file that can hold @remote mentions `remote` (the decorator, however imported) or an SDK module.
 CANDIDATE_MARKERS = (b"remote", b"tetra_rp", b"runpod_flash", b"flashc_runtime")
 _APT_NAME = re.compile(r"^[a-z0-9][a-z0-9+.\-]*$")
+_SINGLE_EQUALS = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._\-]*(?:\[[^\]]*\])?)\s*=\s*([^=<>!~\s][^\s;]*)\s*$")
 
 
 def analyze_project(root: Path, *, use_cache: bool = True, jobs: int | None = None) -> Analysis:
@@ -97,13 +98,7 @@ def build_analysis(
             item = _remote_definition(linker, module, path, definition)
             if item is not None:
                 if f.module is None:
-                    linker.report(
-                        path,
-                        definition.span,
-                        "module-path",
-                        f"'{path}' cannot be imported by a module path, so '{definition.name}' cannot be deployed",
-                        "rename the file or folder so that its name holds no dot other than the .py suffix",
-                    )
+                    _no_module_path(linker, f, definition)
                     continue
                 found.append(item)
         _misplaced(linker, module, path, summary)
@@ -136,6 +131,19 @@ def build_analysis(
     )
 
 
+def _no_module_path(linker: Linker, f: ModuleFile, definition: ir.DecoratedDef) -> None:
+    if f.shadowed_by is not None:
+        message = (
+            f"'{f.path}' cannot be imported: its module path is taken by '{f.shadowed_by}', "
+            f"so '{definition.name}' cannot be deployed"
+        )
+        hint = "remove or rename one of the two files"
+    else:
+        message = f"'{f.path}' cannot be imported by a module path, so '{definition.name}' cannot be deployed"
+        hint = "rename the file or folder so that its name holds no dot other than the .py suffix"
+    linker.report(f.path, definition.span, "module-path", message, hint)
+
+
 def _is_remote(linker: Linker, module: str, expr: ir.Expr, position: int | None, scope: ir.Scope | None) -> bool:
     target = expr.func if isinstance(expr, ir.Call) else expr
     if not isinstance(target, (ir.Name, ir.Attr)):
@@ -153,13 +161,15 @@ def _remote_definition(linker: Linker, module: str, path: str, d: ir.DecoratedDe
                 and target.id == "remote"
                 and isinstance(linker.resolve_name(module, "remote", d.index), Undefined)
             ):
+                aliases = linker.names_bound_to(module, SdkRef("remote"), d.index)
                 linker.report(
                     path,
                     target.span,
                     "remote-not-imported",
-                    f"'{d.name}' is decorated with remote, but 'remote' is not imported here",
-                    "add `from tetra_rp import remote` (or runpod_flash, flashc_runtime) at the top of the file",
-                    severity="warning",
+                    f"'{d.name}' is decorated with remote, but 'remote' is not defined here",
+                    f"did you mean '{aliases[0]}'? it is the SDK's remote, imported above"
+                    if aliases
+                    else "add `from tetra_rp import remote` (or runpod_flash, flashc_runtime) at the top of the file",
                 )
         return None
     if len(remotes) > 1:
@@ -203,6 +213,9 @@ def _remote_definition(linker: Linker, module: str, path: str, d: ir.DecoratedDe
         what = "the resource config of @remote" if kw.name == "resource_config" else f"option '{kw.name}' of @remote"
         value = linker.evaluate(module, kw.value, d.index, Where(what))
         spans[kw.name] = kw.span
+        if isinstance(kw.value, ir.Seq):
+            for i, item in enumerate(kw.value.items):
+                spans[f"{kw.name}[{i}]"] = item.span
         if value is INVALID:
             ok = False
         else:
@@ -237,24 +250,26 @@ def _requirements_ok(linker: Linker, path: str, values: Mapping[str, Any], spans
     from packaging.requirements import InvalidRequirement, Requirement
 
     ok = True
-    for req in values["dependencies"] or ():
+    for i, req in enumerate(values["dependencies"] or ()):
         try:
             Requirement(req)
-        except InvalidRequirement as exc:
-            first = str(exc).splitlines()[0]
+        except InvalidRequirement:
+            single_equals = _SINGLE_EQUALS.match(req)
             linker.report(
                 path,
-                spans["dependencies"],
+                spans.get(f"dependencies[{i}]", spans["dependencies"]),
                 "bad-requirement",
-                f"invalid requirement '{req}': {first}",
-                "write a PEP 508 requirement such as 'numpy==1.26.4' or 'torch>=2.1'",
+                f"invalid requirement '{req}'",
+                f"did you mean '{single_equals[1]}=={single_equals[2]}'?"
+                if single_equals
+                else "write a PEP 508 requirement such as 'numpy==1.26.4' or 'torch>=2.1'",
             )
             ok = False
-    for pkg in values["system_dependencies"] or ():
+    for i, pkg in enumerate(values["system_dependencies"] or ()):
         if not _APT_NAME.match(pkg):
             linker.report(
                 path,
-                spans["system_dependencies"],
+                spans.get(f"system_dependencies[{i}]", spans["system_dependencies"]),
                 "bad-requirement",
                 f"invalid system package name '{pkg}'",
                 "system_dependencies are apt package names such as 'ffmpeg' or 'libgl1'",

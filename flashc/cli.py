@@ -43,7 +43,7 @@ def _reported() -> Iterator[None]:
 
 def _fail(exc: FlashcError) -> NoReturn:
     if isinstance(exc, DiagnosticsError):
-        click.echo(render_all(exc.diagnostics, _line_reader(Path.cwd())), err=True)
+        click.echo(render_all(exc.diagnostics, _line_reader(exc.root)), err=True)
     click.echo(f"flashc: error: {exc.message}", err=True)
     if exc.hint:
         click.echo(f"  = hint: {exc.hint}", err=True)

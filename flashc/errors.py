@@ -9,6 +9,7 @@ FlashcError                 root: every failure flashc reports without a traceba
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -41,7 +42,8 @@ class ProjectError(FlashcError):
 class DiagnosticsError(FlashcError):
     """The project's sources have errors; every one of them is in `diagnostics`."""
 
-    def __init__(self, diagnostics: Sequence[Diagnostic]) -> None:
+    def __init__(self, diagnostics: Sequence[Diagnostic], root: Path) -> None:
         errors = sum(1 for d in diagnostics if d.severity == "error")
         super().__init__(f"{errors} error{'s' if errors != 1 else ''} found")
         self.diagnostics = tuple(diagnostics)
+        self.root = root  # diagnostic paths are relative to it

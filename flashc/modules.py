@@ -22,6 +22,7 @@ class ModuleFile:
     path: str
     module: str | None
     is_package: bool
+    shadowed_by: str | None = None  # the file that already has this file's module path
 
 
 def import_roots(files: Iterable[str]) -> tuple[str, ...]:
@@ -40,7 +41,7 @@ def module_files(files: Iterable[str]) -> dict[str, ModuleFile]:
     py_files = sorted(f for f in files if f.endswith(".py"))
     roots = import_roots(py_files)
     result: dict[str, ModuleFile] = {}
-    claimed: set[str] = set()
+    claimed: dict[str, str] = {}
     for root in roots:
         prefix = f"{root}/" if root else ""
         for path in py_files:
@@ -50,9 +51,10 @@ def module_files(files: Iterable[str]) -> dict[str, ModuleFile]:
                 continue
             module, is_package = _module_name(path[len(prefix) :])
             if module is not None and module in claimed:
-                module = None
+                result[path] = ModuleFile(path, None, is_package, shadowed_by=claimed[module])
+                continue
             if module is not None:
-                claimed.add(module)
+                claimed[module] = path
             result[path] = ModuleFile(path, module, is_package)
     return result
 

@@ -47,15 +47,15 @@ def route_problems(config: ServerlessResource, method: str | None, path: str | N
     problems = []
     kind = type(config).__name__
     if not config.is_load_balanced:
-        for key, value in (("method", method), ("path", path)):
-            if value is not None:
-                problems.append(
-                    ParamProblem(
-                        key,
-                        f"{key}= is only for load-balanced resources, but '{config.name}' is a {kind}",
-                        "use LiveLoadBalancer or CpuLiveLoadBalancer for HTTP routes, or drop method= and path=",
-                    )
+        if method is not None or path is not None:
+            problems.append(
+                ParamProblem(
+                    "method" if method is not None else "path",
+                    f"HTTP routes (method=, path=) are only for load-balanced resources, "
+                    f"but '{config.name}' is a {kind}",
+                    "use LiveLoadBalancer or CpuLiveLoadBalancer for HTTP routes, or drop method= and path=",
                 )
+            )
         return problems
     if method is None or path is None:
         missing = " and ".join(k for k, v in (("method", method), ("path", path)) if v is None)

@@ -101,6 +101,14 @@ class ServerlessResource(SchemaModel):
         """CPU classes always; GPU classes when CPU `instanceIds` are given."""
         return self.always_cpu or bool(getattr(self, "instanceIds", None))
 
+    def to_dict(self) -> dict[str, Any]:
+        """The full config as JSON data; a GPU class turned CPU by `instanceIds` drops its GPU fields."""
+        data = super().to_dict()
+        if self.is_cpu:
+            data.pop("gpus", None)
+            data.pop("gpuCount", None)
+        return data
+
     def config_hash(self) -> str:
         """Identity of the deployed shape: `env` is left out, so env changes cause no drift."""
         return config_hash(type(self).__name__, self.to_dict())

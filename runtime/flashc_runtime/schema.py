@@ -148,6 +148,7 @@ def validate_params(cls: type[SchemaModel], kwargs: Mapping[str, Any]) -> tuple[
                 ParamProblem(
                     key,
                     f"parameter '{key}' of {owner} expects {describe_type(hints[key])}, got {_describe_value(value)}",
+                    _type_hint(key, value, hints[key]),
                 )
             )
             continue
@@ -249,8 +250,24 @@ def describe_type(tp: Any) -> str:
     return getattr(tp, "__name__", repr(tp))
 
 
+def _type_hint(key: str, value: Any, tp: Any) -> str | None:
+    """A fix for the common slip of passing one item where a list is expected."""
+    for option in typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,):
+        if typing.get_origin(option) is list and _coerce(value, typing.get_args(option)[0])[0]:
+            return f"wrap it in a list: {key}=[{_show(value)}]"
+    return None
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, enum.Enum):
+        return f"{type(value).__name__}.{value.name}"
+    return repr(value)
+
+
 def _describe_value(value: Any) -> str:
-    shown = repr(value)
+    shown = _show(value)
+    if isinstance(value, enum.Enum):
+        return shown
     if len(shown) > 40:
         shown = shown[:37] + "..."
     return f"{type(value).__name__} {shown}"

@@ -1,0 +1,829 @@
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from pydantic import TypeAdapter
+
+from flashc.analyze import analyze_project
+from flashc.cli import main
+from flashc.diagnostics import Diagnostic, render_all
+from flashc.models import ANALYSIS_SCHEMA_VERSION, Analysis
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fixtures_stay_clean() -> Iterator[None]:
+    """These tests run without the scan cache, so they must not leave a .flash folder in the repo's fixtures."""
+    before = set(FIXTURES.glob("**/.flash"))
+    yield
+    assert set(FIXTURES.glob("**/.flash")) == before
+
+
+def analyze(name: str) -> Analysis:
+    return analyze_project(FIXTURES / name, use_cache=False)
+
+
+def line_reader(root: Path) -> Callable[[str, int], str | None]:
+    def read_line(path: str, lineno: int) -> str | None:
+        try:
+            lines = (root / path).read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return None
+        return lines[lineno - 1] if 1 <= lineno <= len(lines) else None
+
+    return read_line
+
+
+def rendered(name: str, diagnostics: tuple[Diagnostic, ...] | list[Diagnostic]) -> str:
+    """The diagnostics as `flashc analyze` prints them, with a trailing newline to match the pinned text."""
+    return render_all(diagnostics, line_reader(FIXTURES / name)) + "\n"
+
+
+def pinned(text: str) -> str:
+    return textwrap.dedent(text)
+
+
+def ids(analysis: Analysis) -> list[str]:
+    return [f.id for f in analysis.functions]
+
+
+def routes(analysis: Analysis) -> dict[str, tuple[str, str] | None]:
+    return {f.id: (f.route.method, f.route.path) if f.route else None for f in analysis.functions}
+
+
+def resources(analysis: Analysis) -> dict[str, tuple[str, str, str, tuple[str, ...]]]:
+    return {r.name: (r.type, r.kind, r.compute, r.functions) for r in analysis.resources}
+
+
+# Errors and warnings: every err_* and warn_* fixture has a test named after it, with its output pinned.
+
+
+def test_every_error_and_warning_fixture_is_pinned() -> None:
+    folders = {p.name for p in FIXTURES.iterdir() if p.name.startswith(("err_", "warn_"))}
+    tested = {name.removeprefix("test_") for name in globals() if name.startswith(("test_err_", "test_warn_"))}
+    assert folders == tested
+
+
+def test_err_class() -> None:
+    analysis = analyze("err_class")
+    assert analysis.has_errors
+    assert analysis.functions == ()
+    assert rendered("err_class", analysis.diagnostics) == pinned(
+        """\
+        classes.py:7:7: error: class 'Empty' has no public methods to serve
+         7 | class Empty:
+           |       ^~~~~
+          = hint: add a method whose name does not start with '_'
+        classes.py:13:7: error: 'NeedsArgs.__init__' requires arguments (model_path), but an endpoint creates its instance without arguments
+         13 | class NeedsArgs:
+            |       ^~~~~~~~~
+          = hint: give these parameters default values, or read them from the environment inside __init__
+        """  # noqa: E501
+    )
+
+
+def test_err_config_params() -> None:
+    analysis = analyze("err_config_params")
+    assert analysis.has_errors
+    assert analysis.functions == ()
+    assert rendered("err_config_params", analysis.diagnostics) == pinned(
+        """\
+        configs.py:3:36: error: LiveServerless has no parameter 'workerMax'
+         3 | typo = LiveServerless(name="typo", workerMax=3)
+           |                                    ^~~~~~~~~~~
+        configs.py:13:9: note: 'typo' is used here
+         13 | @remote(typo)
+            |         ^~~~
+          = hint: did you mean 'workersMax'?
+        configs.py:4:48: error: parameter 'workersMax' of LiveServerless expects int, got str '3'
+         4 | wrong_type = LiveServerless(name="wrong-type", workersMax="3", gpus=GpuGroup.ANY)
+           |                                                ^~~~~~~~~~~~~~
+        configs.py:18:9: note: 'wrong_type' is used here
+         18 | @remote(wrong_type)
+            |         ^~~~~~~~~~
+        configs.py:4:64: error: parameter 'gpus' of LiveServerless expects list of GpuGroup, got GpuGroup.ANY
+         4 | wrong_type = LiveServerless(name="wrong-type", workersMax="3", gpus=GpuGroup.ANY)
+           |                                                                ^~~~~~~~~~~~~~~~~
+        configs.py:18:9: note: 'wrong_type' is used here
+         18 | @remote(wrong_type)
+            |         ^~~~~~~~~~
+          = hint: wrap it in a list: gpus=[GpuGroup.ANY]
+        configs.py:5:11: error: LiveServerless requires 'name'
+         5 | unnamed = LiveServerless(workersMax=2)
+           |           ^~~~~~~~~~~~~~~~~~~~~~~~~~~~
+        configs.py:23:9: note: 'unnamed' is used here
+         23 | @remote(unnamed)
+            |         ^~~~~~~
+          = hint: add name=...
+        configs.py:6:54: error: GpuGroup has no member 'AMPERE_81'
+         6 | bad_member = LiveServerless(name="bad-member", gpus=[GpuGroup.AMPERE_81])
+           |                                                      ^~~~~~~~~~~~~~~~~~
+        configs.py:28:9: note: 'bad_member' is used here
+         28 | @remote(bad_member)
+            |         ^~~~~~~~~~
+          = hint: did you mean 'GpuGroup.AMPERE_80'?
+        configs.py:7:29: error: LiveServerless takes keyword arguments only
+         7 | positional = LiveServerless("positional")
+           |                             ^~~~~~~~~~~~
+        configs.py:33:9: note: 'positional' is used here
+         33 | @remote(positional)
+            |         ^~~~~~~~~~
+          = hint: write name=value
+        configs.py:8:73: error: PodTemplate has no parameter 'disk'
+         8 | bad_template = LiveServerless(name="bad-template", template=PodTemplate(disk=10))
+           |                                                                         ^~~~~~~
+        configs.py:38:9: note: 'bad_template' is used here
+         38 | @remote(bad_template)
+            |         ^~~~~~~~~~~~
+          = hint: valid parameters: containerDiskInGb, dockerArgs, startScript, advancedStart, containerRegistryAuthId, env
+        configs.py:9:54: error: workersMax (2) is less than workersMin (4)
+         9 | bounds = LiveServerless(name="bounds", workersMin=4, workersMax=2)
+           |                                                      ^~~~~~~~~~~~
+        configs.py:43:9: note: 'bounds' is used here
+         43 | @remote(bounds)
+            |         ^~~~~~
+        configs.py:10:57: error: both gpus and instanceIds are given
+         10 | both = LiveServerless(name="both", gpus=[GpuGroup.ANY], instanceIds=[CpuInstanceType.CPU3G_1_4])
+            |                                                         ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+        configs.py:48:9: note: 'both' is used here
+         48 | @remote(both)
+            |         ^~~~
+          = hint: instanceIds makes this a CPU endpoint: drop gpus, or drop instanceIds
+        """  # noqa: E501
+    )
+
+
+def test_err_duplicate_function() -> None:
+    analysis = analyze("err_duplicate_function")
+    assert analysis.has_errors
+    assert rendered("err_duplicate_function", analysis.diagnostics) == pinned(
+        """\
+        dup.py:12:5: error: 'handler' is defined twice in module 'dup' with @remote
+         12 | def handler():
+            |     ^~~~~~~
+        dup.py:7:5: note: first defined here
+         7 | def handler():
+           |     ^~~~~~~
+          = hint: rename one of them
+        """
+    )
+
+
+def test_err_module_path() -> None:
+    analysis = analyze("err_module_path")
+    assert analysis.has_errors
+    assert ids(analysis) == ["ok:fine"]
+    assert rendered("err_module_path", analysis.diagnostics) == pinned(
+        """\
+        jobs.v2.py:5:5: error: 'jobs.v2.py' cannot be imported by a module path, so 'dotted_file' cannot be deployed
+         5 | def dotted_file():
+           |     ^~~~~~~~~~~
+          = hint: rename the file or folder so that its name holds no dot other than the .py suffix
+        """
+    )
+
+
+def test_err_no_remote() -> None:
+    analysis = analyze("err_no_remote")
+    assert analysis.has_errors
+    assert analysis.functions == ()
+    assert rendered("err_no_remote", analysis.diagnostics) == pinned(
+        """\
+        .: error: no @remote functions found in project 'err_no_remote' (looked at 2 Python files after ignore rules)
+          = hint: decorate a module-level function or class with @remote(resource_config=...) imported from tetra_rp, runpod_flash or flashc_runtime; check that .gitignore and .flashignore do not exclude your sources
+        """  # noqa: E501
+    )
+
+
+def test_err_not_deployable() -> None:
+    analysis = analyze("err_not_deployable")
+    assert analysis.has_errors
+    assert analysis.functions == ()
+    assert rendered("err_not_deployable", analysis.diagnostics) == pinned(
+        """\
+        places.py:8:9: error: @remote on 'factory.nested', a function defined inside another function, cannot be deployed
+         8 |     def nested():
+           |         ^~~~~~
+          = hint: move 'nested' to the top level of the module
+        places.py:16:9: error: @remote on method 'Service.method' cannot be deployed
+         16 |     def method(self):
+            |         ^~~~~~
+          = hint: decorate the class instead: @remote(...) on a class serves all its public methods
+        places.py:20:10: error: @remote cannot wrap a lambda
+         20 | square = remote(cfg)(lambda x: x * x)
+            |          ^~~~~~~~~~~~~~~~~~~~~~~~~~~~
+          = hint: define a named function at the top level of the module and decorate it with @remote(...)
+        places.py:27:11: error: remote(...) applied by hand cannot be deployed
+         27 | wrapped = remote(cfg)(plain)
+            |           ^~~~~~~~~~~~~~~~~~
+          = hint: use it as a decorator: @remote(...) on the line above a module-level def or class
+        places.py:32:9: error: @remote on 'under_main' under `if __name__ == "__main__":` cannot be deployed: that block never runs when the module is imported
+         32 |     def under_main():
+            |         ^~~~~~~~~~
+          = hint: move the definition above the `if __name__ == "__main__":` block
+        """  # noqa: E501
+    )
+
+
+def test_err_not_static() -> None:
+    analysis = analyze("err_not_static")
+    assert analysis.has_errors
+    assert analysis.functions == ()
+    assert rendered("err_not_static", analysis.diagnostics) == pinned(
+        """\
+        settings.py:3:11: error: argument 'workersMax' of LiveServerless must be known at build time, but this is a call to multiprocessing.cpu_count() that only runs with the program
+         3 | WORKERS = multiprocessing.cpu_count()
+           |           ^~~~~~~~~~~~~~~~~~~~~~~~~~~
+        workers.py:21:51: note: 'WORKERS' is used here
+         21 | @remote(LiveServerless(name="workers", workersMax=WORKERS, locations=REGION))
+            |                                                   ^~~~~~~
+          = hint: write the value itself: a literal, or a module-level constant defined with one
+        workers.py:8:10: error: argument 'locations' of LiveServerless must be known at build time, but this is an environment variable read when the program runs
+         8 | REGION = os.environ["REGION"]
+           |          ^~~~~~~~~~~~~~~~~~~~
+        workers.py:21:70: note: 'REGION' is used here
+         21 | @remote(LiveServerless(name="workers", workersMax=WORKERS, locations=REGION))
+            |                                                                      ^~~~~~
+          = hint: write the value itself; to give the worker environment variables, use env={...} on the resource config
+        workers.py:11:29: error: argument 'name' of LiveServerless must be known at build time, but this is an environment variable read when the program runs
+         11 | @remote(LiveServerless(name=os.getenv("ENDPOINT_NAME", "x")))
+            |                             ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+          = hint: write the value itself; to give the worker environment variables, use env={...} on the resource config
+        workers.py:16:36: error: argument 'name' of LiveServerless must be known at build time, but this is a call to random.randint() that only runs with the program
+         16 | @remote(LiveServerless(name=f"job-{random.randint(0, 9)}"))
+            |                                    ^~~~~~~~~~~~~~~~~~~~
+          = hint: write the value itself: a literal, or a module-level constant defined with one
+        workers.py:26:48: error: argument 'workersMax' of LiveServerless must be known at build time, but this is a conditional expression
+         26 | @remote(LiveServerless(name="cond", workersMax=3 if REGION else 1))
+            |                                                ^~~~~~~~~~~~~~~~~~
+          = hint: write a literal value, or a module-level constant defined with one
+        workers.py:31:58: error: option 'dependencies' of @remote must be known at build time, but this is a call to random.choice() that only runs with the program
+         31 | @remote(LiveServerless(name="third-party"), dependencies=random.choice([["a"], ["b"]]))
+            |                                                          ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+          = hint: write the value itself: a literal, or a module-level constant defined with one
+        """  # noqa: E501
+    )
+
+
+def test_err_parse() -> None:
+    analysis = analyze("err_parse")
+    assert analysis.has_errors
+    assert ids(analysis) == ["good:good"]
+    assert rendered("err_parse", analysis.diagnostics) == pinned(
+        """\
+        broken.py:5:11: error: cannot parse this file: '(' was never closed
+         5 | def broken(x:
+           |           ^
+          = hint: fix the syntax error, or exclude the file in .flashignore
+        """
+    )
+
+
+def test_err_remote_usage() -> None:
+    analysis = analyze("err_remote_usage")
+    assert analysis.has_errors
+    assert analysis.functions == ()
+    assert rendered("err_remote_usage", analysis.diagnostics) == pinned(
+        """\
+        usage.py:7:2: error: @remote on 'bare' needs a resource config
+         7 | @remote
+           |  ^~~~~~
+          = hint: write @remote(resource_config=LiveServerless(name="...")) or pass a config defined above
+        usage.py:12:2: error: @remote requires 'resource_config'
+         12 | @remote()
+            |  ^~~~~~~~
+          = hint: add resource_config=...
+        usage.py:17:14: error: @remote takes one positional argument, the resource config
+         17 | @remote(cfg, ["numpy"])
+            |              ^~~~~~~~~
+          = hint: pass the other options by name, such as dependencies=[...]
+        usage.py:22:14: error: @remote options must be written by name, not with **
+         22 | @remote(cfg, **OPTIONS)
+            |              ^~~~~~~~~
+        usage.py:27:14: error: @remote has no parameter 'dependecies'
+         27 | @remote(cfg, dependecies=["numpy"])
+            |              ^~~~~~~~~~~~~~~~~~~~~
+          = hint: did you mean 'dependencies'?
+        usage.py:32:9: error: the resource config of @remote must be a config such as LiveServerless(...), got str
+         32 | @remote(resource_config="usage")
+            |         ^~~~~~~~~~~~~~~~~~~~~~~
+          = hint: pass a resource config: LiveServerless, CpuLiveServerless, ServerlessEndpoint, CpuServerlessEndpoint, LiveLoadBalancer or CpuLiveLoadBalancer
+        usage.py:38:2: error: 'twice' is decorated with @remote more than once
+         38 | @remote(cfg)
+            |  ^~~~~~~~~~~
+        """  # noqa: E501
+    )
+
+
+def test_err_requirements() -> None:
+    analysis = analyze("err_requirements")
+    assert analysis.has_errors
+    assert analysis.functions == ()
+    assert rendered("err_requirements", analysis.diagnostics) == pinned(
+        """\
+        deps.py:6:45: error: invalid requirement 'pandas=2.0'
+         6 | @remote(cfg, dependencies=["numpy==1.26.4", "pandas=2.0"])
+           |                                             ^~~~~~~~~~~~
+          = hint: did you mean 'pandas==2.0'?
+        deps.py:11:14: error: parameter 'dependencies' of @remote expects list of str or None, got str 'numpy'
+         11 | @remote(cfg, dependencies="numpy")
+            |              ^~~~~~~~~~~~~~~~~~~~
+          = hint: wrap it in a list: dependencies=['numpy']
+        deps.py:16:45: error: invalid system package name 'lib gl'
+         16 | @remote(cfg, system_dependencies=["ffmpeg", "lib gl"])
+            |                                             ^~~~~~~~
+          = hint: system_dependencies are apt package names such as 'ffmpeg' or 'libgl1'
+        """
+    )
+
+
+def test_err_resource_conflict() -> None:
+    analysis = analyze("err_resource_conflict")
+    assert analysis.has_errors
+    assert rendered("err_resource_conflict", analysis.diagnostics) == pinned(
+        """\
+        two.py:4:9: error: resource 'inference' is defined with a different config than before (workersMax: 3 vs 5)
+         4 | @remote(LiveServerless(name="inference", gpus=[GpuGroup.AMPERE_80], workersMax=5))
+           |         ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+        one.py:3:10: note: first defined here
+         3 | config = LiveServerless(name="inference", gpus=[GpuGroup.AMPERE_80], workersMax=3)
+           |          ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+          = hint: give each config its own name, or define the config once and reuse it
+        two.py:9:9: error: resource 'inference' is defined with a different config than before (LiveServerless vs CpuLiveServerless)
+         9 | @remote(CpuLiveServerless(name="inference"))
+           |         ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+        one.py:3:10: note: first defined here
+         3 | config = LiveServerless(name="inference", gpus=[GpuGroup.AMPERE_80], workersMax=3)
+           |          ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+          = hint: give each config its own name, or define the config once and reuse it
+        """  # noqa: E501
+    )
+
+
+def test_err_routes() -> None:
+    analysis = analyze("err_routes")
+    assert analysis.has_errors
+
+    assert rendered("err_routes", analysis.diagnostics) == pinned(
+        """\
+        api.py:7:14: error: method 'get' is not one of GET, POST, PUT, DELETE, PATCH
+         7 | @remote(api, method="get", path="/lower")
+           |              ^~~~~~~~~~~~
+          = hint: write method="GET"
+        api.py:12:14: error: method 'FETCH' is not one of GET, POST, PUT, DELETE, PATCH
+         12 | @remote(api, method="FETCH", path="/fetch")
+            |              ^~~~~~~~~~~~~~
+        api.py:17:28: error: path 'no-slash' must start with '/'
+         17 | @remote(api, method="GET", path="no-slash")
+            |                            ^~~~~~~~~~~~~~~
+          = hint: write path="/no-slash"
+        api.py:22:28: error: path '/ping' is reserved by the runtime
+         22 | @remote(api, method="GET", path="/ping")
+            |                            ^~~~~~~~~~~~
+          = hint: reserved paths: /ping, /execute; choose another path
+        api.py:32:29: error: route POST /items is already served by 'first_items' on resource 'api'
+         32 | @remote(api, method="POST", path="/items")
+            |                             ^~~~~~~~~~~~~
+        api.py:27:29: note: first used here
+         27 | @remote(api, method="POST", path="/items")
+            |                             ^~~~~~~~~~~~~
+          = hint: give each function its own path
+        api.py:37:2: error: functions on load-balanced resource 'api' need method and path
+         37 | @remote(api)
+            |  ^~~~~~~~~~~
+          = hint: add method="POST", path="/your/route"
+        api.py:42:16: error: HTTP routes (method=, path=) are only for load-balanced resources, but 'queue' is a LiveServerless
+         42 | @remote(queue, method="POST", path="/queue")
+            |                ^~~~~~~~~~~~~
+          = hint: use LiveLoadBalancer or CpuLiveLoadBalancer for HTTP routes, or drop method= and path=
+        """  # noqa: E501
+    )
+
+
+def test_err_undefined() -> None:
+    analysis = analyze("err_undefined")
+    assert analysis.has_errors
+    assert analysis.functions == ()
+    assert rendered("err_undefined", analysis.diagnostics) == pinned(
+        """\
+        undefined.py:4:49: error: 'LATER' is not defined at this point, so argument 'workersMax' of LiveServerless cannot be known at build time
+         4 | @remote(LiveServerless(name="early", workersMax=LATER))
+           |                                                 ^~~~~
+          = hint: define it above this line as a module-level constant, or import it from a project module
+        undefined.py:12:9: error: 'missing_config' is not defined at this point, so the resource config of @remote cannot be known at build time
+         12 | @remote(missing_config)
+            |         ^~~~~~~~~~~~~~
+          = hint: define it above this line as a module-level constant, or import it from a project module
+        """  # noqa: E501
+    )
+
+
+def test_err_remote_not_imported() -> None:
+    # Importing app.py would raise NameError, taking app:fine down with it: an error, not a warning.
+    analysis = analyze("err_remote_not_imported")
+    assert analysis.has_errors
+    assert ids(analysis) == ["app:fine"]
+    assert rendered("err_remote_not_imported", analysis.diagnostics) == pinned(
+        """\
+        app.py:5:2: error: 'forgot_import' is decorated with remote, but 'remote' is not defined here
+         5 | @remote(LiveServerless(name="forgot"))
+           |  ^~~~~~
+          = hint: did you mean 'sdk_remote'? it is the SDK's remote, imported above
+        """
+    )
+
+
+def test_env_only_difference_shares_the_resource_and_warns() -> None:
+    analysis = analyze("env_only")
+    assert not analysis.has_errors
+    assert resources(analysis) == {"shared": ("LiveServerless", "queue", "gpu", ("one:first", "two:second"))}
+    assert {f.id: f.resource for f in analysis.functions} == {"one:first": "shared", "two:second": "shared"}
+    (shared,) = analysis.resources
+    assert shared.config["env"] == {"MODE": "a"}
+    assert rendered("env_only", analysis.diagnostics) == pinned(
+        """\
+        two.py:4:9: warning: resource 'shared' is defined again with a different env; the env of the first definition is used
+         4 | @remote(LiveServerless(name="shared", env={"MODE": "b"}))
+           |         ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+        one.py:4:9: note: first defined here
+         4 | @remote(LiveServerless(name="shared", env={"MODE": "a"}))
+           |         ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+          = hint: define the config once and reuse it, so that both functions see the same env
+        """  # noqa: E501
+    )
+
+
+# Projects that analyze cleanly.
+
+
+def test_demo() -> None:
+    analysis = analyze("demo")
+    assert analysis.diagnostics == ()
+    assert analysis.project == "demo"
+    assert (analysis.python_files, analysis.parsed_files) == (5, 3)
+    assert resources(analysis) == {
+        "demo-api": ("CpuLiveLoadBalancer", "load_balanced", "cpu", ("api:greet", "api:health")),
+        "demo-cpu": ("LiveServerless", "queue", "cpu", ("workers.cpu:summarize",)),
+        "demo-gpu": ("LiveServerless", "queue", "gpu", ("workers.gpu:normalize",)),
+    }
+    assert {r.name: (r.location.path, r.location.line) for r in analysis.resources} == {
+        "demo-api": ("api.py", 3),
+        "demo-cpu": ("workers/cpu.py", 3),
+        "demo-gpu": ("workers/gpu.py", 3),
+    }
+    assert {f.id: (f.location.path, f.location.line, f.location.col) for f in analysis.functions} == {
+        "api:greet": ("api.py", 7, 11),
+        "api:health": ("api.py", 12, 5),
+        "workers.cpu:summarize": ("workers/cpu.py", 11, 5),
+        "workers.gpu:normalize": ("workers/gpu.py", 12, 11),
+    }
+    assert routes(analysis) == {
+        "api:greet": ("POST", "/greet"),
+        "api:health": ("GET", "/health"),
+        "workers.cpu:summarize": None,
+        "workers.gpu:normalize": None,
+    }
+    assert {f.id for f in analysis.functions if f.is_async} == {"api:greet", "workers.gpu:normalize"}
+    assert {f.id: f.calls for f in analysis.functions if f.calls} == {
+        "workers.gpu:normalize": ("workers.cpu:summarize",)
+    }
+    assert {f.id: f.dependencies for f in analysis.functions if f.dependencies} == {
+        "workers.cpu:summarize": ("numpy==1.26.4",)
+    }
+    greet = analysis.functions[0]
+    assert [(p.name, p.has_default) for p in greet.params] == [("name", False), ("punctuation", True)]
+    configs = {r.name: r.config for r in analysis.resources}
+    assert configs["demo-api"]["workersMin"] == 1
+    assert configs["demo-cpu"]["instanceIds"] == ["cpu3c-2-4"]
+    assert configs["demo-gpu"]["gpus"] == ["AMPERE_24", "ADA_24"]
+    assert configs["demo-gpu"]["template"]["containerDiskInGb"] == 40
+
+
+def test_import_forms() -> None:
+    analysis = analyze("import_forms")
+    assert analysis.diagnostics == ()
+    assert resources(analysis) == {
+        "module-alias": ("LiveServerless", "queue", "gpu", ("module_alias:via_module_alias",)),
+        "name-alias": ("CpuLiveServerless", "queue", "cpu", ("name_alias:via_name_alias",)),
+        "own-sdk": ("LiveServerless", "queue", "gpu", ("own_sdk:via_own_sdk",)),
+        "plain": ("LiveServerless", "queue", "gpu", ("plain:plain_keyword", "plain:plain_positional")),
+    }
+    assert {f.id for f in analysis.functions if f.is_async} == {"plain:plain_positional"}
+
+
+def test_config_sources() -> None:
+    analysis = analyze("config_sources")
+    assert analysis.diagnostics == ()
+    assert {f.id: f.resource for f in analysis.functions} == {
+        "app.workers.module_attr:uses_module_attribute": "team-cpu",
+        "app.workers.relative:uses_relative_import": "team-gpu",
+        "app.workers.star:uses_star_import": "team-gpu",
+        "app.workers.through_init:uses_package_reexport": "team-cpu",
+    }
+    assert resources(analysis) == {
+        "team-cpu": (
+            "CpuLiveServerless",
+            "queue",
+            "cpu",
+            ("app.workers.module_attr:uses_module_attribute", "app.workers.through_init:uses_package_reexport"),
+        ),
+        "team-gpu": (
+            "LiveServerless",
+            "queue",
+            "gpu",
+            ("app.workers.relative:uses_relative_import", "app.workers.star:uses_star_import"),
+        ),
+    }
+    # Both configs are defined once, in app/configs.py, however the workers reach them.
+    assert {r.name: (r.location.path, r.location.line) for r in analysis.resources} == {
+        "team-cpu": ("app/configs.py", 6),
+        "team-gpu": ("app/configs.py", 5),
+    }
+    configs = {r.name: r.config for r in analysis.resources}
+    assert configs["team-gpu"]["workersMax"] == 10
+    assert configs["team-gpu"]["gpus"] == ["AMPERE_80"]
+    assert configs["team-cpu"]["instanceIds"] == ["cpu5c-2-4"]
+
+
+def test_static_values() -> None:
+    analysis = analyze("static_values")
+    assert analysis.diagnostics == ()
+    assert resources(analysis) == {
+        "ml-cpu": ("LiveServerless", "queue", "cpu", ("values:on_cpu",)),
+        "ml-values": ("LiveServerless", "queue", "gpu", ("values:compute",)),
+    }
+    configs = {r.name: dict(r.config) for r in analysis.resources}
+    assert configs["ml-values"] == {
+        "name": "ml-values",
+        "gpus": ["AMPERE_80", "ADA_24"],
+        "gpuCount": 2,
+        "instanceIds": None,
+        "workersMin": 0,
+        "workersMax": 4,
+        "idleTimeout": 5,
+        "env": {"MODEL_ID": "gpt2", "MODE": "batch"},
+        "executionTimeoutMs": 600000,
+        "scalerType": "REQUEST_COUNT",
+        "scalerValue": 2,
+        "locations": "EU-RO-1,US-KS-2",
+        "networkVolume": {"name": "models", "id": None, "size": 200, "dataCenterId": "EU-RO-1"},
+        "networkVolumeId": None,
+        "template": {
+            "containerDiskInGb": 100,
+            "dockerArgs": "",
+            "startScript": "",
+            "advancedStart": False,
+            "containerRegistryAuthId": "",
+            "env": [{"key": "PYTHONPATH", "value": "/workspace"}],
+        },
+    }
+    # ml-cpu is a LiveServerless made a CPU endpoint by instanceIds: it carries no GPU fields.
+    assert configs["ml-cpu"] == {
+        "name": "ml-cpu",
+        "instanceIds": ["cpu3g-2-8", "cpu3c-4-8"],
+        "workersMin": 0,
+        "workersMax": 3,
+        "idleTimeout": 5,
+        "env": None,
+        "executionTimeoutMs": 0,
+        "scalerType": "QUEUE_DELAY",
+        "scalerValue": 4,
+        "locations": None,
+        "networkVolume": None,
+        "networkVolumeId": None,
+        "template": None,
+    }
+    compute, on_cpu = analysis.functions
+    assert compute.id == "values:compute"
+    assert compute.dependencies == ("torch>=2.1", "numpy==1.26.4", "scipy>=1.11")
+    assert compute.system_dependencies == ("ffmpeg", "libgl1")
+    assert compute.accelerate_downloads is False
+    assert on_cpu.id == "values:on_cpu"
+    assert on_cpu.dependencies == ("pandas==2.2.2",)
+    assert on_cpu.system_dependencies == ()
+    assert on_cpu.accelerate_downloads is True
+
+
+def test_classes() -> None:
+    analysis = analyze("classes")
+    assert analysis.diagnostics == ()
+    (model,) = analysis.functions
+    assert (model.id, model.kind, model.resource, model.dependencies) == (
+        "model:Model",
+        "class",
+        "model-server",
+        ("torch",),
+    )
+    assert (model.location.line, model.location.col) == (7, 7)
+    # Private methods and properties are not served.
+    assert [(m.name, m.is_async, m.is_generator) for m in model.methods] == [
+        ("predict", False, False),
+        ("embed", True, False),
+        ("stream", False, True),
+    ]
+    assert [(p.name, p.kind, p.has_default) for p in model.methods[0].params] == [
+        ("x", "positional_or_keyword", False),
+        ("scale", "keyword_only", True),
+    ]
+    assert resources(analysis) == {"model-server": ("LiveServerless", "queue", "gpu", ("model:Model",))}
+
+
+def test_routes() -> None:
+    analysis = analyze("routes")
+    assert analysis.diagnostics == ()
+    assert routes(analysis) == {
+        "api:admin_health": ("GET", "/api/health"),
+        "api:delete_item": ("DELETE", "/api/items/{item_id}"),
+        "api:health_check": ("GET", "/api/health"),
+        "api:patch_item": ("PATCH", "/api/items/{item_id}"),
+        "api:process_data": ("POST", "/api/process"),
+        "api:put_item": ("PUT", "/api/items/{item_id}"),
+    }
+    # The same route on two different resources is no conflict.
+    assert resources(analysis) == {
+        "admin": ("CpuLiveLoadBalancer", "load_balanced", "cpu", ("api:admin_health",)),
+        "api-service": (
+            "LiveLoadBalancer",
+            "load_balanced",
+            "gpu",
+            ("api:delete_item", "api:health_check", "api:patch_item", "api:process_data", "api:put_item"),
+        ),
+    }
+    assert {f.id for f in analysis.functions if f.is_async} == {"api:process_data"}
+
+
+def test_not_sdk_remote() -> None:
+    analysis = analyze("not_sdk_remote")
+    assert analysis.diagnostics == ()
+    assert ids(analysis) == ["real:the_real_one"]
+    assert resources(analysis) == {"real": ("LiveServerless", "queue", "gpu", ("real:the_real_one",))}
+
+
+def test_cross_calls() -> None:
+    analysis = analyze("cross_calls")
+    assert analysis.diagnostics == ()
+    assert {f.id: f.calls for f in analysis.functions} == {
+        "workers.cpu:clean": ("workers.cpu:preprocess",),
+        "workers.cpu:preprocess": (),
+        "workers.gpu:inference": ("workers.cpu:preprocess",),
+        "workers.gpu:no_calls": (),
+        "workers.gpu:shadowed": (),
+        "workers.gpu:via_alias_and_module": ("workers.cpu:clean", "workers.cpu:preprocess"),
+    }
+    assert {f.id for f in analysis.functions if f.is_async} == {
+        "workers.gpu:inference",
+        "workers.gpu:via_alias_and_module",
+    }
+    assert resources(analysis) == {
+        "cpu": ("CpuLiveServerless", "queue", "cpu", ("workers.cpu:clean", "workers.cpu:preprocess")),
+        "gpu": (
+            "LiveServerless",
+            "queue",
+            "gpu",
+            (
+                "workers.gpu:inference",
+                "workers.gpu:no_calls",
+                "workers.gpu:shadowed",
+                "workers.gpu:via_alias_and_module",
+            ),
+        ),
+    }
+
+
+def test_module_paths() -> None:
+    analysis = analyze("module_paths")
+    assert analysis.diagnostics == ()
+    assert analysis.import_roots == ("", "src")
+    assert {f.id: (f.module, f.location.path, f.resource) for f in analysis.functions} == {
+        "examples.01_hello:hello": ("examples.01_hello", "examples/01_hello.py", "hello"),
+        "my-app.handler:in_dashed_folder": ("my-app.handler", "my-app/handler.py", "dashed"),
+        "ns.inner.worker:in_namespace_package": ("ns.inner.worker", "ns/inner/worker.py", "namespace"),
+        "srcpkg.job:in_src_layout": ("srcpkg.job", "src/srcpkg/job.py", "src-layout"),
+    }
+
+
+def test_same_name() -> None:
+    analysis = analyze("same_name")
+    assert analysis.diagnostics == ()
+    assert {f.id: (f.qualname, f.resource) for f in analysis.functions} == {
+        "a.process:process": ("process", "res-a"),
+        "b.process:process": ("process", "res-b"),
+    }
+
+
+def test_ignores() -> None:
+    analysis = analyze("ignores")
+    # generated/broken.py does not parse, but generated/ is ignored: no diagnostic.
+    assert analysis.diagnostics == ()
+    assert analysis.python_files == 2
+    # scratch_drop.py (.gitignore), tools/local.py (nested .gitignore) and .venv-custom/ (a venv) are
+    # left out; scratch_keep.py is brought back by .flashignore.
+    assert ids(analysis) == ["kept:kept", "scratch_keep:re_included"]
+    assert {f.location.path for f in analysis.functions} == {"kept.py", "scratch_keep.py"}
+    assert resources(analysis) == {
+        "kept": ("LiveServerless", "queue", "gpu", ("kept:kept", "scratch_keep:re_included"))
+    }
+
+
+def test_cached_run_gives_the_same_analysis(tmp_path: Path) -> None:
+    project = tmp_path / "demo"
+    shutil.copytree(FIXTURES / "demo", project, ignore=shutil.ignore_patterns(".flash"))
+    cold = analyze_project(project)
+    assert (project / ".flash" / "cache").is_dir()
+    warm = analyze_project(project)
+    assert dataclasses.replace(warm, parsed_files=0) == dataclasses.replace(cold, parsed_files=0)
+    assert cold == analyze("demo")
+
+
+# The command line.
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_cli_analyze_demo_succeeds() -> None:
+    code, out, err = run("analyze", "--no-cache", str(FIXTURES / "demo"))
+    assert code == 0
+    assert err == ""
+    assert out.startswith("project 'demo': 5 Python files, 3 analyzed\n")
+    assert out.endswith("\n3 resources, 4 functions\n")
+    for fid in ("api:greet", "api:health", "workers.cpu:summarize", "workers.gpu:normalize"):
+        assert fid in out
+
+
+def test_cli_analyze_errors_exit_1_with_rendered_diagnostics() -> None:
+    code, out, err = run("analyze", "--no-cache", str(FIXTURES / "err_class"))
+    assert code == 1
+    assert out.endswith("\n0 resources, 0 functions\n")
+    # Source lines are read from the project folder, not from the current directory.
+    assert err == pinned(
+        """\
+        classes.py:7:7: error: class 'Empty' has no public methods to serve
+         7 | class Empty:
+           |       ^~~~~
+          = hint: add a method whose name does not start with '_'
+        classes.py:13:7: error: 'NeedsArgs.__init__' requires arguments (model_path), but an endpoint creates its instance without arguments
+         13 | class NeedsArgs:
+            |       ^~~~~~~~~
+          = hint: give these parameters default values, or read them from the environment inside __init__
+        flashc: 2 errors, 0 warnings
+        """  # noqa: E501
+    )
+
+
+def test_cli_analyze_warnings_exit_0() -> None:
+    code, out, err = run("analyze", "--no-cache", str(FIXTURES / "env_only"))
+    assert code == 0
+    assert "one:first" in out
+    assert err.startswith("two.py:4:9: warning: ")
+    assert err.endswith("\nflashc: 0 errors, 1 warning\n")
+
+
+def test_cli_analyze_missing_folder_exits_2(tmp_path: Path) -> None:
+    missing = tmp_path / "missing"
+    code, out, err = run("analyze", "--no-cache", str(missing))
+    assert code == 2
+    assert out == ""
+    assert err == f"flashc: error: project folder '{missing}' does not exist\n"
+
+
+def test_cli_analyze_json() -> None:
+    code, out, _ = run("analyze", "--no-cache", "--json", str(FIXTURES / "env_only"))
+    assert code == 0
+    data = json.loads(out)
+    assert data["schema_version"] == ANALYSIS_SCHEMA_VERSION
+    assert [f["id"] for f in data["functions"]] == ["one:first", "two:second"]
+    assert [r["name"] for r in data["resources"]] == ["shared"]
+    assert [(d["severity"], d["code"], d["path"], d["span"]["line"]) for d in data["diagnostics"]] == [
+        ("warning", "resource-env", "two.py", 4)
+    ]
+
+
+def test_cli_schema_describes_the_json_output() -> None:
+    code, out, _ = run("schema", "analysis")
+    assert code == 0
+    schema = json.loads(out)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema["title"] == "flashc analysis"
+
+    code, out, _ = run("analyze", "--no-cache", "--json", str(FIXTURES / "demo"))
+    assert code == 0
+    data = json.loads(out)
+    defs = schema["$defs"]
+    assert set(data) == set(schema["properties"]) == set(schema["required"])
+    for key, model in (("functions", "RemoteFunction"), ("resources", "Resource")):
+        for item in data[key]:
+            assert set(item) == set(defs[model]["properties"])
+    assert TypeAdapter(Analysis).validate_python(data) == analyze("demo")
