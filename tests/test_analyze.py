@@ -827,3 +827,22 @@ def test_cli_schema_describes_the_json_output() -> None:
         for item in data[key]:
             assert set(item) == set(defs[model]["properties"])
     assert TypeAdapter(Analysis).validate_python(data) == analyze("demo")
+
+
+def test_seed_style_project_analyzes_cleanly() -> None:
+    # Code written in the Flash SDK's documented style builds unmodified.
+    analysis = analyze("seed_style")
+    assert analysis.diagnostics == ()
+    assert resources(analysis) == {
+        "api-service": ("LiveLoadBalancer", "load_balanced", "gpu", ("api:health_check", "api:process_data")),
+        "custom-ml-env": ("ServerlessEndpoint", "queue", "gpu", ("custom_image:transcode",)),
+        "data-preprocessor": ("LiveServerless", "queue", "cpu", ("pipeline:preprocess_data",)),
+        "flash-quickstart": ("LiveServerless", "queue", "gpu", ("quickstart:gpu_compute",)),
+        "ml-inference-gpu": ("LiveServerless", "queue", "gpu", ("pipeline:run_inference",)),
+    }
+    config = {r.name: r.config for r in analysis.resources}["data-preprocessor"]
+    assert config["instanceIds"] == ["cpu5c-4-16", "cpu3c-4-8"]
+    assert config["template"]["env"] == [{"key": "NUMPY_NUM_THREADS", "value": "4"}]
+    assert {r.name: r.config for r in analysis.resources}["custom-ml-env"]["imageName"] == (
+        "pytorch/pytorch:2.0.1-cuda11.7-cudnn8-runtime"
+    )
