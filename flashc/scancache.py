@@ -6,8 +6,12 @@ scanner's own code changes. It holds:
 - `entries`: summaries keyed by the sha256 of a file's bytes;
 - `files`: per path, the stat signature (size, mtime, ctime, inode) seen last time and whether
   the file was a candidate (and its digest). A file whose signature is unchanged is not read
-  again, the way git's index avoids rereading a work tree. Files changed within two seconds of
-  the cache being written are always reread, since a same-tick edit keeps the signature.
+  again, the way git's index avoids rereading a work tree. Files changed within two seconds
+  before the run that wrote the cache started are always reread, since an edit in the same clock
+  tick as a stat keeps the signature.
+
+Anything unexpected in the cache file counts as a miss: the cache can only make a run slower,
+never wrong or failing.
 
 It is JSON rather than pickle because it sits in the project folder, and loading it must never
 run code. libcst is imported only when some file has no cached summary, so an unchanged project
@@ -40,7 +44,7 @@ def _scanner_key() -> str:
     """Changes whenever the scanner or the summary format changes, so stale entries are never used."""
     here = Path(__file__).parent
     digest = hashlib.sha256()
-    for name in ("_scan.py", "_ir.py"):
+    for name in ("_scan.py", "_ir.py", "scancache.py"):
         digest.update((here / name).read_bytes())
     return digest.hexdigest()[:16]
 
@@ -52,10 +56,12 @@ class SummaryStore:
         self.root = root
         self._use_cache = use_cache
         self._key = _scanner_key()
+        self._started_ns = time.time_ns()
         cache = self._read_cache() if use_cache else {}
         self._cached: dict[str, Any] = cache.get("entries", {})
         self._old_files: dict[str, list[Any]] = cache.get("files", {})
-        self._trusted_before: int = cache.get("written_ns", 0) - _RACY_NS
+        self._trusted_before: int = cache.get("started_ns", 0) - _RACY_NS
+        self._racy = False
         self._files: dict[str, list[Any]] = {}
         self._used: dict[str, Any] = {}
         self._summaries: dict[str, ir.ModuleSummary] = {}
@@ -92,6 +98,8 @@ class SummaryStore:
             if old is not None and old[:4] == signature and max(st.st_mtime_ns, st.st_ctime_ns) < self._trusted_before:
                 digest = old[4]
             else:
+                # Reread; if only the racy window forced it, saving moves the window forward.
+                self._racy = self._racy or (old is not None and old[:4] == signature)
                 data = self._read_bytes(path)
                 digest = hashlib.sha256(data).hexdigest() if any(m in data for m in markers) else None
                 if digest is not None:
@@ -116,7 +124,10 @@ class SummaryStore:
                 if digest not in self._cached and digest not in self._used:
                     todo.append((path, digest, data))
                     continue
-            self._remember(path, digest, self._used.get(digest) or self._cached[digest])
+            cached = self._used.get(digest) or self._cached[digest]
+            if not self._remember(path, digest, cached):
+                self._cached.pop(digest, None)
+                todo.append((path, digest, self._read_bytes(path)))
         if not todo:
             return
         workers = jobs if jobs is not None else (os.cpu_count() or 1)
@@ -137,9 +148,17 @@ class SummaryStore:
             summary = self._summaries[path]
         return summary
 
-    def _remember(self, path: str, digest: str, data: Any) -> None:
+    def _remember(self, path: str, digest: str, data: Any) -> bool:
+        """Decode and keep a summary; False if cached data turns out not to be one."""
+        try:
+            summary = ir.decode(data)
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError):
+            return False
+        if not isinstance(summary, ir.ModuleSummary):
+            return False
         self._used[digest] = data
-        self._summaries[path] = ir.decode(data)
+        self._summaries[path] = summary
+        return True
 
     def _read_cache(self) -> dict[str, Any]:
         try:
@@ -149,25 +168,36 @@ class SummaryStore:
             return {}
         if not isinstance(data, dict) or data.get("key") != self._key:
             return {}
-        if not isinstance(data.get("entries"), dict) or not isinstance(data.get("files"), dict):
+        files, entries, started = data.get("files"), data.get("entries"), data.get("started_ns")
+        if not (isinstance(files, dict) and isinstance(entries, dict) and type(started) is int):
             return {}
-        return data
+        valid_files = {
+            path: sig
+            for path, sig in files.items()
+            if isinstance(sig, list)
+            and len(sig) == 5
+            and all(type(v) is int for v in sig[:4])
+            and (sig[4] is None or isinstance(sig[4], str))
+        }
+        return {"files": valid_files, "entries": entries, "started_ns": started}
 
     def save(self) -> None:
         """Write the index and the summaries used in this run (only those), atomically.
 
         A cache that cannot be written is skipped silently: it only makes the next run slower.
         """
-        if not self._use_cache or (self._used == self._cached and self._files == self._old_files):
+        unchanged = self._used == self._cached and self._files == self._old_files
+        if not self._use_cache or (unchanged and not self._racy):
             return
         target = self.root / _CACHE_FILE
-        document = {"key": self._key, "written_ns": time.time_ns(), "files": self._files, "entries": self._used}
+        document = {"key": self._key, "started_ns": self._started_ns, "files": self._files, "entries": self._used}
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".analyze.", suffix=".tmp")
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:
                     json.dump(document, fh, sort_keys=True, separators=(",", ":"))
+                os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache is not secret
                 os.replace(tmp, target)
             except BaseException:
                 os.unlink(tmp)

@@ -23,7 +23,7 @@ RESERVED_PATHS = ("/ping", "/execute")
 T = TypeVar("T")
 
 
-@dataclasses.dataclass(frozen=True, init=False, kw_only=True)
+@dataclasses.dataclass(frozen=True, init=False, kw_only=True, eq=False)
 class RemoteOptions(SchemaModel):
     """Everything `@remote(...)` accepts."""
 

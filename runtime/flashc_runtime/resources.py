@@ -27,7 +27,7 @@ __all__ = [
     "ServerlessResource",
 ]
 
-_model = dataclasses.dataclass(frozen=True, init=False, kw_only=True)
+_model = dataclasses.dataclass(frozen=True, init=False, kw_only=True, eq=False)
 
 
 @_model

@@ -63,8 +63,10 @@ class ConfigError(TypeError):
 class SchemaModel:
     """Base of every schema class: built from keyword arguments only, validated, then read-only.
 
-    Subclasses are `@dataclasses.dataclass(frozen=True, init=False, kw_only=True)`; their fields
-    are the parameters. `_extra_checks` adds rules that span several fields.
+    Subclasses are `@dataclasses.dataclass(frozen=True, init=False, kw_only=True, eq=False)`; their
+    fields are the parameters. `_extra_checks` adds rules that span several fields. Two models are
+    equal when they have the same type and the same values; their hash follows their JSON form,
+    so configs holding lists can still be dict keys.
     """
 
     display_name: ClassVar[str | None] = None
@@ -85,6 +87,14 @@ class SchemaModel:
     @classmethod
     def _extra_checks(cls, values: Mapping[str, Any], given: frozenset[str]) -> list[ParamProblem]:
         return []
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(json.dumps([type(self).__name__, self.to_dict()], sort_keys=True))
 
     def to_dict(self) -> dict[str, Any]:
         """The full config, defaults included, as JSON-compatible data (enums become their values)."""
@@ -220,7 +230,10 @@ def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:
         try:
             return True, tp(value)
         except ValueError:
-            return False, None
+            pass
+        if isinstance(value, str) and value in tp.__members__:
+            return True, tp[value]  # the member's name, as in GpuGroup.AMPERE_80
+        return False, None
     if tp is bool:
         return isinstance(value, bool), value
     if tp is int:
@@ -251,10 +264,24 @@ def describe_type(tp: Any) -> str:
 
 
 def _type_hint(key: str, value: Any, tp: Any) -> str | None:
-    """A fix for the common slip of passing one item where a list is expected."""
-    for option in typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,):
-        if typing.get_origin(option) is list and _coerce(value, typing.get_args(option)[0])[0]:
+    """A fix for common slips: one item where a list is expected, a string that is no enum member."""
+    options = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
+    for option in options:
+        item_tp = typing.get_args(option)[0] if typing.get_origin(option) is list else None
+        if item_tp is not None and _coerce(value, item_tp)[0]:
             return f"wrap it in a list: {key}=[{_show(value)}]"
+        enum_tp = item_tp if item_tp is not None else option
+        if isinstance(enum_tp, type) and issubclass(enum_tp, enum.Enum):
+            items = value if item_tp is not None and isinstance(value, (list, tuple)) else [value]
+            for item in items:
+                if isinstance(item, str) and not _coerce(item, enum_tp)[0]:
+                    names = [m.name for m in enum_tp]
+                    guess = suggest(item, names + [str(m.value) for m in enum_tp])
+                    if guess is not None and guess not in names:
+                        guess = enum_tp(guess).name
+                    if guess is not None:
+                        return f"'{item}' is not a {enum_tp.__name__}; did you mean {enum_tp.__name__}.{guess}?"
+                    return f"'{item}' is not a {enum_tp.__name__}; use one of {', '.join(names)}"
     return None
 
 

@@ -1,0 +1,291 @@
+"""The analysis cache, `.flash/cache/analyze.json`: reused when nothing changed, never trusted over the files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flashc.analyze import analyze_project
+
+CACHE = Path(".flash") / "cache" / "analyze.json"
+
+MAIN_ALPHA = """\
+from tetra_rp import remote, LiveServerless
+from settings import WORKERS
+
+
+@remote(LiveServerless(name="x", workersMax=WORKERS))
+def alpha(value):
+    return value
+"""
+# Same size as MAIN_ALPHA, so an edit from one to the other keeps the file's size.
+MAIN_BRAVO = MAIN_ALPHA.replace("alpha", "bravo")
+# settings.py mentions no SDK name: it is parsed only because main.py imports from it.
+SETTINGS_2 = "WORKERS = 2\n"
+SETTINGS_5 = "WORKERS = 5\n"
+assert len(MAIN_ALPHA) == len(MAIN_BRAVO) and len(SETTINGS_2) == len(SETTINGS_5)
+
+
+def make(root: Path, tree: dict[str, str]) -> Path:
+    for rel, text in tree.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def project(tmp_path: Path, main: str = MAIN_ALPHA, settings: str = SETTINGS_2) -> Path:
+    return make(tmp_path / "proj", {"main.py": main, "settings.py": settings})
+
+
+def found(root: Path) -> tuple[list[str], int]:
+    """The function ids and the workersMax of resource 'x', as a user reads them off `flashc analyze`."""
+    analysis = analyze_project(root)
+    assert not analysis.diagnostics
+    (resource,) = analysis.resources
+    return [f.id for f in analysis.functions], resource.config["workersMax"]
+
+
+def read_cache(root: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((root / CACHE).read_text(encoding="utf-8"))
+    return data
+
+
+def write_cache(root: Path, document: Any) -> None:
+    (root / CACHE).write_text(json.dumps(document), encoding="utf-8")
+
+
+def changed_ns(path: Path) -> int:
+    st = os.stat(path)
+    return max(st.st_mtime_ns, st.st_ctime_ns)
+
+
+def edit_keeping_size_and_mtime(path: Path, text: str) -> None:
+    before = os.stat(path)
+    path.write_text(text)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(path)
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+
+def stale_cache(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+    """A project whose main.py defines `bravo`, and a cache document that says it defines `alpha`.
+
+    The document records main.py's current stat signature with the digest of its old content,
+    which is what a same-tick edit leaves behind. Its `started_ns` is left for the caller to set.
+    """
+    root = project(tmp_path)
+    assert found(root) == (["main:alpha"], 2)
+    old = read_cache(root)
+    (root / "main.py").write_text(MAIN_BRAVO)
+    assert found(root) == (["main:bravo"], 2)
+    document = read_cache(root)
+    old_digest = old["files"]["main.py"][4]
+    assert old_digest != document["files"]["main.py"][4]
+    document["files"]["main.py"][4] = old_digest
+    document["entries"][old_digest] = old["entries"][old_digest]
+    return root, document
+
+
+# Reuse
+
+
+def test_second_run_gives_the_same_analysis_as_the_first_and_as_no_cache(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    first = analyze_project(root)
+    assert (root / CACHE).is_file()
+    second = analyze_project(root)
+    assert second == first
+    assert analyze_project(root, use_cache=False) == first
+    assert [f.id for f in first.functions] == ["main:alpha"]
+
+
+_PROBE = """
+import sys
+from pathlib import Path
+from flashc.analyze import analyze_project
+analysis = analyze_project(Path(sys.argv[1]))
+print(",".join(f.id for f in analysis.functions))
+print("libcst" in sys.modules)
+"""
+
+
+def probe(root: Path) -> tuple[str, str]:
+    result = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(root)], capture_output=True, text=True, timeout=120, cwd=root.parent
+    )
+    assert result.returncode == 0, result.stderr
+    ids, libcst_loaded = result.stdout.split()
+    return ids, libcst_loaded
+
+
+def test_warm_run_does_not_load_the_parser_and_an_edit_does(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    assert probe(root) == ("main:alpha", "True")
+    assert probe(root) == ("main:alpha", "False")
+    (root / "main.py").write_text(MAIN_BRAVO)
+    assert probe(root) == ("main:bravo", "True")
+
+
+# Edits
+
+
+@pytest.mark.parametrize(
+    ("path", "text", "expected"),
+    [
+        ("main.py", MAIN_BRAVO, (["main:bravo"], 2)),
+        ("settings.py", SETTINGS_5, (["main:alpha"], 5)),
+    ],
+    ids=["decorated-file", "imported-file"],
+)
+def test_same_size_edit_with_mtime_set_back_is_picked_up(
+    tmp_path: Path, path: str, text: str, expected: tuple[list[str], int]
+) -> None:
+    root = project(tmp_path)
+    assert found(root) == (["main:alpha"], 2)
+    edit_keeping_size_and_mtime(root / path, text)
+    assert found(root) == expected
+    assert found(root) == expected
+
+
+def test_same_size_edit_older_than_the_cache_write_is_caught_by_the_change_time(tmp_path: Path) -> None:
+    # An edit made after a long run stat'd the file but before it wrote the cache: it is outside
+    # the two-second window, and size and mtime match, so only ctime (and inode) can reveal it.
+    root = project(tmp_path)
+    assert found(root) == (["main:alpha"], 2)
+    document = read_cache(root)
+    before = os.stat(root / "main.py")
+    # File times tick coarsely (a kernel tick, some milliseconds): let the edit get a new ctime.
+    time.sleep(0.05)
+    edit_keeping_size_and_mtime(root / "main.py", MAIN_BRAVO)
+    assert os.stat(root / "main.py").st_ctime_ns != before.st_ctime_ns
+    document["started_ns"] = changed_ns(root / "main.py") + 3_000_000_000
+    write_cache(root, document)
+    assert found(root) == (["main:bravo"], 2)
+
+
+def test_file_changed_within_two_seconds_of_the_cache_write_is_read_again(tmp_path: Path) -> None:
+    root, document = stale_cache(tmp_path)
+    document["started_ns"] = changed_ns(root / "main.py") + 1_900_000_000
+    write_cache(root, document)
+    assert found(root) == (["main:bravo"], 2)
+    # The run corrected the cache: the next one, with the same window, still sees bravo.
+    assert read_cache(root)["files"]["main.py"][4] != document["files"]["main.py"][4]
+    assert found(root) == (["main:bravo"], 2)
+
+
+def test_unchanged_signature_outside_the_racy_window_is_trusted_without_reading_the_file(tmp_path: Path) -> None:
+    # The counterpart of the test above: it shows that the two-second window, not a reread of
+    # every file, is what caught the same-tick edit there.
+    root, document = stale_cache(tmp_path)
+    document["started_ns"] = changed_ns(root / "main.py") + 2_100_000_000
+    write_cache(root, document)
+    assert found(root) == (["main:alpha"], 2)
+
+
+# Broken caches
+
+
+def _foreign_key(document: dict[str, Any]) -> bytes:
+    document["key"] = "0" * 16
+    return json.dumps(document).encode()
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        lambda document: b"\x00\xff\xfe not json at all",
+        lambda document: json.dumps(document).encode()[:200],
+        lambda document: b"",
+        lambda document: b"[1, 2, 3]",
+        lambda document: b'"analyze"',
+        lambda document: json.dumps({**document, "entries": [], "files": 3}).encode(),
+        lambda document: json.dumps({"key": document["key"]}).encode(),
+        _foreign_key,
+    ],
+    ids=["garbage", "truncated", "empty", "list", "string", "wrong-shape", "key-only", "other-key"],
+)
+def test_corrupt_or_foreign_cache_is_ignored_and_rewritten(tmp_path: Path, corrupt: Any) -> None:
+    root, document = stale_cache(tmp_path)
+    # Trusted, this document would report the stale `alpha`: used at all, it shows.
+    document["started_ns"] = changed_ns(root / "main.py") + 10_000_000_000
+    key = document["key"]
+    (root / CACHE).write_bytes(corrupt(document))
+    assert found(root) == (["main:bravo"], 2)
+    rewritten = read_cache(root)
+    assert rewritten["key"] == key
+    assert sorted(rewritten["files"]) == ["main.py", "settings.py"]
+    assert found(root) == (["main:bravo"], 2)
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        pytest.param(lambda d: {**d, "files": {}}, id="no-files"),
+        pytest.param(lambda d: {**d, "files": {p: [] for p in d["files"]}}, id="empty-signature"),
+        pytest.param(lambda d: {**d, "started_ns": "soon"}, id="written-ns-text"),
+        pytest.param(lambda d: {**d, "files": {p: 5 for p in d["files"]}}, id="signature-int"),
+        pytest.param(lambda d: {**d, "entries": {k: ["No"] for k in d["entries"]}}, id="unknown-node"),
+        pytest.param(lambda d: {**d, "entries": dict.fromkeys(d["entries"])}, id="null-summary"),
+    ],
+)
+def test_cache_with_current_key_but_malformed_content_is_ignored(tmp_path: Path, corrupt: Any) -> None:
+    root = project(tmp_path, main=MAIN_BRAVO)
+    assert found(root) == (["main:bravo"], 2)
+    write_cache(root, corrupt(read_cache(root)))
+    assert found(root) == (["main:bravo"], 2)
+
+
+# Where and how the cache is written
+
+
+def test_flash_being_a_file_does_not_fail_the_analysis(tmp_path: Path) -> None:
+    root = make(project(tmp_path), {".flash": "not a folder\n"})
+    assert found(root) == (["main:alpha"], 2)
+    assert found(root) == (["main:alpha"], 2)
+    assert (root / ".flash").read_text() == "not a folder\n"
+
+
+def test_cache_path_being_a_folder_does_not_fail_the_analysis_or_leave_temp_files(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    (root / CACHE).mkdir(parents=True)
+    assert found(root) == (["main:alpha"], 2)
+    assert (root / CACHE).is_dir()
+    assert [p.name for p in (root / CACHE).parent.iterdir()] == ["analyze.json"]
+
+
+def test_cache_is_written_whole_with_no_temp_files_and_no_absolute_paths(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    found(root)
+    (root / "main.py").write_text(MAIN_BRAVO)
+    found(root)
+    leftovers = sorted(str(p.relative_to(root)) for p in (root / ".flash").rglob("*") if p.is_file())
+    assert leftovers == [str(CACHE)]
+    text = (root / CACHE).read_text(encoding="utf-8")
+    json.loads(text)
+    for absolute in {str(tmp_path), str(tmp_path.resolve()), str(root.resolve())}:
+        assert absolute not in text
+
+
+def test_deleted_file_is_dropped_from_the_cache(tmp_path: Path) -> None:
+    second = MAIN_ALPHA.replace("alpha", "other").replace('name="x"', 'name="y"')
+    root = make(project(tmp_path), {"other.py": second})
+    analysis = analyze_project(root)
+    assert [f.id for f in analysis.functions] == ["main:alpha", "other:other"]
+    before = read_cache(root)
+    other_digest = before["files"]["other.py"][4]
+    assert other_digest in before["entries"]
+
+    (root / "other.py").unlink()
+    analysis = analyze_project(root)
+    assert [f.id for f in analysis.functions] == ["main:alpha"]
+    after = read_cache(root)
+    assert sorted(after["files"]) == ["main.py", "settings.py"]
+    assert other_digest not in after["entries"]
