@@ -91,7 +91,7 @@ class SchemaModel:
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return self.to_dict() == other.to_dict()  # type: ignore[attr-defined]
+        return self.to_dict() == other.to_dict()
 
     def __hash__(self) -> int:
         return hash(json.dumps([type(self).__name__, self.to_dict()], sort_keys=True))
