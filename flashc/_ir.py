@@ -12,6 +12,7 @@ import dataclasses
 from typing import Any, Literal
 
 from .diagnostics import Span
+from .models import Method, Param
 
 # --- expressions -------------------------------------------------------------------------
 
@@ -157,21 +158,6 @@ Binding = ImportBinding | AssignBinding | DefBinding
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Param:
-    name: str
-    kind: Literal["positional_only", "positional_or_keyword", "var_positional", "keyword_only", "var_keyword"]
-    has_default: bool
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class MethodInfo:
-    name: str
-    is_async: bool
-    is_generator: bool
-    params: tuple[Param, ...]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
 class CallSite:
     """A call made inside a function body, by a plain name or dotted attribute chain."""
 
@@ -199,7 +185,7 @@ class DecoratedDef:
     is_async: bool
     is_generator: bool
     params: tuple[Param, ...]
-    methods: tuple[MethodInfo, ...]
+    methods: tuple[Method, ...]
     init_params: tuple[Param, ...] | None
     calls: tuple[CallSite, ...]
     scope: Scope
@@ -267,7 +253,7 @@ _TYPES: dict[str, type] = {
         DefBinding,
         StarImport,
         Param,
-        MethodInfo,
+        Method,
         CallSite,
         Scope,
         DecoratedDef,

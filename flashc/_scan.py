@@ -18,6 +18,7 @@ from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
 from . import _ir as ir
 from .diagnostics import Span
+from .models import Method, Param
 
 __all__ = ["scan_source"]
 
@@ -319,7 +320,7 @@ class _ModuleScanner(_Converter):
                 init_params = _params(stmt.params)[1:]
             elif not name.startswith("_") and not _is_property(stmt):
                 methods.append(
-                    ir.MethodInfo(name, stmt.asynchronous is not None, _is_generator(stmt), _params(stmt.params)[1:])
+                    Method(name, stmt.asynchronous is not None, _is_generator(stmt), _params(stmt.params)[1:])
                 )
         body = _BodyFacts(self, node)
         return ir.DecoratedDef(
@@ -541,14 +542,14 @@ def _target_names(node: cst.CSTNode) -> Iterable[cst.Name]:
         yield from _target_names(node.value)
 
 
-def _params(params: cst.Parameters) -> tuple[ir.Param, ...]:
-    out = [ir.Param(p.name.value, "positional_only", p.default is not None) for p in params.posonly_params]
-    out += [ir.Param(p.name.value, "positional_or_keyword", p.default is not None) for p in params.params]
+def _params(params: cst.Parameters) -> tuple[Param, ...]:
+    out = [Param(p.name.value, "positional_only", p.default is not None) for p in params.posonly_params]
+    out += [Param(p.name.value, "positional_or_keyword", p.default is not None) for p in params.params]
     if isinstance(params.star_arg, cst.Param):
-        out.append(ir.Param(params.star_arg.name.value, "var_positional", False))
-    out += [ir.Param(p.name.value, "keyword_only", p.default is not None) for p in params.kwonly_params]
+        out.append(Param(params.star_arg.name.value, "var_positional", False))
+    out += [Param(p.name.value, "keyword_only", p.default is not None) for p in params.kwonly_params]
     if params.star_kwarg is not None:
-        out.append(ir.Param(params.star_kwarg.name.value, "var_keyword", False))
+        out.append(Param(params.star_kwarg.name.value, "var_keyword", False))
     return tuple(out)
 
 

@@ -28,8 +28,6 @@ from .models import (
     ANALYSIS_SCHEMA_VERSION,
     Analysis,
     Location,
-    Method,
-    Param,
     RemoteFunction,
     Resource,
     Route,
@@ -449,10 +447,6 @@ def _check_routes(linker: Linker, members: Mapping[str, Sequence[_Found]]) -> No
                 routes[key] = item
 
 
-def _params(params: Sequence[ir.Param]) -> tuple[Param, ...]:
-    return tuple(Param(p.name, p.kind, p.has_default) for p in params)
-
-
 def _function(linker: Linker, item: _Found, ids: Mapping[tuple[str, str], str]) -> RemoteFunction:
     d = item.definition
     own = f"{item.module}:{d.name}"
@@ -474,8 +468,8 @@ def _function(linker: Linker, item: _Found, ids: Mapping[tuple[str, str], str]) 
         resource=item.config.name,
         is_async=d.is_async,
         is_generator=d.is_generator,
-        params=_params(d.params),
-        methods=tuple(Method(m.name, m.is_async, m.is_generator, _params(m.params)) for m in d.methods),
+        params=d.params,
+        methods=d.methods,
         route=route,
         dependencies=tuple(options["dependencies"] or ()),
         system_dependencies=tuple(options["system_dependencies"] or ()),
