@@ -22,7 +22,8 @@ from flashc_runtime.resources import ServerlessResource
 from flashc_runtime.schema import validate_params
 
 from . import _ir as ir
-from ._link import INVALID, DefRef, Linker, SdkRef, Undefined, Where, module_key
+from ._evaluate import INVALID, Evaluator, Where
+from ._link import DefRef, Linker, SdkRef, Undefined, module_key
 from .diagnostics import Diagnostic, Note, Span, sort_key
 from .models import (
     ANALYSIS_SCHEMA_VERSION,
@@ -67,6 +68,7 @@ class _Found:
     options: Mapping[str, Any]
     decorator_span: Span
     keyword_spans: Mapping[str, Span]
+    config_site: tuple[str, Span]  # where the config was constructed
 
 
 def build_analysis(
@@ -77,6 +79,7 @@ def build_analysis(
 ) -> Analysis:
     """Link the candidate files' summaries into an Analysis. Pure: all I/O is behind `load`."""
     linker = Linker(files, load)
+    evaluator = Evaluator(linker)
     found: list[_Found] = []
     for path in candidates:
         f = files[path]
@@ -93,7 +96,7 @@ def build_analysis(
             continue
         module = module_key(f)
         for definition in summary.defs:
-            item = _remote_definition(linker, module, path, definition)
+            item = _remote_definition(evaluator, module, path, definition)
             if item is not None:
                 if f.module is None:
                     _no_module_path(linker, f, definition)
@@ -149,7 +152,8 @@ def _is_remote(linker: Linker, module: str, expr: ir.Expr, position: int | None,
     return linker.resolve_expr(module, target, position, scope) == SdkRef("remote")
 
 
-def _remote_definition(linker: Linker, module: str, path: str, d: ir.DecoratedDef) -> _Found | None:
+def _remote_definition(evaluator: Evaluator, module: str, path: str, d: ir.DecoratedDef) -> _Found | None:
+    linker = evaluator.linker
     remotes = [deco for deco in d.decorators if _is_remote(linker, module, deco, d.index, None)]
     if not remotes:
         for deco in d.decorators:
@@ -197,7 +201,7 @@ def _remote_definition(linker: Linker, module: str, path: str, d: ir.DecoratedDe
             )
             ok = False
             continue
-        value = linker.evaluate(module, arg, d.index, Where("the resource config of @remote"))
+        value = evaluator.evaluate(module, arg, d.index, Where("the resource config of @remote"))
         spans["resource_config"] = arg.span
         if value is INVALID:
             ok = False
@@ -209,7 +213,7 @@ def _remote_definition(linker: Linker, module: str, path: str, d: ir.DecoratedDe
             ok = False
             continue
         what = "the resource config of @remote" if kw.name == "resource_config" else f"option '{kw.name}' of @remote"
-        value = linker.evaluate(module, kw.value, d.index, Where(what))
+        value = evaluator.evaluate(module, kw.value, d.index, Where(what))
         spans[kw.name] = kw.span
         if isinstance(kw.value, ir.Seq):
             for i, item in enumerate(kw.value.items):
@@ -241,7 +245,10 @@ def _remote_definition(linker: Linker, module: str, path: str, d: ir.DecoratedDe
         return None
     if d.kind == "class" and not _class_ok(linker, path, d, values):
         return None
-    return _Found(module, path, d, values["resource_config"], values, deco.span, spans)
+    config = values["resource_config"]
+    origin = evaluator.origins.get(id(config))
+    site = (origin.path, origin.span) if origin else (path, spans.get("resource_config", deco.span))
+    return _Found(module, path, d, config, values, deco.span, spans, site)
 
 
 def _requirements_ok(linker: Linker, path: str, values: Mapping[str, Any], spans: Mapping[str, Span]) -> bool:
@@ -375,21 +382,21 @@ def _group(linker: Linker, found: Sequence[_Found]) -> tuple[list[RemoteFunction
             first, first_digest = by_name[name]
             if first_digest != digest:
                 linker.report(
-                    *_config_site(linker, item),
+                    *item.config_site,
                     "resource-conflict",
                     f"resource '{name}' is defined with a different config than before "
                     f"({_difference(first.config, config)})",
                     "give each config its own name, or define the config once and reuse it",
-                    (Note(*_config_site(linker, first), "first defined here"),),
+                    (Note(*first.config_site, "first defined here"),),
                 )
                 continue
             if first.config.to_dict()["env"] != config.to_dict()["env"]:
                 linker.report(
-                    *_config_site(linker, item),
+                    *item.config_site,
                     "resource-env",
                     f"resource '{name}' is defined again with a different env; the env of the first definition is used",
                     "define the config once and reuse it, so that both functions see the same env",
-                    (Note(*_config_site(linker, first), "first defined here"),),
+                    (Note(*first.config_site, "first defined here"),),
                     severity="warning",
                 )
         else:
@@ -399,15 +406,8 @@ def _group(linker: Linker, found: Sequence[_Found]) -> tuple[list[RemoteFunction
     _check_routes(linker, members)
     ids = {(i.module, i.definition.name): f"{i.module}:{i.definition.name}" for i in unique}
     functions = [_function(linker, item, ids) for items in members.values() for item in items]
-    resources = [_resource(linker, by_name[name][0], items) for name, items in members.items()]
+    resources = [_resource(by_name[name][0], items) for name, items in members.items()]
     return sorted(functions, key=lambda f: f.id), sorted(resources, key=lambda r: r.name)
-
-
-def _config_site(linker: Linker, item: _Found) -> tuple[str, Span]:
-    origin = linker.origins.get(id(item.config))
-    if origin is None:
-        return item.path, item.keyword_spans.get("resource_config", item.decorator_span)
-    return origin.path, origin.span
 
 
 def _difference(a: ServerlessResource, b: ServerlessResource) -> str:
@@ -479,9 +479,9 @@ def _function(linker: Linker, item: _Found, ids: Mapping[tuple[str, str], str]) 
     )
 
 
-def _resource(linker: Linker, first: _Found, items: Sequence[_Found]) -> Resource:
+def _resource(first: _Found, items: Sequence[_Found]) -> Resource:
     config = first.config
-    path, span = _config_site(linker, first)
+    path, span = first.config_site
     return Resource(
         name=config.name,
         type=type(config).__name__,

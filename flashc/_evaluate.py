@@ -1,0 +1,408 @@
+"""Evaluate resource configs and decorator options statically, from their source expressions.
+
+Values are computed only from literals, constants, SDK enum members and SDK config
+constructors, following names through the Linker; anything that needs the program to run is
+reported at its exact span, naming the argument it was meant for and what to write instead.
+Config constructors are checked against the runtime's own schema (`validate_params`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+from flashc_runtime.enums import CpuInstanceType, GpuGroup, ServerlessScalerType
+from flashc_runtime.resources import RESOURCE_CLASSES, NetworkVolume, PodTemplate
+from flashc_runtime.schema import ParamProblem, SchemaModel, suggest, validate_params
+
+from . import _ir as ir
+from ._link import DefRef, ExternalRef, Linker, ModuleRef, SdkRef, Undefined, ValueRef, dotted
+from .diagnostics import Note, Span
+
+__all__ = ["INVALID", "Evaluator", "Origin", "Where"]
+
+_ENUMS: dict[str, type[enum.Enum]] = {c.__name__: c for c in (GpuGroup, CpuInstanceType, ServerlessScalerType)}
+_CONFIG_CLASSES: dict[str, type[SchemaModel]] = {
+    **RESOURCE_CLASSES,
+    "PodTemplate": PodTemplate,
+    "NetworkVolume": NetworkVolume,
+}
+_ENV_READERS = ("os.getenv", "os.environ.get", "os.environ.setdefault", "os.environ.__getitem__")
+
+
+class _Invalid:
+    """The value of an expression that could not be evaluated; its problem is already reported."""
+
+    def __repr__(self) -> str:
+        return "INVALID"
+
+
+INVALID: Any = _Invalid()
+
+
+@dataclasses.dataclass(frozen=True)
+class Origin:
+    """Where a config value was constructed."""
+
+    path: str
+    span: Span
+
+
+@dataclasses.dataclass(frozen=True)
+class Where:
+    """What an expression is being evaluated for, to word diagnostics ("argument 'x' of Y")."""
+
+    what: str
+    notes: tuple[Note, ...] = ()
+
+
+class Evaluator:
+    """Static values of expressions in one project; each problem is reported once, through the Linker."""
+
+    def __init__(self, linker: Linker) -> None:
+        self.linker = linker
+        self._values: dict[tuple[str, int, str], Any] = {}
+        self._in_progress: set[tuple[str, int, str]] = set()
+        self.origins: dict[int, Origin] = {}
+
+    def evaluate(self, module: str, expr: ir.Expr, position: int | None, where: Where) -> Any:
+        """The static value of `expr`, or INVALID after reporting why it has none."""
+        path = self.linker.path_of(module)
+        if isinstance(expr, ir.Const):
+            return expr.value
+        if isinstance(expr, ir.Seq):
+            items = [self.evaluate(module, item, position, where) for item in expr.items]
+            if any(v is INVALID for v in items):
+                return INVALID
+            return items if expr.kind == "list" else tuple(items)
+        if isinstance(expr, ir.DictExpr):
+            return self._dict(module, expr, position, where)
+        if isinstance(expr, (ir.Name, ir.Attr)):
+            return self._reference(module, expr, position, where)
+        if isinstance(expr, ir.Call):
+            return self.call(module, expr, position, where)
+        if isinstance(expr, ir.BinOp):
+            return self._binop(module, expr, position, where)
+        if isinstance(expr, ir.UnaryOp):
+            value = self.evaluate(module, expr.operand, position, where)
+            if value is INVALID:
+                return INVALID
+            if expr.op == "not":
+                return not value
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and expr.op in "-+":
+                return -value if expr.op == "-" else value
+            self._not_static(path, expr.span, where, f"the operator {expr.op} applied to {type(value).__name__}")
+            return INVALID
+        if isinstance(expr, ir.FString):
+            return self._fstring(module, expr, position, where)
+        if isinstance(expr, ir.Subscript):
+            return self._subscript(module, expr, position, where)
+        self._not_static(path, expr.span, where, expr.what)
+        return INVALID
+
+    def _not_static(self, path: str, span: Span, where: Where, what: str, hint: str | None = None) -> None:
+        self.linker.report(
+            path,
+            span,
+            "not-static",
+            f"{where.what} must be known at build time, but this is {what}",
+            hint or "write a literal value, or a module-level constant defined with one",
+            where.notes,
+        )
+
+    def _dict(self, module: str, expr: ir.DictExpr, position: int | None, where: Where) -> Any:
+        result: dict[Any, Any] = {}
+        ok = True
+        for key_expr, value_expr in zip(expr.keys, expr.values, strict=True):
+            value = self.evaluate(module, value_expr, position, where)
+            if key_expr is None:
+                if isinstance(value, dict):
+                    result.update(value)
+                elif value is not INVALID:
+                    self._not_static(self.linker.path_of(module), value_expr.span, where, f"**{type(value).__name__}")
+                    ok = False
+                else:
+                    ok = False
+                continue
+            key = self.evaluate(module, key_expr, position, where)
+            if key is INVALID or value is INVALID:
+                ok = False
+                continue
+            if not isinstance(key, (str, int, float, bool, type(None), tuple)):
+                self._not_static(
+                    self.linker.path_of(module), key_expr.span, where, f"a {type(key).__name__} as a dict key"
+                )
+                ok = False
+                continue
+            result[key] = value
+        return result if ok else INVALID
+
+    def _reference(self, module: str, expr: ir.Name | ir.Attr, position: int | None, where: Where) -> Any:
+        path = self.linker.path_of(module)
+        if isinstance(expr, ir.Attr):
+            base_sym = self.linker.resolve_expr(module, expr.base, position, None)
+            if isinstance(base_sym, ValueRef):
+                base = self.evaluate(module, expr.base, position, where)
+                if base is INVALID:
+                    return INVALID
+                if isinstance(base, SchemaModel) and expr.attr in {f.name for f in dataclasses.fields(base)}:  # type: ignore[arg-type]
+                    return getattr(base, expr.attr)
+                self._not_static(path, expr.span, where, f"the attribute '{expr.attr}' of a {type(base).__name__}")
+                return INVALID
+            if isinstance(base_sym, SdkRef) and base_sym.name in _ENUMS:
+                return self._enum_member(path, _ENUMS[base_sym.name], expr, where)
+        sym = self.linker.resolve_expr(module, expr, position, None)
+        if isinstance(sym, ValueRef):
+            return self._binding_value(sym, path, expr.span, where)
+        if isinstance(sym, ExternalRef):
+            if sym.qualname == "os.environ":
+                self._env(path, expr.span, where)
+            else:
+                self._not_static(
+                    path,
+                    expr.span,
+                    where,
+                    f"'{sym.qualname}', which comes from outside the project",
+                    "flashc reads only the project's own sources: write the value here, "
+                    "or define it as a constant in a project module",
+                )
+            return INVALID
+        if isinstance(sym, SdkRef):
+            self._not_static(path, expr.span, where, f"the SDK name '{sym.name}' itself", _sdk_hint(sym.name))
+            return INVALID
+        if isinstance(sym, DefRef):
+            what = {"function": "a function", "class": "a class"}.get(sym.kind, "a name bound by a statement")
+            self._not_static(path, expr.span, where, f"{what} ('{sym.name}')")
+            return INVALID
+        if isinstance(sym, ModuleRef):
+            self._not_static(path, expr.span, where, f"the module '{sym.name}'")
+            return INVALID
+        root: ir.Expr = expr
+        while isinstance(root, ir.Attr):
+            root = root.base
+        if isinstance(root, ir.Name) and isinstance(self.linker.resolve_expr(module, root, position, None), Undefined):
+            expr = root  # report the undefined name itself, not the attribute chain built on it
+        name = expr.id if isinstance(expr, ir.Name) else dotted(expr)
+        self.linker.report(
+            path,
+            expr.span,
+            "undefined-name",
+            f"'{name}' is not defined at this point, so {where.what} cannot be known at build time",
+            "define it above this line as a module-level constant, or import it from a project module",
+            where.notes,
+        )
+        return INVALID
+
+    def _binding_value(self, ref: ValueRef, use_path: str, use_span: Span, where: Where) -> Any:
+        key = (ref.module, ref.binding.index, ref.binding.name)
+        if key in self._values:
+            return self._values[key]
+        if key in self._in_progress:
+            self.linker.report(use_path, use_span, "not-static", f"'{ref.binding.name}' refers to itself")
+            return INVALID
+        self._in_progress.add(key)
+        note = Note(use_path, use_span, f"'{ref.binding.name}' is used here")
+        inner = Where(where.what, (*where.notes, note))
+        value = self.evaluate(ref.module, ref.binding.value, ref.binding.index, inner)
+        self._in_progress.discard(key)
+        self._values[key] = value
+        return value
+
+    def _enum_member(self, path: str, cls: type[enum.Enum], expr: ir.Attr, where: Where) -> Any:
+        try:
+            return cls[expr.attr]
+        except KeyError:
+            guess = suggest(expr.attr, [m.name for m in cls])
+            self.linker.report(
+                path,
+                expr.span,
+                "unknown-member",
+                f"{cls.__name__} has no member '{expr.attr}'",
+                f"did you mean '{cls.__name__}.{guess}'?" if guess else f"members: {', '.join(m.name for m in cls)}",
+                where.notes,
+            )
+            return INVALID
+
+    def _env(self, path: str, span: Span, where: Where) -> None:
+        self._not_static(
+            path,
+            span,
+            where,
+            "an environment variable read when the program runs",
+            "write the value itself; to give the worker environment variables, use env={...} on the resource config",
+        )
+
+    def call(self, module: str, expr: ir.Call, position: int | None, where: Where) -> Any:
+        path = self.linker.path_of(module)
+        sym = self.linker.resolve_expr(module, expr.func, position, None)
+        if isinstance(sym, SdkRef) and sym.name in _CONFIG_CLASSES:
+            return self.construct(module, _CONFIG_CLASSES[sym.name], expr, position, where.notes)
+        if isinstance(sym, SdkRef) and sym.name in _ENUMS and len(expr.args) == 1 and not expr.keywords:
+            value = self.evaluate(module, expr.args[0], position, where)
+            if value is INVALID:
+                return INVALID
+            try:
+                return _ENUMS[sym.name](value)
+            except ValueError:
+                self.linker.report(path, expr.span, "unknown-member", f"{value!r} is not a valid {sym.name}")
+                return INVALID
+        if isinstance(sym, ExternalRef) and sym.qualname in _ENV_READERS:
+            self._env(path, expr.span, where)
+            return INVALID
+        name = dotted(expr.func) or "a function"
+        self._not_static(
+            path,
+            expr.span,
+            where,
+            f"a call to {name}() that only runs with the program",
+            "write the value itself: a literal, or a module-level constant defined with one",
+        )
+        return INVALID
+
+    def construct(
+        self,
+        module: str,
+        cls: type[SchemaModel],
+        expr: ir.Call,
+        position: int | None,
+        notes: tuple[Note, ...] = (),
+    ) -> Any:
+        """Evaluate `Cls(...)` of an SDK config and check it against the shared schema."""
+        path = self.linker.path_of(module)
+        owner = cls.__name__
+        ok = True
+        for arg in expr.args:
+            self.linker.report(
+                path,
+                arg.span,
+                "config-param",
+                f"{owner} takes keyword arguments only",
+                "write name=value",
+                notes,
+            )
+            ok = False
+        kwargs: dict[str, Any] = {}
+        spans: dict[str, Span] = {}
+        failed: set[str] = set()
+        for kw in expr.keywords:
+            if kw.name is None:
+                spread = self.evaluate(module, kw.value, position, Where(f"**arguments of {owner}", notes))
+                if isinstance(spread, dict) and all(isinstance(k, str) for k in spread):
+                    kwargs.update(spread)
+                    spans.update({k: kw.span for k in spread})
+                else:
+                    ok = False
+                continue
+            value = self.evaluate(module, kw.value, position, Where(f"argument '{kw.name}' of {owner}", notes))
+            spans[kw.name] = kw.span
+            if value is INVALID:
+                failed.add(kw.name)
+                ok = False
+            else:
+                kwargs[kw.name] = value
+        _, problems = validate_params(cls, kwargs)
+        for problem in problems:
+            if problem.param is None and (failed or expr.args):
+                continue  # "requires 'name'" is noise when name was given but could not be evaluated
+            self._param_problem(path, problem, spans, expr.span, notes)
+            ok = False
+        if not ok:
+            return INVALID
+        instance = cls(**kwargs)
+        self.origins[id(instance)] = Origin(path, expr.span)
+        return instance
+
+    def _param_problem(
+        self,
+        path: str,
+        problem: ParamProblem,
+        spans: Mapping[str, Span],
+        default: Span,
+        notes: tuple[Note, ...],
+    ) -> None:
+        span = spans.get(problem.param, default) if problem.param else default
+        self.linker.report(path, span, "config-param", problem.message, problem.hint, notes)
+
+    def _binop(self, module: str, expr: ir.BinOp, position: int | None, where: Where) -> Any:
+        left = self.evaluate(module, expr.left, position, where)
+        right = self.evaluate(module, expr.right, position, where)
+        if left is INVALID or right is INVALID:
+            return INVALID
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (left, right))
+        same_seq = type(left) is type(right) and isinstance(left, (str, list, tuple))
+        try:
+            if expr.op == "+" and (numbers or same_seq):
+                return left + right
+            if expr.op == "*" and (numbers or (isinstance(left, (str, list, tuple)) and isinstance(right, int))):
+                return left * right
+            if numbers and expr.op in ("-", "/", "//", "%", "**"):
+                return {
+                    "-": lambda: left - right,
+                    "/": lambda: left / right,
+                    "//": lambda: left // right,
+                    "%": lambda: left % right,
+                    "**": lambda: left**right,
+                }[expr.op]()
+        except (ZeroDivisionError, OverflowError) as exc:
+            self.linker.report(
+                self.linker.path_of(module), expr.span, "not-static", f"cannot compute this value: {exc}"
+            )
+            return INVALID
+        self._not_static(
+            self.linker.path_of(module),
+            expr.span,
+            where,
+            f"{type(left).__name__} {expr.op} {type(right).__name__}, which flashc does not compute",
+        )
+        return INVALID
+
+    def _fstring(self, module: str, expr: ir.FString, position: int | None, where: Where) -> Any:
+        out = []
+        for part in expr.parts:
+            if isinstance(part, str):
+                out.append(part)
+                continue
+            value = self.evaluate(module, part, position, where)
+            if value is INVALID:
+                return INVALID
+            if isinstance(value, enum.Enum):
+                value = value.value
+            if not isinstance(value, (str, int, float)):
+                self._not_static(
+                    self.linker.path_of(module), part.span, where, f"a {type(value).__name__} inside an f-string"
+                )
+                return INVALID
+            out.append(str(value))
+        return "".join(out)
+
+    def _subscript(self, module: str, expr: ir.Subscript, position: int | None, where: Where) -> Any:
+        sym = self.linker.resolve_expr(module, expr.base, position, None)
+        if isinstance(sym, ExternalRef) and sym.qualname == "os.environ":
+            self._env(self.linker.path_of(module), expr.span, where)
+            return INVALID
+        base = self.evaluate(module, expr.base, position, where)
+        index = self.evaluate(module, expr.index, position, where)
+        if base is INVALID or index is INVALID:
+            return INVALID
+        try:
+            return base[index]
+        except (KeyError, IndexError, TypeError):
+            self.linker.report(
+                self.linker.path_of(module),
+                expr.span,
+                "not-static",
+                f"cannot look up {index!r} in this {type(base).__name__}",
+                None,
+                where.notes,
+            )
+            return INVALID
+
+
+def _sdk_hint(name: str) -> str:
+    if name in _CONFIG_CLASSES:
+        return f"call it: {name}(name=...)"
+    if name in _ENUMS:
+        return f"pick a member: {name}.{next(iter(_ENUMS[name])).name}"
+    return "use a value here"
