@@ -29,6 +29,7 @@ _CONFIG_CLASSES: dict[str, type[SchemaModel]] = {
     "PodTemplate": PodTemplate,
     "NetworkVolume": NetworkVolume,
 }
+_MAX_SIZE = 1_000_000  # characters or items a computed config value may have
 _ENV_READERS = ("os.getenv", "os.environ.get", "os.environ.setdefault", "os.environ.__getitem__")
 
 
@@ -130,7 +131,7 @@ class Evaluator:
             if key is INVALID or value is INVALID:
                 ok = False
                 continue
-            if not isinstance(key, (str, int, float, bool, type(None), tuple)):
+            if not isinstance(key, (str, int, float, bool, type(None), tuple)) or not _hashable(key):
                 self._not_static(
                     self.linker.path_of(module), key_expr.span, where, f"a {type(key).__name__} as a dict key"
                 )
@@ -155,7 +156,9 @@ class Evaluator:
                 return self._enum_member(path, _ENUMS[base_sym.name], expr, where)
         sym = self.linker.resolve_expr(module, expr, position, None)
         if isinstance(sym, ValueRef):
-            return self._binding_value(sym, path, expr.span, where)
+            # Another module has run to its end when this one imports it; this one only up to here.
+            until = position if sym.module == module else None
+            return self._binding_value(sym, path, expr.span, where, until)
         if isinstance(sym, ExternalRef):
             if sym.qualname == "os.environ":
                 self._env(path, expr.span, where)
@@ -173,7 +176,9 @@ class Evaluator:
             self._not_static(path, expr.span, where, f"the SDK name '{sym.name}' itself", _sdk_hint(sym.name))
             return INVALID
         if isinstance(sym, DefRef):
-            what = {"function": "a function", "class": "a class"}.get(sym.kind, "a name bound by a statement")
+            what = {"function": "a function", "class": "a class", "deleted": "a name removed with `del`"}.get(
+                sym.kind, "a name bound by a statement"
+            )
             self._not_static(path, expr.span, where, f"{what} ('{sym.name}')")
             return INVALID
         if isinstance(sym, ModuleRef):
@@ -185,27 +190,79 @@ class Evaluator:
         if isinstance(root, ir.Name) and isinstance(self.linker.resolve_expr(module, root, position, None), Undefined):
             expr = root  # report the undefined name itself, not the attribute chain built on it
         name = expr.id if isinstance(expr, ir.Name) else dotted(expr)
+        if isinstance(expr, ir.Name) and self._missing_import(module, expr, position, where):
+            return INVALID
+        later = isinstance(expr, ir.Name) and self.linker.later_bindings(module, expr.id, (position or 0) - 1)
         self.linker.report(
             path,
             expr.span,
             "undefined-name",
             f"'{name}' is not defined at this point, so {where.what} cannot be known at build time",
-            "define it above this line as a module-level constant, or import it from a project module",
+            f"'{name}' is only defined further down, at line {later[0].span.line}: move that definition above this use"
+            if later
+            else "define it above this line as a module-level constant, or import it from a project module",
             where.notes,
         )
         return INVALID
 
-    def _binding_value(self, ref: ValueRef, use_path: str, use_span: Span, where: Where) -> Any:
-        key = (ref.module, ref.binding.index, ref.binding.name)
+    def _missing_import(self, module: str, expr: ir.Name, position: int | None, where: Where) -> bool:
+        """Report `from project_module import NAME` where the module has no NAME; False if that is not the case."""
+        b = self.linker.binding_at(module, expr.id, position)
+        if not isinstance(b, ir.ImportBinding) or b.attr is None:
+            return False
+        source = self.linker.absolute(module, b.level, b.module)
+        summary = self.linker.summary(source) if source else None
+        if source is None or summary is None:
+            return False
+        names = sorted({x.name for x in summary.bindings})
+        guess = suggest(b.attr, names)
+        self.linker.report(
+            self.linker.path_of(module),
+            b.span,
+            "undefined-name",
+            f"module '{source}' has no name '{b.attr}', so {where.what} cannot be known at build time",
+            f"did you mean '{guess}'?" if guess else f"define '{b.attr}' in {self.linker.path_of(source)}",
+            where.notes,
+        )
+        return True
+
+    def _binding_value(self, ref: ValueRef, use_path: str, use_span: Span, where: Where, until: int | None) -> Any:
+        """The value of a module-level assignment, as the code that uses it (before `until`) sees it."""
+        b = ref.binding
+        note = Note(use_path, use_span, f"'{b.name}' is used here")
+        inner = Where(where.what, (*where.notes, note))
+        path = self.linker.path_of(ref.module)
+        if b.conditional:
+            self.linker.report(
+                path,
+                b.span,
+                "not-static",
+                f"'{b.name}' is assigned inside a branch (if, loop, match or except), "
+                f"so {where.what} is only known when the program runs",
+                "assign it once, outside any branch, above its use",
+                inner.notes,
+            )
+            return INVALID
+        summary = self.linker.summary(ref.module)
+        for change in summary.mutations if summary else ():
+            if change.name == b.name and b.index < change.index and (until is None or change.index < until):
+                self.linker.report(
+                    path,
+                    change.span,
+                    "not-static",
+                    f"'{b.name}' is changed in place here, so {where.what} is only known when the program runs",
+                    "write the final value in the assignment itself",
+                    inner.notes,
+                )
+                return INVALID
+        key = (ref.module, b.index, b.name)
         if key in self._values:
             return self._values[key]
         if key in self._in_progress:
-            self.linker.report(use_path, use_span, "not-static", f"'{ref.binding.name}' refers to itself")
+            self.linker.report(use_path, use_span, "not-static", f"'{b.name}' refers to itself")
             return INVALID
         self._in_progress.add(key)
-        note = Note(use_path, use_span, f"'{ref.binding.name}' is used here")
-        inner = Where(where.what, (*where.notes, note))
-        value = self.evaluate(ref.module, ref.binding.value, ref.binding.index, inner)
+        value = self.evaluate(ref.module, b.value, b.index, inner)
         self._in_progress.discard(key)
         self._values[key] = value
         return value
@@ -330,8 +387,14 @@ class Evaluator:
         right = self.evaluate(module, expr.right, position, where)
         if left is INVALID or right is INVALID:
             return INVALID
+        # The SDK's enums are str subclasses whose str() is their value, as "gpu-" + GpuGroup.ANY is.
+        left, right = (v.value if isinstance(v, enum.Enum) else v for v in (left, right))
         numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (left, right))
         same_seq = type(left) is type(right) and isinstance(left, (str, list, tuple))
+        path = self.linker.path_of(module)
+        if _too_large(expr.op, left, right):
+            self.linker.report(path, expr.span, "not-static", "this value is too large for a config", None, where.notes)
+            return INVALID
         try:
             if expr.op == "+" and (numbers or same_seq):
                 return left + right
@@ -345,7 +408,7 @@ class Evaluator:
                     "%": lambda: left % right,
                     "**": lambda: left**right,
                 }[expr.op]()
-        except (ZeroDivisionError, OverflowError) as exc:
+        except (ZeroDivisionError, OverflowError, ValueError) as exc:
             self.linker.report(
                 self.linker.path_of(module), expr.span, "not-static", f"cannot compute this value: {exc}"
             )
@@ -369,6 +432,9 @@ class Evaluator:
                 return INVALID
             if isinstance(value, enum.Enum):
                 value = value.value
+            if isinstance(value, int) and abs(value) > 10**100:
+                self._not_static(self.linker.path_of(module), part.span, where, "a number too large to format")
+                return INVALID
             if not isinstance(value, (str, int, float)):
                 self._not_static(
                     self.linker.path_of(module), part.span, where, f"a {type(value).__name__} inside an f-string"
@@ -398,6 +464,26 @@ class Evaluator:
                 where.notes,
             )
             return INVALID
+
+
+def _too_large(op: str, left: Any, right: Any) -> bool:
+    """Whether `left op right` would build a value no config needs (and could exhaust memory)."""
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (left, right))
+    if op == "*" and isinstance(left, (str, list, tuple)) and isinstance(right, int):
+        return len(left) * right > _MAX_SIZE
+    if op == "**" and numbers:
+        return bool(abs(right) > 1_000)
+    if op == "*" and numbers:
+        return bool(max(abs(left), abs(right)) > 10**100)
+    return False
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
 
 
 def _sdk_hint(name: str) -> str:

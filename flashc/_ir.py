@@ -128,20 +128,32 @@ class ImportBinding:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class AssignBinding:
+    """`name = value`; `conditional` when it stands in a branch that may not run (if, loop, match, except)."""
+
     name: str
     index: int
     span: Span
     value: Expr
+    conditional: bool
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class DefBinding:
-    """A name bound by something that is not a static value: def, class, loop target, `with ... as`."""
+    """A name bound by something that is not a static value: def, class, loop target, `with ... as`, `del`."""
 
     name: str
     index: int
     span: Span
-    kind: Literal["function", "class", "other"]
+    kind: Literal["function", "class", "other", "deleted"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Mutation:
+    """A module-level statement that changes a name's object in place: `X.append(...)`, `X[k] = v`."""
+
+    name: str
+    index: int
+    span: Span
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -187,6 +199,7 @@ class DecoratedDef:
     params: tuple[Param, ...]
     methods: tuple[Method, ...]
     init_params: tuple[Param, ...] | None
+    has_bases: bool
     calls: tuple[CallSite, ...]
     scope: Scope
 
@@ -227,6 +240,7 @@ class ModuleSummary:
     defs: tuple[DecoratedDef, ...]
     misplaced: tuple[MisplacedDef, ...]
     applications: tuple[Application, ...]
+    mutations: tuple[Mutation, ...]
     parse_failure: ParseFailure | None = None
 
 
@@ -252,6 +266,7 @@ _TYPES: dict[str, type] = {
         AssignBinding,
         DefBinding,
         StarImport,
+        Mutation,
         Param,
         Method,
         CallSite,

@@ -90,7 +90,7 @@ class LocalRef:
 Symbol = SdkRef | ModuleRef | ExternalRef | DefRef | ValueRef | Undefined | LocalRef
 
 
-SummaryLoader = Callable[[str], "ir.ModuleSummary | None"]
+SummaryLoader = Callable[[str], ir.ModuleSummary]
 
 
 class Linker:
@@ -108,6 +108,9 @@ class Linker:
             m.rsplit(".", i)[0] for m in self._by_module if m[0] != "<" for i in range(1, m.count(".") + 1)
         }
         self._tables: dict[str, dict[str, list[ir.Binding]]] = {}
+        self._exports: dict[str, frozenset[str] | None] = {}
+        self._final: dict[tuple[str, str], Symbol] = {}
+        self._resolving: set[tuple[str, str]] = set()
         self._seen: set[tuple[str, Span | None, str]] = set()
         self.diagnostics: list[Diagnostic] = []
 
@@ -140,7 +143,54 @@ class Linker:
         f = self._by_module.get(module)
         if f is None:
             return None
-        return self._load(f.path)
+        return self.load(f.path)
+
+    def load(self, path: str) -> ir.ModuleSummary:
+        """A file's summary; a file that does not parse is reported, once, whoever asks for it first."""
+        summary = self._load(path)
+        failure = summary.parse_failure
+        if failure is not None:
+            self.report(
+                path,
+                Span(failure.line, failure.col, failure.line, failure.col + 1),
+                "parse-error",
+                f"cannot parse this file: {failure.message}",
+                "fix the syntax error, or exclude the file in .flashignore",
+            )
+        return summary
+
+    def binding_at(self, module: str, name: str, position: int | None) -> ir.Binding | None:
+        """The module-level binding of `name` in force just before `position`, ignoring `import *`."""
+        bindings = [b for b in self._table(module).get(name, ()) if position is None or b.index < position]
+        return bindings[-1] if bindings else None
+
+    def later_bindings(self, module: str, name: str, position: int) -> list[ir.Binding]:
+        """Module-level bindings of `name` made after statement `position`."""
+        return [b for b in self._table(module).get(name, ()) if b.index > position]
+
+    def _star_exports(self, module: str) -> frozenset[str] | None:
+        """Names `from module import *` binds: its static `__all__`, or None for every public name."""
+        if module not in self._exports:
+            exported: frozenset[str] | None = None
+            b = self.binding_at(module, "__all__", None)
+            if isinstance(b, ir.AssignBinding) and isinstance(b.value, ir.Seq):
+                names = [item.value for item in b.value.items if isinstance(item, ir.Const)]
+                if len(names) == len(b.value.items) and all(isinstance(n, str) for n in names):
+                    exported = frozenset(str(n) for n in names)
+            self._exports[module] = exported
+        return self._exports[module]
+
+    def _star_member(self, target: str, name: str, depth: int) -> Symbol:
+        """What `from target import *` binds to `name`, if anything."""
+        ref = self.module_ref(target)
+        if ref.origin == "external":
+            return Undefined(name)  # flashc cannot see what an outside module exports; assume not this
+        if ref.origin == "sdk":
+            return SdkRef(name) if name in SDK_EXPORTS else Undefined(name)
+        exports = self._star_exports(target) if target in self._by_module else None
+        if (exports is not None and name not in exports) or (exports is None and name.startswith("_")):
+            return Undefined(name)
+        return self.member(ref, name, depth)
 
     def _table(self, module: str) -> dict[str, list[ir.Binding]]:
         table = self._tables.get(module)
@@ -176,23 +226,40 @@ class Linker:
     # --- name resolution -----------------------------------------------------------------
 
     def resolve_name(self, module: str, name: str, position: int | None, _depth: int = 0) -> Symbol:
-        """What `name` means in `module` just before statement `position` (None: after the whole module)."""
-        if _depth > 50:
+        """What `name` means in `module` just before statement `position` (None: after the whole module).
+
+        Final bindings (position None) are memoised, and a name already being resolved (a cycle of
+        `import *`) resolves to Undefined, so resolution is linear in the size of the import graph.
+        """
+        key = (module, name)
+        if position is None and key in self._final:
+            return self._final[key]
+        if _depth > 50 or key in self._resolving:
             return Undefined(name)
-        bindings = [b for b in self._table(module).get(name, ()) if position is None or b.index < position]
-        last_index = bindings[-1].index if bindings else -1
+        self._resolving.add(key)
+        try:
+            sym = self._resolve_name(module, name, position, _depth)
+        finally:
+            self._resolving.discard(key)
+        if position is None:
+            self._final[key] = sym
+        return sym
+
+    def _resolve_name(self, module: str, name: str, position: int | None, depth: int) -> Symbol:
+        last = self.binding_at(module, name, position)
+        last_index = last.index if last else -1
         summary = self.summary(module)
         for star in reversed(summary.star_imports if summary else ()):
             if last_index < star.index and (position is None or star.index < position):
                 target = self.absolute(module, star.level, star.module)
                 if target is None:
                     continue
-                sym = self.member(self.module_ref(target), name, _depth + 1)
+                sym = self._star_member(target, name, depth + 1)
                 if not isinstance(sym, Undefined):
                     return sym
-        if not bindings:
+        if last is None:
             return Undefined(name)
-        return self.binding_symbol(module, bindings[-1], _depth + 1)
+        return self.binding_symbol(module, last, depth + 1)
 
     def binding_symbol(self, module: str, b: ir.Binding, _depth: int = 0) -> Symbol:
         if isinstance(b, ir.ImportBinding):
@@ -203,6 +270,11 @@ class Linker:
                 return Undefined(b.attr)
             return self.member(self.module_ref(base), b.attr, _depth + 1)
         if isinstance(b, ir.AssignBinding):
+            if isinstance(b.value, (ir.Name, ir.Attr)) and not b.conditional:
+                # `alias = something`: the alias means what its right-hand side meant there.
+                target = self.resolve_expr(module, b.value, b.index, None)
+                if isinstance(target, (SdkRef, ModuleRef, DefRef, ExternalRef, ValueRef)):
+                    return target
             return ValueRef(module, b)
         return DefRef(module, b.name, b.kind)
 

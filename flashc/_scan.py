@@ -10,7 +10,11 @@ decorator is the SDK's `remote` is decided later, when modules are linked.
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterable, Sequence
+import contextlib
+import io
+import sys
+import tokenize
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Literal
 
 import libcst as cst
@@ -23,31 +27,56 @@ from .models import Method, Param
 __all__ = ["scan_source"]
 
 
+# libcst walks trees recursively; long chains (a prompt of 400 implicitly joined strings) need depth.
+_RECURSION_LIMIT = 20_000
+
+
 def scan_source(source: bytes) -> ir.ModuleSummary:
     """Summarise a module; a file that does not parse gives a summary with `parse_failure` set."""
     try:
         module = cst.parse_module(source)
     except (cst.ParserSyntaxError, UnicodeDecodeError, SyntaxError, ValueError) as exc:
-        return ir.ModuleSummary((), (), (), (), (), _parse_failure(source, exc))
-    wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
-    positions = wrapper.resolve(PositionProvider)
-    scanner = _ModuleScanner(positions)
-    scanner.statements(module.body)
-    nested = _NestedFinder(scanner)
-    module.visit(nested)
+        return _failed(_parse_failure(source, exc))
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(previous, _RECURSION_LIMIT))
+    try:
+        wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
+        positions = wrapper.resolve(PositionProvider)
+        scanner = _ModuleScanner(positions)
+        scanner.statements(module.body)
+        nested = _NestedFinder(scanner)
+        module.visit(nested)
+    except RecursionError:
+        return _failed(ir.ParseFailure("this file nests expressions too deeply for flashc to analyze", 1, 1))
+    finally:
+        sys.setrecursionlimit(previous)
     return ir.ModuleSummary(
         bindings=tuple(scanner.bindings),
         star_imports=tuple(scanner.star_imports),
         defs=tuple(scanner.defs),
         misplaced=tuple(nested.misplaced),
         applications=tuple(nested.applications),
+        mutations=tuple(scanner.mutations),
     )
+
+
+def _failed(failure: ir.ParseFailure) -> ir.ModuleSummary:
+    return ir.ModuleSummary((), (), (), (), (), (), failure)
+
+
+def _decode(source: bytes) -> str | bytes:
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(source).readline)
+        return source.decode(encoding)
+    except (SyntaxError, LookupError, UnicodeDecodeError):
+        return source
 
 
 def _parse_failure(source: bytes, exc: Exception) -> ir.ParseFailure:
     """Where and why a file does not parse, in CPython's words when CPython agrees it is broken."""
     try:
-        ast.parse(source)
+        # Decoded first, so that CPython reports columns in characters, not bytes.
+        ast.parse(_decode(source))
     except SyntaxError as err:
         return ir.ParseFailure(err.msg, err.lineno or 1, err.offset or 1)
     except ValueError as err:  # null bytes
@@ -56,6 +85,26 @@ def _parse_failure(source: bytes, exc: Exception) -> ir.ParseFailure:
         return ir.ParseFailure(exc.message, exc.editor_line, exc.editor_column)
     return ir.ParseFailure(str(exc), 1, 1)
 
+
+# List, dict and set methods that change the object they are called on.
+_MUTATING_METHODS = frozenset(
+    [
+        "append",
+        "extend",
+        "insert",
+        "remove",
+        "pop",
+        "clear",
+        "update",
+        "setdefault",
+        "popitem",
+        "add",
+        "discard",
+        "sort",
+        "reverse",
+        "__setitem__",
+    ]
+)
 
 _BINOPS = {
     cst.Add: "+",
@@ -186,7 +235,9 @@ class _ModuleScanner(_Converter):
         self.bindings: list[ir.Binding] = []
         self.star_imports: list[ir.StarImport] = []
         self.defs: list[ir.DecoratedDef] = []
+        self.mutations: list[ir.Mutation] = []
         self.index = 0
+        self.conditional = 0
 
     def statements(self, body: Sequence[cst.BaseStatement | cst.BaseSmallStatement]) -> None:
         for stmt in body:
@@ -207,14 +258,18 @@ class _ModuleScanner(_Converter):
                 self.defs.append(self.class_def(stmt))
         elif isinstance(stmt, cst.If):
             if _is_main_guard(stmt.test):
-                return  # runs only as a script, never on import; misplaced defs are found separately
-            self.block(stmt.body)
-            if stmt.orelse is not None:
+                # The body runs only as a script, never on import (misplaced defs are found
+                # separately); an `else:` runs on every import.
+                if isinstance(stmt.orelse, cst.Else):
+                    self.block(stmt.orelse.body)
+                return
+            with self.branch():
+                self.block(stmt.body)
                 if isinstance(stmt.orelse, cst.If):
                     self.statement(stmt.orelse)
-                else:
+                elif stmt.orelse is not None:
                     self.block(stmt.orelse.body)
-        elif isinstance(stmt, cst.Try):
+        elif isinstance(stmt, (cst.Try, cst.TryStar)):
             before = {b.name for b in self.bindings}
             self.block(stmt.body)
             bound_by_body = {b.name for b in self.bindings} - before
@@ -222,23 +277,40 @@ class _ModuleScanner(_Converter):
                 # The fallback of `try: import x / except ImportError:` runs only when the body fails:
                 # the body's bindings win.
                 start = len(self.bindings)
-                self.block(handler.body)
+                with self.branch():
+                    self.block(handler.body)
                 self.bindings[start:] = [b for b in self.bindings[start:] if b.name not in bound_by_body]
             if stmt.orelse is not None:
                 self.block(stmt.orelse.body)
             if stmt.finalbody is not None:
                 self.block(stmt.finalbody.body)
-        elif isinstance(stmt, (cst.For, cst.While, cst.With)):
-            if isinstance(stmt, cst.For):
-                self.bind_targets(stmt.target)
-            if isinstance(stmt, cst.With):
-                for item in stmt.items:
-                    if item.asname is not None:
-                        self.bind_targets(item.asname.name)
+        elif isinstance(stmt, cst.With):
+            for item in stmt.items:
+                if item.asname is not None:
+                    self.bind_targets(item.asname.name)
             self.block(stmt.body)
-            orelse = getattr(stmt, "orelse", None)
-            if orelse is not None:
-                self.block(orelse.body)
+        elif isinstance(stmt, (cst.For, cst.While)):
+            with self.branch():
+                if isinstance(stmt, cst.For):
+                    self.bind_targets(stmt.target)
+                self.block(stmt.body)
+                if stmt.orelse is not None:
+                    self.block(stmt.orelse.body)
+        elif isinstance(stmt, cst.Match):
+            with self.branch():
+                for case in stmt.cases:
+                    for name in _pattern_names(case.pattern):
+                        self.bindings.append(ir.DefBinding(name.value, self.index, self.span(name), "other"))
+                    self.block(case.body)
+
+    @contextlib.contextmanager
+    def branch(self) -> Iterator[None]:
+        """Bindings made inside may or may not happen when the module runs."""
+        self.conditional += 1
+        try:
+            yield
+        finally:
+            self.conditional -= 1
 
     def block(self, suite: cst.BaseSuite) -> None:
         if isinstance(suite, cst.IndentedBlock):
@@ -266,13 +338,31 @@ class _ModuleScanner(_Converter):
             if isinstance(node.target, cst.Name) and type(node.operator) is cst.AddAssign:
                 span = self.span(node)
                 value = ir.BinOp("+", ir.Name(node.target.value, span), self.expr(node.value), span)
-                self.bindings.append(ir.AssignBinding(node.target.value, self.index, span, value))
+                self.bindings.append(ir.AssignBinding(node.target.value, self.index, span, value, self.conditional > 0))
             else:
                 self.bind_targets(node.target)
+        elif isinstance(node, cst.Del):
+            for name in _target_names(node.target):
+                self.bindings.append(ir.DefBinding(name.value, self.index, self.span(name), "deleted"))
+            for changed in _changed_objects(node.target):
+                self.mutations.append(ir.Mutation(changed.value, self.index, self.span(node)))
+        elif isinstance(node, cst.Expr) and isinstance(node.value, cst.Call):
+            func = node.value.func
+            if (
+                isinstance(func, cst.Attribute)
+                and isinstance(func.value, cst.Name)
+                and func.attr.value in _MUTATING_METHODS
+            ):
+                self.mutations.append(ir.Mutation(func.value.value, self.index, self.span(node)))
+        if isinstance(node, cst.Expr):
+            for walrus in _walrus_targets(node.value):
+                self.bindings.append(ir.DefBinding(walrus.value, self.index, self.span(walrus), "other"))
 
     def assign(self, target: cst.BaseExpression, value_node: cst.BaseExpression, value: ir.Expr) -> None:
         if isinstance(target, cst.Name):
-            self.bindings.append(ir.AssignBinding(target.value, self.index, self.span(target), value))
+            self.bindings.append(
+                ir.AssignBinding(target.value, self.index, self.span(target), value, self.conditional > 0)
+            )
         elif (
             isinstance(target, (cst.Tuple, cst.List))
             and isinstance(value_node, (cst.Tuple, cst.List))
@@ -286,8 +376,11 @@ class _ModuleScanner(_Converter):
             self.bind_targets(target)
 
     def bind_targets(self, target: cst.CSTNode) -> None:
+        """Names a statement binds to non-static values; `X[k] = ...` and `X.a = ...` change X in place."""
         for name in _target_names(target):
             self.bindings.append(ir.DefBinding(name.value, self.index, self.span(name), "other"))
+        for changed in _changed_objects(target):
+            self.mutations.append(ir.Mutation(changed.value, self.index, self.span(target)))
 
     def bind_def(self, name: cst.Name, kind: Literal["function", "class"]) -> None:
         self.bindings.append(ir.DefBinding(name.value, self.index, self.span(name), kind))
@@ -305,6 +398,7 @@ class _ModuleScanner(_Converter):
             params=_params(node.params),
             methods=(),
             init_params=None,
+            has_bases=False,
             calls=tuple(body.calls),
             scope=body.scope(),
         )
@@ -316,12 +410,20 @@ class _ModuleScanner(_Converter):
             if not isinstance(stmt, cst.FunctionDef):
                 continue
             name = stmt.name.value
+            kind = _method_kind(stmt)
+            params = _params(stmt.params)
+            if kind != "static":
+                params = params[1:]  # self, or cls
             if name == "__init__":
-                init_params = _params(stmt.params)[1:]
-            elif not name.startswith("_") and not _is_property(stmt):
-                methods.append(
-                    Method(name, stmt.asynchronous is not None, _is_generator(stmt), _params(stmt.params)[1:])
-                )
+                init_params = params
+            elif not name.startswith("_") and kind != "property":
+                methods.append(Method(name, stmt.asynchronous is not None, _is_generator(stmt), params))
+        if init_params is None and any(_decorator_name(d.decorator) == "dataclass" for d in node.decorators):
+            init_params = _dataclass_init(node)
+        has_bases = any(
+            arg.keyword is None and not (isinstance(arg.value, cst.Name) and arg.value.value == "object")
+            for arg in node.bases
+        )
         body = _BodyFacts(self, node)
         return ir.DecoratedDef(
             name=node.name.value,
@@ -334,6 +436,7 @@ class _ModuleScanner(_Converter):
             params=(),
             methods=tuple(methods),
             init_params=init_params,
+            has_bases=has_bases,
             calls=tuple(body.calls),
             scope=body.scope(),
         )
@@ -348,6 +451,12 @@ class _BodyFacts(cst.CSTVisitor):
         self.imports: list[ir.ImportBinding] = []
         self.locals: set[str] = set()
         self.globals: set[str] = set()
+        # A class body's own names (its methods) are not visible inside its methods.
+        self.class_level = (
+            {id(s) for s in _suite_statements(node.body) if isinstance(s, cst.FunctionDef)}
+            if isinstance(node, cst.ClassDef)
+            else set()
+        )
         if isinstance(node, cst.FunctionDef):
             self.locals.update(p.name for p in _params(node.params))
         node.body.visit(self)
@@ -360,6 +469,10 @@ class _BodyFacts(cst.CSTVisitor):
     def visit_Call(self, node: cst.Call) -> None:
         if _is_dotted(node.func):
             self.calls.append(ir.CallSite(self.converter.expr(node.func), self.converter.span(node)))
+        # A function handed to another one is called by it: `run_in_executor(None, f, x)`, `partial(f)`.
+        for arg in node.args:
+            if arg.keyword is None and not arg.star and _is_dotted(arg.value):
+                self.calls.append(ir.CallSite(self.converter.expr(arg.value), self.converter.span(arg.value)))
 
     def visit_Import(self, node: cst.Import) -> None:
         self.imports.extend(_import_bindings(node, -1, self.converter.span(node)))
@@ -372,7 +485,8 @@ class _BodyFacts(cst.CSTVisitor):
         self.globals.update(n.name.value for n in node.names)
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
-        self.locals.add(node.name.value)
+        if id(node) not in self.class_level:
+            self.locals.add(node.name.value)
         self.locals.update(p.name for p in _params(node.params))
 
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
@@ -414,13 +528,16 @@ class _NestedFinder(cst.CSTVisitor):
         self.stack: list[cst.FunctionDef | cst.ClassDef] = []
         self.main_depth = 0
 
-    def visit_If(self, node: cst.If) -> None:
-        if _is_main_guard(node.test):
-            self.main_depth += 1
-
-    def leave_If(self, node: cst.If) -> None:
-        if _is_main_guard(node.test):
-            self.main_depth -= 1
+    def visit_If(self, node: cst.If) -> bool:
+        if not _is_main_guard(node.test):
+            return True
+        # Only the body is script-only; an `else:` runs on import like any module code.
+        self.main_depth += 1
+        node.body.visit(self)
+        self.main_depth -= 1
+        if node.orelse is not None:
+            node.orelse.visit(self)
+        return False
 
     def _enter(self, node: cst.FunctionDef | cst.ClassDef) -> None:
         if node.decorators and (self.stack or self.main_depth):
@@ -532,6 +649,64 @@ def _import_from_bindings(
     return out, None
 
 
+def _changed_objects(node: cst.CSTNode) -> Iterable[cst.Name]:
+    """The names whose objects an assignment target changes in place: `X[k]`, `X.a`, `X[k].a`."""
+    if isinstance(node, (cst.Subscript, cst.Attribute)):
+        base: cst.BaseExpression = node.value
+        while isinstance(base, (cst.Subscript, cst.Attribute)):
+            base = base.value
+        if isinstance(base, cst.Name):
+            yield base
+    elif isinstance(node, (cst.Tuple, cst.List)):
+        for el in node.elements:
+            yield from _changed_objects(el.value)
+    elif isinstance(node, cst.StarredElement):
+        yield from _changed_objects(node.value)
+
+
+def _walrus_targets(node: cst.CSTNode) -> list[cst.Name]:
+    """Names bound by `:=` anywhere in a module-level expression statement."""
+
+    class Finder(cst.CSTVisitor):
+        def __init__(self) -> None:
+            self.names: list[cst.Name] = []
+
+        def visit_NamedExpr(self, named: cst.NamedExpr) -> None:
+            if isinstance(named.target, cst.Name):
+                self.names.append(named.target)
+
+        def visit_Lambda(self, lam: cst.Lambda) -> bool:
+            return False
+
+    finder = Finder()
+    node.visit(finder)
+    return finder.names
+
+
+def _pattern_names(pattern: cst.MatchPattern) -> list[cst.Name]:
+    """Names a `case` pattern captures."""
+
+    class Finder(cst.CSTVisitor):
+        def __init__(self) -> None:
+            self.names: list[cst.Name] = []
+
+        def visit_MatchAs(self, node: cst.MatchAs) -> None:
+            if node.name is not None:
+                self.names.append(node.name)
+
+        def visit_MatchStar(self, node: cst.MatchStar) -> None:
+            if node.name is not None:
+                self.names.append(node.name)
+
+        def visit_MatchMapping(self, node: cst.MatchMapping) -> None:
+            if node.rest is not None:
+                self.names.append(node.rest)
+
+    finder = Finder()
+    pattern.visit(finder)
+    return finder.names
+
+
 def _target_names(node: cst.CSTNode) -> Iterable[cst.Name]:
     if isinstance(node, cst.Name):
         yield node
@@ -559,14 +734,51 @@ def _suite_statements(suite: cst.BaseSuite) -> Sequence[cst.CSTNode]:
     return ()
 
 
-def _is_property(node: cst.FunctionDef) -> bool:
+def _decorator_name(expr: cst.BaseExpression) -> str | None:
+    """The last name of a decorator: `dataclass` for `@dataclasses.dataclass(frozen=True)`."""
+    if isinstance(expr, cst.Call):
+        expr = expr.func
+    if isinstance(expr, cst.Attribute):
+        return expr.attr.value
+    if isinstance(expr, cst.Name):
+        return expr.value
+    return None
+
+
+def _method_kind(node: cst.FunctionDef) -> Literal["method", "static", "class", "property"]:
     for d in node.decorators:
-        expr = d.decorator
-        if isinstance(expr, cst.Name) and expr.value in ("property", "staticmethod", "classmethod"):
-            return expr.value == "property"
-        if isinstance(expr, cst.Attribute) and expr.attr.value in ("setter", "getter", "deleter"):
-            return True
-    return False
+        name = _decorator_name(d.decorator)
+        if name == "staticmethod":
+            return "static"
+        if name == "classmethod":
+            return "class"
+        if name is not None and (name.endswith("property") or name in ("setter", "getter", "deleter")):
+            return "property"
+    return "method"
+
+
+def _dataclass_init(node: cst.ClassDef) -> tuple[Param, ...]:
+    """The parameters of the `__init__` that @dataclass writes: annotated fields, in order."""
+    params = []
+    for stmt in _suite_statements(node.body):
+        if not isinstance(stmt, cst.SimpleStatementLine):
+            continue
+        for small in stmt.body:
+            if isinstance(small, cst.AnnAssign) and isinstance(small.target, cst.Name):
+                annotation = small.annotation.annotation
+                if isinstance(annotation, cst.Subscript):
+                    annotation = annotation.value
+                if _decorator_name(annotation) == "ClassVar":
+                    continue
+                has_default = small.value is not None and not (
+                    isinstance(small.value, cst.Call)
+                    and _decorator_name(small.value) == "field"
+                    and not any(
+                        a.keyword and a.keyword.value in ("default", "default_factory") for a in small.value.args
+                    )
+                )
+                params.append(Param(small.target.value, "positional_or_keyword", has_default))
+    return tuple(params)
 
 
 class _YieldFinder(cst.CSTVisitor):

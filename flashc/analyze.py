@@ -11,19 +11,20 @@ loader; `analyze_project` adds the file system and the cache.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from flashc_runtime.decorator import RemoteOptions
+from flashc_runtime.decorator import RemoteOptions, route_key
 from flashc_runtime.resources import ServerlessResource
-from flashc_runtime.schema import validate_params
+from flashc_runtime.schema import suggest, validate_params
 
 from . import _ir as ir
 from ._evaluate import INVALID, Evaluator, Where
-from ._link import DefRef, Linker, SdkRef, Undefined, module_key
+from ._link import SDK_EXPORTS, DefRef, Linker, ModuleRef, SdkRef, Undefined, ValueRef, module_key
 from .diagnostics import Diagnostic, Note, Span, sort_key
 from .models import (
     ANALYSIS_SCHEMA_VERSION,
@@ -47,14 +48,48 @@ _SINGLE_EQUALS = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._\-]*(?:\[[^\]]*\])?)\s
 
 def analyze_project(root: Path, *, use_cache: bool = True, jobs: int | None = None) -> Analysis:
     """Walk, scan and link the project at `root`. Reads files; writes only the scan cache."""
+    try:
+        return _analyze_project(root, use_cache, jobs, read_cache=True)
+    except (TypeError, AttributeError, KeyError, IndexError, ValueError):
+        if not use_cache:
+            raise
+        # A cache that decodes into a summary of the wrong shape: it may only make a run slower,
+        # never fail it, so run again from the sources alone (this also rewrites the cache).
+        return _analyze_project(root, use_cache, jobs, read_cache=False)
+
+
+def _analyze_project(root: Path, use_cache: bool, jobs: int | None, *, read_cache: bool) -> Analysis:
     project = walk_project(root)
     files = module_files(project.files)
-    store = SummaryStore(project.root, use_cache=use_cache)
+    store = SummaryStore(project.root, use_cache=use_cache, read_cache=read_cache)
     candidates = store.select(sorted(files), CANDIDATE_MARKERS)
     store.prefetch(candidates, jobs=jobs)
+    aliases = _remote_aliases(files, store.load, candidates)
+    if aliases:
+        # `from common import endpoint` where common.py renamed the SDK's remote: such files may
+        # mention neither `remote` nor the SDK, so look for the new names too.
+        chosen = set(candidates)
+        rest = [p for p in sorted(files) if p not in chosen]
+        extra = store.select(rest, [a.encode() for a in sorted(aliases)], trust_index=False)
+        store.prefetch(extra, jobs=jobs)
+        candidates = sorted(chosen.union(extra))
     analysis = build_analysis(project.root.name, files, store.load, candidates)
     store.save()
     return dataclasses.replace(analysis, parsed_files=store.loaded_count)
+
+
+def _remote_aliases(
+    files: Mapping[str, ModuleFile], load: Callable[[str], ir.ModuleSummary], candidates: Sequence[str]
+) -> set[str]:
+    """Other names under which the candidate modules make the SDK's remote available."""
+    linker = Linker(files, load)
+    aliases = set()
+    for path in candidates:
+        f = files[path]
+        if f.module is not None and load(path).parse_failure is None:
+            aliases.update(linker.names_bound_to(f.module, SdkRef("remote"), None))
+    aliases.discard("remote")
+    return aliases
 
 
 @dataclasses.dataclass
@@ -83,20 +118,14 @@ def build_analysis(
     found: list[_Found] = []
     for path in candidates:
         f = files[path]
-        summary = load(path)
+        summary = linker.load(path)
         if summary.parse_failure is not None:
-            failure = summary.parse_failure
-            linker.report(
-                path,
-                Span(failure.line, failure.col, failure.line, failure.col + 1),
-                "parse-error",
-                f"cannot parse this file: {failure.message}",
-                "fix the syntax error, or exclude the file in .flashignore",
-            )
             continue
         module = module_key(f)
         for definition in summary.defs:
             item = _remote_definition(evaluator, module, path, definition)
+            if item is not None and _rebound(linker, module, path, summary, definition):
+                continue
             if item is not None:
                 if f.module is None:
                     _no_module_path(linker, f, definition)
@@ -132,6 +161,24 @@ def build_analysis(
     )
 
 
+def _rebound(linker: Linker, module: str, path: str, summary: ir.ModuleSummary, d: ir.DecoratedDef) -> bool:
+    """Report a later binding of the same name: the module attribute would no longer be the @remote object."""
+    redefined_remotes = {x.index for x in summary.defs if x.name == d.name}  # reported as duplicates instead
+    for later in linker.later_bindings(module, d.name, d.index):
+        if later.index in redefined_remotes:
+            continue
+        linker.report(
+            path,
+            later.span,
+            "rebound",
+            f"'{d.name}' is bound again here, so the module's '{d.name}' is no longer "
+            f"the @remote {d.kind} defined at line {d.span.line}",
+            "rename one of them",
+        )
+        return True
+    return False
+
+
 def _no_module_path(linker: Linker, f: ModuleFile, definition: ir.DecoratedDef) -> None:
     if f.shadowed_by is not None:
         message = (
@@ -145,48 +192,124 @@ def _no_module_path(linker: Linker, f: ModuleFile, definition: ir.DecoratedDef) 
     linker.report(f.path, definition.span, "module-path", message, hint)
 
 
-def _is_remote(linker: Linker, module: str, expr: ir.Expr, position: int | None, scope: ir.Scope | None) -> bool:
-    target = expr.func if isinstance(expr, ir.Call) else expr
+@dataclasses.dataclass(frozen=True)
+class _RemoteUse:
+    """A decorator that is the SDK's remote: the call configuring it (None for a bare `@remote`) and
+    where that call's arguments are evaluated (a pre-built `gpu_task = remote(cfg)` lives elsewhere)."""
+
+    call: ir.Call | None
+    module: str
+    position: int | None
+
+
+def _remote_use(
+    linker: Linker, module: str, deco: ir.Expr, position: int | None, scope: ir.Scope | None
+) -> _RemoteUse | None:
+    target = deco.func if isinstance(deco, ir.Call) else deco
     if not isinstance(target, (ir.Name, ir.Attr)):
-        return False
-    return linker.resolve_expr(module, target, position, scope) == SdkRef("remote")
+        return None
+    sym = linker.resolve_expr(module, target, position, scope)
+    if sym == SdkRef("remote"):
+        return _RemoteUse(deco if isinstance(deco, ir.Call) else None, module, position)
+    if isinstance(deco, (ir.Name, ir.Attr)) and isinstance(sym, ValueRef) and not sym.binding.conditional:
+        made = sym.binding.value
+        if (
+            isinstance(made, ir.Call)
+            and isinstance(made.func, (ir.Name, ir.Attr))
+            and linker.resolve_expr(sym.module, made.func, sym.binding.index, None) == SdkRef("remote")
+        ):
+            return _RemoteUse(made, sym.module, sym.binding.index)
+    return None
+
+
+def _is_remote(linker: Linker, module: str, expr: ir.Expr, position: int | None, scope: ir.Scope | None) -> bool:
+    return _remote_use(linker, module, expr, position, scope) is not None
+
+
+def _check_unresolved_decorators(linker: Linker, module: str, path: str, d: ir.DecoratedDef) -> None:
+    """A decorator whose name is not defined fails the import of the whole module: say so."""
+    summary = linker.summary(module)
+    if summary is None or any(linker.module_ref(s.module).origin == "external" for s in summary.star_imports):
+        return  # an outside `import *` may define anything
+    for deco in d.decorators:
+        target = deco.func if isinstance(deco, ir.Call) else deco
+        root = target
+        while isinstance(root, ir.Attr):
+            root = root.base
+        if not isinstance(root, ir.Name):
+            continue
+        sym = linker.resolve_expr(module, target, d.index, None)
+        if isinstance(sym, ModuleRef) and sym.origin == "sdk" and isinstance(target, ir.Attr):
+            guess = suggest(target.attr, sorted(SDK_EXPORTS))
+            linker.report(
+                path,
+                target.span,
+                "undefined-name",
+                f"the SDK has no name '{target.attr}'",
+                f"did you mean '{guess}'?" if guess else f"the SDK's names: {', '.join(sorted(SDK_EXPORTS))}",
+            )
+        elif isinstance(linker.resolve_expr(module, root, d.index, None), Undefined) and not hasattr(builtins, root.id):
+            if root.id == "remote":
+                aliases = linker.names_bound_to(module, SdkRef("remote"), d.index)
+                message = f"'{d.name}' is decorated with remote, but 'remote' is not defined here"
+                hint = (
+                    f"did you mean '{aliases[0]}'? it is the SDK's remote, imported above"
+                    if aliases
+                    else "add `from tetra_rp import remote` (or runpod_flash, flashc_runtime) at the top of the file"
+                )
+            else:
+                message = f"'{root.id}' is not defined here, so importing this module fails"
+                hint = f"import or define '{root.id}' above this line"
+            later = linker.later_bindings(module, root.id, d.index - 1)
+            if later:
+                hint = f"'{root.id}' is only defined further down, at line {later[0].span.line}: move it above this use"
+            linker.report(
+                path, root.span, "remote-not-imported" if root.id == "remote" else "undefined-name", message, hint
+            )
 
 
 def _remote_definition(evaluator: Evaluator, module: str, path: str, d: ir.DecoratedDef) -> _Found | None:
     linker = evaluator.linker
-    remotes = [deco for deco in d.decorators if _is_remote(linker, module, deco, d.index, None)]
+    _check_unresolved_decorators(linker, module, path, d)
+    uses = [(deco, _remote_use(linker, module, deco, d.index, None)) for deco in d.decorators]
+    remotes = [(deco, use) for deco, use in uses if use is not None]
     if not remotes:
-        for deco in d.decorators:
-            target = deco.func if isinstance(deco, ir.Call) else deco
-            if (
-                isinstance(target, ir.Name)
-                and target.id == "remote"
-                and isinstance(linker.resolve_name(module, "remote", d.index), Undefined)
-            ):
-                aliases = linker.names_bound_to(module, SdkRef("remote"), d.index)
-                linker.report(
-                    path,
-                    target.span,
-                    "remote-not-imported",
-                    f"'{d.name}' is decorated with remote, but 'remote' is not defined here",
-                    f"did you mean '{aliases[0]}'? it is the SDK's remote, imported above"
-                    if aliases
-                    else "add `from tetra_rp import remote` (or runpod_flash, flashc_runtime) at the top of the file",
-                )
         return None
     if len(remotes) > 1:
-        linker.report(path, remotes[1].span, "remote-twice", f"'{d.name}' is decorated with @remote more than once")
+        linker.report(path, remotes[1][0].span, "remote-twice", f"'{d.name}' is decorated with @remote more than once")
         return None
-    deco = remotes[0]
-    if not isinstance(deco, ir.Call):
+    decorator, use = remotes[0]
+    if use.call is None:
         linker.report(
             path,
-            deco.span,
+            decorator.span,
             "remote-needs-config",
             f"@remote on '{d.name}' needs a resource config",
             'write @remote(resource_config=LiveServerless(name="...")) or pass a config defined above',
         )
         return None
+    # The options are read where the remote(...) call is written: here, or at a pre-built decorator.
+    deco, module_of_call, position = use.call, use.module, use.position
+    call_path = linker.path_of(module_of_call)
+    found = _remote_options(evaluator, module_of_call, call_path, position, deco)
+    if found is None:
+        return None
+    values, spans = found
+    if not _requirements_ok(linker, call_path, values, spans):
+        return None
+    if d.kind == "class" and not _class_ok(linker, path, d, values):
+        return None
+    config = values["resource_config"]
+    origin = evaluator.origins.get(id(config))
+    site = (origin.path, origin.span) if origin else (call_path, spans.get("resource_config", deco.span))
+    return _Found(module, path, d, config, values, deco.span, spans, site)
+
+
+def _remote_options(
+    evaluator: Evaluator, module: str, path: str, position: int | None, deco: ir.Call
+) -> tuple[dict[str, Any], dict[str, Span]] | None:
+    """Evaluate and check the arguments of a `remote(...)` call; None after reporting what is wrong."""
+    linker = evaluator.linker
     kwargs: dict[str, Any] = {}
     spans: dict[str, Span] = {}
     ok = True
@@ -201,7 +324,7 @@ def _remote_definition(evaluator: Evaluator, module: str, path: str, d: ir.Decor
             )
             ok = False
             continue
-        value = evaluator.evaluate(module, arg, d.index, Where("the resource config of @remote"))
+        value = evaluator.evaluate(module, arg, position, Where("the resource config of @remote"))
         spans["resource_config"] = arg.span
         if value is INVALID:
             ok = False
@@ -213,7 +336,17 @@ def _remote_definition(evaluator: Evaluator, module: str, path: str, d: ir.Decor
             ok = False
             continue
         what = "the resource config of @remote" if kw.name == "resource_config" else f"option '{kw.name}' of @remote"
-        value = evaluator.evaluate(module, kw.value, d.index, Where(what))
+        if kw.name in spans and kw.name == "resource_config":
+            linker.report(
+                path,
+                kw.span,
+                "remote-option",
+                "the resource config of @remote is given twice, by position and as resource_config=",
+                "keep one of them",
+            )
+            ok = False
+            continue
+        value = evaluator.evaluate(module, kw.value, position, Where(what))
         spans[kw.name] = kw.span
         if isinstance(kw.value, ir.Seq):
             for i, item in enumerate(kw.value.items):
@@ -241,14 +374,7 @@ def _remote_definition(evaluator: Evaluator, module: str, path: str, d: ir.Decor
         linker.report(path, span, "remote-option", problem.message, problem.hint)
     if problems:
         return None
-    if not _requirements_ok(linker, path, values, spans):
-        return None
-    if d.kind == "class" and not _class_ok(linker, path, d, values):
-        return None
-    config = values["resource_config"]
-    origin = evaluator.origins.get(id(config))
-    site = (origin.path, origin.span) if origin else (path, spans.get("resource_config", deco.span))
-    return _Found(module, path, d, config, values, deco.span, spans, site)
+    return values, spans
 
 
 def _requirements_ok(linker: Linker, path: str, values: Mapping[str, Any], spans: Mapping[str, Span]) -> bool:
@@ -294,7 +420,7 @@ def _class_ok(linker: Linker, path: str, d: ir.DecoratedDef, values: Mapping[str
             "routes are functions: decorate a function with method= and path=",
         )
         ok = False
-    if not d.methods:
+    if not d.methods and not d.has_bases:  # inherited methods are not visible from here
         linker.report(
             path,
             d.span,
@@ -425,7 +551,7 @@ def _check_routes(linker: Linker, members: Mapping[str, Sequence[_Found]]) -> No
             method, route_path = item.options["method"], item.options["path"]
             if method is None or route_path is None:
                 continue
-            key = (method, route_path)
+            key = route_key(method, route_path)
             if key in routes:
                 first = routes[key]
                 linker.report(

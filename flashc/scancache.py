@@ -52,12 +52,13 @@ def _scanner_key() -> str:
 class SummaryStore:
     """Reads project files and gives each one's summary, from the cache or by scanning it."""
 
-    def __init__(self, root: Path, *, use_cache: bool = True) -> None:
+    def __init__(self, root: Path, *, use_cache: bool = True, read_cache: bool = True) -> None:
+        """`use_cache` off: neither read nor write the cache. `read_cache` off: start afresh, then write."""
         self.root = root
         self._use_cache = use_cache
         self._key = _scanner_key()
         self._started_ns = time.time_ns()
-        cache = self._read_cache() if use_cache else {}
+        cache = self._read_cache() if use_cache and read_cache else {}
         self._cached: dict[str, Any] = cache.get("entries", {})
         self._old_files: dict[str, list[Any]] = cache.get("files", {})
         self._trusted_before: int = cache.get("started_ns", 0) - _RACY_NS
@@ -81,11 +82,12 @@ class SummaryStore:
                 data = b""
         return data
 
-    def select(self, paths: Sequence[str], markers: Sequence[bytes]) -> list[str]:
+    def select(self, paths: Sequence[str], markers: Sequence[bytes], *, trust_index: bool = True) -> list[str]:
         """The paths whose bytes contain one of `markers`.
 
         Unchanged files (same stat signature as last run) are answered from the cache without
-        reading them; the bytes of new candidates stay in memory until they are scanned.
+        reading them, unless `trust_index` is off (the index was built with other markers); the
+        bytes of new candidates stay in memory until they are scanned.
         """
         selected = []
         for path in paths:
@@ -95,7 +97,8 @@ class SummaryStore:
                 continue
             signature = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
             old = self._old_files.get(path)
-            if old is not None and old[:4] == signature and max(st.st_mtime_ns, st.st_ctime_ns) < self._trusted_before:
+            trusted = trust_index and max(st.st_mtime_ns, st.st_ctime_ns) < self._trusted_before
+            if old is not None and old[:4] == signature and trusted:
                 digest = old[4]
             else:
                 # Reread; if only the racy window forced it, saving moves the window forward.

@@ -417,7 +417,7 @@ def test_err_undefined() -> None:
         undefined.py:4:49: error: 'LATER' is not defined at this point, so argument 'workersMax' of LiveServerless cannot be known at build time
          4 | @remote(LiveServerless(name="early", workersMax=LATER))
            |                                                 ^~~~~
-          = hint: define it above this line as a module-level constant, or import it from a project module
+          = hint: 'LATER' is only defined further down, at line 9: move that definition above this use
         undefined.py:12:9: error: 'missing_config' is not defined at this point, so the resource config of @remote cannot be known at build time
          12 | @remote(missing_config)
             |         ^~~~~~~~~~~~~~

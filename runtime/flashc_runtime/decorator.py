@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
 from .resources import ServerlessResource
 from .schema import ConfigError, ParamProblem, SchemaModel, validate_params
 
-__all__ = ["HTTP_METHODS", "RESERVED_PATHS", "RemoteCallError", "RemoteOptions", "remote"]
+__all__ = ["HTTP_METHODS", "RESERVED_PATHS", "RemoteCallError", "RemoteOptions", "remote", "route_key"]
 
 HTTP_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH")
 RESERVED_PATHS = ("/ping", "/execute")
@@ -76,9 +77,18 @@ def route_problems(config: ServerlessResource, method: str | None, path: str | N
             )
         )
     if path is not None:
-        if not path.startswith("/"):
+        bad = next((c for c in path if c.isspace() or c in "?#"), None)
+        if bad is not None or "//" in path:
+            problems.append(
+                ParamProblem(
+                    "path",
+                    f"path '{path}' contains {repr(bad) if bad else '//'}",
+                    "a path is made of /segments of letters, digits, -, _, . and {parameters}",
+                )
+            )
+        elif not path.startswith("/"):
             problems.append(ParamProblem("path", f"path '{path}' must start with '/'", f'write path="/{path}"'))
-        elif path.rstrip("/") in RESERVED_PATHS:
+        elif route_key("GET", path)[1] in RESERVED_PATHS:
             problems.append(
                 ParamProblem(
                     "path",
@@ -87,6 +97,14 @@ def route_problems(config: ServerlessResource, method: str | None, path: str | N
                 )
             )
     return problems
+
+
+def route_key(method: str, path: str) -> tuple[str, str]:
+    """What makes two routes the same: `/items/` is `/items`, and `/a/{id}` is `/a/{name}`."""
+    normalised = re.sub(r"\{[^}]*\}", "{}", path)
+    if len(normalised) > 1:
+        normalised = normalised.rstrip("/")
+    return method, normalised
 
 
 class RemoteCallError(RuntimeError):

@@ -7,7 +7,20 @@ from enum import Enum
 __all__ = ["CpuInstanceType", "GpuGroup", "ServerlessScalerType"]
 
 
-class GpuGroup(str, Enum):
+class _StrEnum(str, Enum):
+    """A str enum whose str() and format() are its value on every Python version.
+
+    (Python 3.11 changed format() of mixed-in enums; names built with f-strings must not depend on it.)
+    """
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class GpuGroup(_StrEnum):
     """GPU pools a worker may be scheduled on."""
 
     ANY = "any"
@@ -24,7 +37,7 @@ class GpuGroup(str, Enum):
     BLACKWELL_180 = "BLACKWELL_180"
 
 
-class CpuInstanceType(str, Enum):
+class CpuInstanceType(_StrEnum):
     """CPU worker shapes: generation, family (g general, c compute), vCPUs, GB of RAM."""
 
     CPU3G_1_4 = "cpu3g-1-4"
@@ -44,7 +57,7 @@ class CpuInstanceType(str, Enum):
     CPU5G_2_8 = "cpu5g-2-8"
 
 
-class ServerlessScalerType(str, Enum):
+class ServerlessScalerType(_StrEnum):
     """How an endpoint decides to add workers."""
 
     QUEUE_DELAY = "QUEUE_DELAY"
