@@ -132,8 +132,14 @@ class Evaluator:
                 ok = False
                 continue
             if not isinstance(key, (str, int, float, bool, type(None), tuple)) or not _hashable(key):
-                self._not_static(
-                    self.linker.path_of(module), key_expr.span, where, f"a {type(key).__name__} as a dict key"
+                self.linker.report(
+                    self.linker.path_of(module),
+                    key_expr.span,
+                    "not-static",
+                    f"{where.what} has a dict key that Python cannot hash "
+                    f"(a {type(key).__name__} holding a list or dict)",
+                    "use a string as the key",
+                    where.notes,
                 )
                 ok = False
                 continue
@@ -238,7 +244,7 @@ class Evaluator:
                 b.span,
                 "not-static",
                 f"'{b.name}' is assigned inside a branch (if, loop, match or except), "
-                f"so {where.what} is only known when the program runs",
+                f"so {where.what} cannot be known until the program runs",
                 "assign it once, outside any branch, above its use",
                 inner.notes,
             )
@@ -250,7 +256,7 @@ class Evaluator:
                     path,
                     change.span,
                     "not-static",
-                    f"'{b.name}' is changed in place here, so {where.what} is only known when the program runs",
+                    f"'{b.name}' is changed in place here, so {where.what} cannot be known until the program runs",
                     "write the final value in the assignment itself",
                     inner.notes,
                 )

@@ -27,6 +27,8 @@ from .models import Method, Param
 __all__ = ["scan_source"]
 
 
+# IR expressions nest at most this deep (encoding, linking and evaluation recurse over them).
+_MAX_DEPTH = 100
 # libcst walks trees recursively; long chains (a prompt of 400 implicitly joined strings) need depth.
 _RECURSION_LIMIT = 20_000
 
@@ -139,12 +141,23 @@ class _Converter:
 
     def __init__(self, positions: object) -> None:
         self._positions = positions
+        self._depth = 0
 
     def span(self, node: cst.CSTNode) -> Span:
         r: CodeRange = self._positions[node]  # type: ignore[index]
         return Span(r.start.line, r.start.column + 1, r.end.line, r.end.column + 1)
 
     def expr(self, node: cst.BaseExpression) -> ir.Expr:
+        """The IR of an expression; deeper than _MAX_DEPTH it is opaque, so later stages never recurse far."""
+        if self._depth >= _MAX_DEPTH:
+            return ir.Opaque("an expression nested too deeply for flashc", self.span(node))
+        self._depth += 1
+        try:
+            return self._expr(node)
+        finally:
+            self._depth -= 1
+
+    def _expr(self, node: cst.BaseExpression) -> ir.Expr:
         span = self.span(node)
         if isinstance(node, cst.SimpleString):
             value = node.evaluated_value
@@ -187,6 +200,15 @@ class _Converter:
         if isinstance(node, cst.UnaryOperation):
             return ir.UnaryOp(_UNARYOPS[type(node.operator)], self.expr(node.expression), span)
         if isinstance(node, cst.ConcatenatedString):
+            # "a" "b" is one constant: fold it here, so a long implicitly joined prompt stays flat.
+            parts: list[cst.BaseExpression] = []
+            rest: cst.BaseExpression = node
+            while isinstance(rest, cst.ConcatenatedString):
+                parts.append(rest.left)
+                rest = rest.right
+            parts.append(rest)
+            if all(isinstance(p, cst.SimpleString) and isinstance(p.evaluated_value, str) for p in parts):
+                return ir.Const("".join(str(p.evaluated_value) for p in parts), span)  # type: ignore[attr-defined]
             return ir.BinOp("+", self.expr(node.left), self.expr(node.right), span)
         if isinstance(node, cst.FormattedString):
             return self.fstring(node)

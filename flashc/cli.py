@@ -119,7 +119,7 @@ def _summary(analysis: Any) -> str:
             if f.route:
                 detail.append(f"{f.route.method} {f.route.path}")
             if f.kind == "class":
-                detail.append("class: " + ", ".join(m.name for m in f.methods))
+                detail.append("class: " + (", ".join(m.name for m in f.methods) or "inherited methods"))
             elif f.is_async:
                 detail.append("async")
             if f.dependencies:

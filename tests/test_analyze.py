@@ -846,3 +846,210 @@ def test_seed_style_project_analyzes_cleanly() -> None:
     assert {r.name: r.config for r in analysis.resources}["custom-ml-env"]["imageName"] == (
         "pytorch/pytorch:2.0.1-cuda11.7-cudnn8-runtime"
     )
+
+
+def test_err_conditional() -> None:
+    analysis = analyze("err_conditional")
+    assert analysis.has_errors
+    assert ids(analysis) == []
+    assert rendered("err_conditional", analysis.diagnostics) == pinned(
+        """\
+        app.py:8:5: error: 'cfg' is assigned inside a branch (if, loop, match or except), so the resource config of @remote cannot be known until the program runs
+         8 |     cfg = LiveServerless(name="api", workersMax=1)
+           |     ^~~
+        app.py:16:9: note: 'cfg' is used here
+         16 | @remote(cfg)
+            |         ^~~
+          = hint: assign it once, outside any branch, above its use
+        app.py:11:1: error: 'DEPS' is changed in place here, so option 'dependencies' of @remote cannot be known until the program runs
+         11 | DEPS.append("numpy")
+            | ^~~~~~~~~~~~~~~~~~~~
+        app.py:21:60: note: 'DEPS' is used here
+         21 | @remote(LiveServerless(name="mutated", **KW), dependencies=DEPS)
+            |                                                            ^~~~
+          = hint: write the final value in the assignment itself
+        app.py:13:1: error: 'KW' is changed in place here, so **arguments of LiveServerless cannot be known until the program runs
+         13 | KW["workersMax"] = 10
+            | ^~~~~~~~~~~~~~~~
+        app.py:21:42: note: 'KW' is used here
+         21 | @remote(LiveServerless(name="mutated", **KW), dependencies=DEPS)
+            |                                          ^~
+          = hint: write the final value in the assignment itself
+        """  # noqa: E501
+    )
+
+
+def test_err_decorator_names() -> None:
+    analysis = analyze("err_decorator_names")
+    assert analysis.has_errors
+    assert ids(analysis) == ["app:undefined"]
+    assert rendered("err_decorator_names", analysis.diagnostics) == pinned(
+        """\
+        app.py:7:2: error: the SDK has no name 'remot'
+         7 | @tr.remot(cfg)
+           |  ^~~~~~~~
+          = hint: did you mean 'remote'?
+        app.py:12:2: error: 'undefined_decorator' is not defined here, so importing this module fails
+         12 | @undefined_decorator
+            |  ^~~~~~~~~~~~~~~~~~~
+          = hint: import or define 'undefined_decorator' above this line
+        app.py:18:14: error: the resource config of @remote is given twice, by position and as resource_config=
+         18 | @remote(cfg, resource_config=cfg)
+            |              ^~~~~~~~~~~~~~~~~~~
+          = hint: keep one of them
+        app.py:28:1: error: 'rebound' is bound again here, so the module's 'rebound' is no longer the @remote function defined at line 24
+         28 | rebound = None
+            | ^~~~~~~
+          = hint: rename one of them
+        """  # noqa: E501
+    )
+
+
+def test_err_dataclass() -> None:
+    analysis = analyze("err_dataclass")
+    assert analysis.has_errors
+    assert ids(analysis) == []
+    assert rendered("err_dataclass", analysis.diagnostics) == pinned(
+        """\
+        app.py:8:7: error: 'NeedsField.__init__' requires arguments (model_path), but an endpoint creates its instance without arguments
+         8 | class NeedsField:
+           |       ^~~~~~~~~~
+          = hint: give these parameters default values, or read them from the environment inside __init__
+        """  # noqa: E501
+    )
+
+
+def test_err_route_identity() -> None:
+    analysis = analyze("err_route_identity")
+    assert analysis.has_errors
+    assert ids(analysis) == ["api:by_id", "api:by_name"]
+    assert rendered("err_route_identity", analysis.diagnostics) == pinned(
+        """\
+        api.py:11:28: error: route GET /items/{name}/ is already served by 'by_id' on resource 'api'
+         11 | @remote(api, method="GET", path="/items/{name}/")
+            |                            ^~~~~~~~~~~~~~~~~~~~~
+        api.py:6:28: note: first used here
+         6 | @remote(api, method="GET", path="/items/{item_id}")
+           |                            ^~~~~~~~~~~~~~~~~~~~~~~
+          = hint: give each function its own path
+        api.py:16:28: error: path '/with space' contains ' '
+         16 | @remote(api, method="GET", path="/with space")
+            |                            ^~~~~~~~~~~~~~~~~~
+          = hint: a path is made of /segments of letters, digits, -, _, . and {parameters}
+        api.py:21:28: error: path '/ping/' is reserved by the runtime
+         21 | @remote(api, method="GET", path="/ping/")
+            |                            ^~~~~~~~~~~~~
+          = hint: reserved paths: /ping, /execute; choose another path
+        """
+    )
+
+
+def test_err_limits() -> None:
+    analysis = analyze("err_limits")
+    assert analysis.has_errors
+    assert ids(analysis) == []
+    assert rendered("err_limits", analysis.diagnostics) == pinned(
+        """\
+        app.py:3:7: error: this value is too large for a config
+         3 | BIG = 10**5000
+           |       ^~~~~~~~
+        app.py:7:47: note: 'BIG' is used here
+         7 | @remote(LiveServerless(name="big", workersMax=BIG))
+           |                                               ^~~
+        app.py:4:8: error: this value is too large for a config
+         4 | WIDE = "a" * 10**9
+           |        ^~~~~~~~~~~
+        app.py:12:29: note: 'WIDE' is used here
+         12 | @remote(LiveServerless(name=WIDE))
+            |                             ^~~~
+        app.py:17:43: error: argument 'env' of LiveServerless has a dict key that Python cannot hash (a tuple holding a list or dict)
+         17 | @remote(LiveServerless(name="keys", env={("a", [1]): "x"}))
+            |                                           ^~~~~~~~
+          = hint: use a string as the key
+        """  # noqa: E501
+    )
+
+
+def test_renamed_and_prebuilt_remote_decorators_are_found() -> None:
+    # Files that mention neither `remote` nor the SDK, using a renamed re-export, are still analyzed.
+    analysis = analyze("reexported_remote")
+    assert analysis.diagnostics == ()
+    assert resources(analysis) == {
+        "prebuilt": ("CpuLiveServerless", "queue", "cpu", ("prebuilt:first", "prebuilt:second")),
+        "shared-gpu": (
+            "LiveServerless",
+            "queue",
+            "gpu",
+            ("app:through_renamed_import", "other:through_module_attribute"),
+        ),
+    }
+    by_id = {f.id: f for f in analysis.functions}
+    assert by_id["prebuilt:second"].dependencies == ("numpy==1.26.4",)
+    assert by_id["prebuilt:second"].calls == ("prebuilt:first",)
+
+
+def test_star_imports_follow_python_rules() -> None:
+    # An outside `import *` does not hide the SDK's names; a project module's __all__ is honoured.
+    analysis = analyze("star_imports")
+    assert analysis.diagnostics == ()
+    assert ids(analysis) == ["app:after_outside_star"]
+    assert [r.name for r in analysis.resources] == ["star-gpu"]
+
+
+def test_enum_members_format_as_their_value_and_aliases_resolve() -> None:
+    analysis = analyze("evaluation_edges")
+    assert analysis.diagnostics == ()
+    # `else:` of the main guard runs on import, so its definition is deployable.
+    assert ids(analysis) == ["app:defined_on_import", "app:uses_alias"]
+    assert [r.name for r in analysis.resources] == ["gpu-AMPERE_80-ADA_24"]
+
+
+def test_class_shapes() -> None:
+    analysis = analyze("class_shapes")
+    assert analysis.diagnostics == ()
+    by_id = {f.id: f for f in analysis.functions}
+    tools = by_id["models:Tools"]
+    assert [(m.name, [p.name for p in m.params]) for m in tools.methods] == [
+        ("add", ["a", "b"]),  # a staticmethod keeps its first parameter
+        ("make", ["n"]),  # a classmethod drops cls
+        ("summarize", ["xs"]),  # cached_property is not a method to serve
+    ]
+    # Inside a method, `summarize` is the module's remote function, not the class attribute.
+    assert tools.calls == ("models:summarize",)
+    assert [m.name for m in by_id["models:Settings"].methods] == ["show"]
+    assert by_id["models:Inherits"].methods == ()  # inherited: not visible, not an error
+    assert by_id["models:fan_out"].calls == ("models:summarize",)  # handed over by reference
+
+
+def test_import_star_cycles_resolve_in_linear_time(tmp_path: Path) -> None:
+    import time
+
+    names = [f"m{i}" for i in range(25)]
+    for i, name in enumerate(names):
+        stars = "".join(f"from {other} import *\n" for other in names if other != name)
+        body = stars
+        if i == 0:
+            body = (
+                "from tetra_rp import remote, LiveServerless\n"
+                + stars
+                + ('@remote(LiveServerless(name="x", workersMax=UNDEFINED))\ndef f(x):\n    print(x)\n    return x\n')
+            )
+        (tmp_path / f"{name}.py").write_text(body)
+    started = time.perf_counter()
+    analysis = analyze_project(tmp_path, use_cache=False)
+    assert time.perf_counter() - started < 10
+    assert [d.message for d in analysis.diagnostics] == [
+        "'UNDEFINED' is not defined at this point, so argument 'workersMax' of LiveServerless "
+        "cannot be known at build time"
+    ]
+
+
+def test_deeply_nested_expressions_do_not_crash(tmp_path: Path) -> None:
+    prompt = "\n".join(f'    "line {i} of a long prompt "' for i in range(600))
+    (tmp_path / "app.py").write_text(
+        "from tetra_rp import remote, LiveServerless\n"
+        f"PROMPT = (\n{prompt}\n)\n"
+        '@remote(LiveServerless(name="deep"))\ndef f(x):\n    return PROMPT\n'
+    )
+    analysis = analyze_project(tmp_path, use_cache=False)
+    assert ids(analysis) == ["app:f"]
