@@ -1,0 +1,107 @@
+"""The handler factory that generated handler modules call: a registry of user objects in, a job handler out.
+
+A job is Runpod's envelope, `{"id": ..., "input": {...}}`, and the input names what to call:
+
+    {"function": "process" | "workers.gpu:process", "args": [...], "kwargs": {...}, "method": "predict"}
+
+`function` may be left out when the endpoint serves a single function or class; `method` picks a
+public method of a class (and may be left out when the class has one). The handler is a coroutine
+function, as Runpod's worker loop accepts: sync functions run in a worker thread, async ones on
+the event loop. A class is instantiated once per worker process, on first use, and reused.
+
+Problems with the request raise `RequestError` (the caller answers 400 or fails the job); an
+exception raised by user code propagates unchanged, so the job ends FAILED with its traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+__all__ = ["RequestError", "create_handler"]
+
+Handler = Callable[[Mapping[str, Any]], Awaitable[Any]]
+
+
+class RequestError(ValueError):
+    """The job's input does not say what to call, or how to call it."""
+
+
+def create_handler(registry: Mapping[str, Any]) -> Handler:
+    """A job handler over `registry`, which maps function ids (`module:qualname`) to user objects."""
+    targets = {fid: getattr(obj, "__wrapped__", obj) for fid, obj in registry.items()}
+    by_name: dict[str, list[str]] = {}
+    for fid in targets:
+        by_name.setdefault(fid.rpartition(":")[2], []).append(fid)
+    instances: dict[str, Any] = {}
+    lock = threading.Lock()
+
+    def instance(fid: str, cls: type) -> Any:
+        with lock:  # one instance per worker process, even when jobs arrive together
+            if fid not in instances:
+                instances[fid] = cls()
+            return instances[fid]
+
+    def pick(job_input: Mapping[str, Any]) -> str:
+        name = job_input.get("function")
+        if name is None:
+            if len(targets) == 1:
+                return next(iter(targets))
+            raise RequestError(f"input has no 'function'; this endpoint serves: {', '.join(sorted(targets))}")
+        if not isinstance(name, str):
+            raise RequestError("'function' must be a string")
+        if name in targets:
+            return name
+        matches = by_name.get(name, [])
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise RequestError(f"'{name}' is ambiguous here: use one of {', '.join(sorted(matches))}")
+        raise LookupError(f"unknown function '{name}'; this endpoint serves: {', '.join(sorted(targets))}")
+
+    async def handler(job: Mapping[str, Any]) -> Any:
+        job_input = job.get("input") if isinstance(job, Mapping) else None
+        if job_input is None:
+            job_input = {}
+        if not isinstance(job_input, Mapping):
+            raise RequestError(f"'input' must be an object, not {type(job_input).__name__}")
+        args = job_input.get("args", [])
+        kwargs = job_input.get("kwargs", {})
+        if not isinstance(args, list):
+            raise RequestError("'args' must be a list")
+        if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
+            raise RequestError("'kwargs' must be an object with string keys")
+        fid = pick(job_input)
+        target = targets[fid]
+        if inspect.isclass(target):
+            target = _method(instance(fid, target), fid, job_input.get("method"))
+        elif job_input.get("method") is not None:
+            raise RequestError(f"'{fid}' is a function: 'method' does not apply")
+        if inspect.iscoroutinefunction(target):
+            return await target(*args, **kwargs)
+        result = await asyncio.to_thread(target, *args, **kwargs)
+        if inspect.isawaitable(result):
+            return await result
+        return result
+
+    return handler
+
+
+def _method(obj: Any, fid: str, name: Any) -> Callable[..., Any]:
+    public = sorted(
+        n
+        for n, member in inspect.getmembers(type(obj))
+        if not n.startswith("_") and (inspect.isfunction(member) or inspect.ismethod(member))
+    )
+    if name is None:
+        if len(public) == 1:
+            name = public[0]
+        else:
+            raise RequestError(f"'{fid}' is a class: say which 'method' to call ({', '.join(public)})")
+    if not isinstance(name, str) or name not in public:
+        raise LookupError(f"'{fid}' has no public method '{name}'; it has: {', '.join(public)}")
+    method: Callable[..., Any] = getattr(obj, name)
+    return method

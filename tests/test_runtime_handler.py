@@ -1,0 +1,127 @@
+"""The handler factory generated handlers call: a Runpod job in, the function's result out."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+from flashc_runtime import LiveServerless, remote
+from flashc_runtime.handler import RequestError, create_handler
+
+cfg = LiveServerless(name="t")
+
+
+def add(a: int, b: int = 0) -> int:
+    return a + b
+
+
+async def slow_double(x: int) -> int:
+    await asyncio.sleep(0)
+    return 2 * x
+
+
+@remote(cfg)
+def decorated(x: int) -> str:
+    return f"raw {x}"
+
+
+class Model:
+    created = 0
+
+    def __init__(self) -> None:
+        Model.created += 1
+        self.calls = 0
+
+    def predict(self, x: int) -> int:
+        self.calls += 1
+        return x * 10
+
+    async def embed(self, text: str) -> list[int]:
+        return [len(text), self.calls]
+
+    @staticmethod
+    def version() -> str:
+        return "1"
+
+    def _private(self) -> None:
+        raise AssertionError("never served")
+
+
+def run(handler: Any, job_input: Any) -> Any:
+    return asyncio.run(handler({"id": "job-1", "input": job_input}))
+
+
+def test_calls_by_bare_name_or_id_with_args_and_kwargs() -> None:
+    handler = create_handler({"m:add": add, "m:slow_double": slow_double})
+    assert run(handler, {"function": "add", "args": [2], "kwargs": {"b": 3}}) == 5
+    assert run(handler, {"function": "m:slow_double", "args": [4]}) == 8
+
+
+def test_single_function_needs_no_name_and_decorated_objects_are_unwrapped() -> None:
+    handler = create_handler({"m:decorated": decorated})
+    assert run(handler, {"args": [7]}) == "raw 7"
+
+
+def test_missing_input_means_no_arguments() -> None:
+    handler = create_handler({"m:version": Model.version})
+    assert run(handler, None) == "1"
+
+
+def test_sync_functions_run_off_the_event_loop() -> None:
+    seen: list[str] = []
+
+    def where() -> None:
+        seen.append(threading.current_thread().name)
+
+    handler = create_handler({"m:where": where})
+    run(handler, {})
+    assert seen and seen[0] != threading.main_thread().name
+
+
+def test_class_instance_is_created_once_and_reused() -> None:
+    Model.created = 0
+    handler = create_handler({"m:Model": Model})
+    assert run(handler, {"method": "predict", "args": [2]}) == 20
+    assert run(handler, {"function": "Model", "method": "embed", "args": ["abc"]}) == [3, 1]
+    assert run(handler, {"method": "version"}) == "1"
+    assert Model.created == 1
+
+
+def test_request_problems_are_request_errors() -> None:
+    handler = create_handler({"m:add": add, "m:Model": Model})
+    with pytest.raises(RequestError, match="input has no 'function'; this endpoint serves: m:Model, m:add"):
+        run(handler, {})
+    with pytest.raises(RequestError, match="'input' must be an object"):
+        run(handler, [1, 2])
+    with pytest.raises(RequestError, match="'args' must be a list"):
+        run(handler, {"function": "add", "args": "12"})
+    with pytest.raises(RequestError, match="say which 'method' to call \\(embed, predict, version\\)"):
+        run(handler, {"function": "Model"})
+    with pytest.raises(RequestError, match="'m:add' is a function: 'method' does not apply"):
+        run(handler, {"function": "add", "method": "x"})
+
+
+def test_unknown_names_list_what_is_available() -> None:
+    handler = create_handler({"m:add": add, "m:Model": Model})
+    with pytest.raises(LookupError, match="unknown function 'sub'; this endpoint serves: m:Model, m:add"):
+        run(handler, {"function": "sub"})
+    with pytest.raises(LookupError, match="'m:Model' has no public method '_private'"):
+        run(handler, {"function": "Model", "method": "_private"})
+
+
+def test_ambiguous_bare_names_need_the_id() -> None:
+    handler = create_handler({"a:add": add, "b:add": add})
+    with pytest.raises(RequestError, match="'add' is ambiguous here: use one of a:add, b:add"):
+        run(handler, {"function": "add", "args": [1]})
+    assert run(handler, {"function": "b:add", "args": [1, 1]}) == 2
+
+
+def test_user_exceptions_propagate_unchanged() -> None:
+    def boom() -> None:
+        raise KeyError("missing thing")
+
+    handler = create_handler({"m:boom": boom})
+    with pytest.raises(KeyError, match="missing thing"):
+        run(handler, {})
