@@ -707,47 +707,44 @@ def _changed_objects(node: cst.CSTNode) -> Iterable[cst.Name]:
         yield from _changed_objects(node.value)
 
 
+class _NameCollector(cst.CSTVisitor):
+    """Names bound by `:=` (outside lambdas) and by `case` patterns, in the subtree it visits."""
+
+    def __init__(self) -> None:
+        self.names: list[cst.Name] = []
+
+    def visit_NamedExpr(self, node: cst.NamedExpr) -> None:
+        if isinstance(node.target, cst.Name):
+            self.names.append(node.target)
+
+    def visit_Lambda(self, node: cst.Lambda) -> bool:
+        return False
+
+    def visit_MatchAs(self, node: cst.MatchAs) -> None:
+        if node.name is not None:
+            self.names.append(node.name)
+
+    def visit_MatchStar(self, node: cst.MatchStar) -> None:
+        if node.name is not None:
+            self.names.append(node.name)
+
+    def visit_MatchMapping(self, node: cst.MatchMapping) -> None:
+        if node.rest is not None:
+            self.names.append(node.rest)
+
+
 def _walrus_targets(node: cst.CSTNode) -> list[cst.Name]:
     """Names bound by `:=` anywhere in a module-level expression statement."""
-
-    class Finder(cst.CSTVisitor):
-        def __init__(self) -> None:
-            self.names: list[cst.Name] = []
-
-        def visit_NamedExpr(self, named: cst.NamedExpr) -> None:
-            if isinstance(named.target, cst.Name):
-                self.names.append(named.target)
-
-        def visit_Lambda(self, lam: cst.Lambda) -> bool:
-            return False
-
-    finder = Finder()
-    node.visit(finder)
-    return finder.names
+    collector = _NameCollector()
+    node.visit(collector)
+    return collector.names
 
 
 def _pattern_names(pattern: cst.MatchPattern) -> list[cst.Name]:
     """Names a `case` pattern captures."""
-
-    class Finder(cst.CSTVisitor):
-        def __init__(self) -> None:
-            self.names: list[cst.Name] = []
-
-        def visit_MatchAs(self, node: cst.MatchAs) -> None:
-            if node.name is not None:
-                self.names.append(node.name)
-
-        def visit_MatchStar(self, node: cst.MatchStar) -> None:
-            if node.name is not None:
-                self.names.append(node.name)
-
-        def visit_MatchMapping(self, node: cst.MatchMapping) -> None:
-            if node.rest is not None:
-                self.names.append(node.rest)
-
-    finder = Finder()
-    pattern.visit(finder)
-    return finder.names
+    collector = _NameCollector()
+    pattern.visit(collector)
+    return collector.names
 
 
 def _target_names(node: cst.CSTNode) -> Iterable[cst.Name]:
