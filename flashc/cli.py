@@ -133,10 +133,34 @@ def _summary(analysis: Any) -> str:
     return "\n".join(lines)
 
 
+@main.command("render")
+@click.argument("project_dir", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder to write the generated files into (handlers, SDK aliases, flash_manifest.json).",
+)
+def render_command(project_dir: Path, out: Path) -> None:
+    """Write exactly the files flashc generates for the archive, for review or snapshot tests."""
+    from .pipeline import generate, write_files
+
+    with _reported():
+        generated = generate(project_dir)
+        write_files(generated.files, out)
+        click.echo(f"wrote {_count(len(generated.files), 'file')} to {out}")
+
+
 @main.command()
-@click.argument("name", type=click.Choice(["analysis"]))
+@click.argument("name", type=click.Choice(["analysis", "manifest"]))
 def schema(name: str) -> None:
-    """Print the JSON Schema of flashc's machine-readable output."""
+    """Print the JSON Schema of flashc's machine-readable output (`analyze --json`, the manifest)."""
+    if name == "manifest":
+        from .manifest import manifest_json_schema
+
+        click.echo(json.dumps(manifest_json_schema(), indent=2, sort_keys=True))
+        return
     from pydantic import TypeAdapter
 
     from .models import Analysis
