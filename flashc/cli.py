@@ -133,6 +133,39 @@ def _summary(analysis: Any) -> str:
     return "\n".join(lines)
 
 
+@main.command()
+@click.argument("project_dir", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Archive path.")
+@click.option("--json", "as_json", is_flag=True, help="Print a summary for CI as JSON.")
+@click.option("--quiet", is_flag=True, help="Print nothing but errors.")
+def build(project_dir: Path, output: Path | None, as_json: bool, quiet: bool) -> None:
+    """Analyze, render and pack the project into .flash/archive.tar.gz (dependencies come later)."""
+    from .pipeline import build as run_build
+
+    with _reported():
+        built = run_build(project_dir, output)
+        archive = built.archive
+        resources = sorted(built.generated.manifest.resources)
+        functions = sorted(built.generated.manifest.functions)
+        summary: dict[str, Any] = {
+            "archive": str(archive.path),
+            "sha256": archive.sha256,
+            "size": archive.size,
+            "uncompressed": archive.uncompressed,
+            "files": archive.members,
+            "resources": resources,
+            "functions": functions,
+        }
+        if as_json:
+            click.echo(json.dumps(summary, indent=2, sort_keys=True))
+        elif not quiet:
+            click.echo(
+                f"built {_count(len(resources), 'resource')}, "
+                f"{_count(len(functions), 'function')}: {archive.path} "
+                f"({_count(archive.members, 'file')}, {archive.size:,} bytes, sha256 {archive.sha256[:12]})"
+            )
+
+
 @main.command("render")
 @click.argument("project_dir", default=".", type=click.Path(file_okay=False, path_type=Path))
 @click.option(

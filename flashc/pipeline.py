@@ -7,7 +7,7 @@
     render    BuildPlan, Manifest        RenderedFile per file      none (reads flashc's templates)
     pack      Entry per file             archive + PackResult       writes the archive atomically
 
-Dependencies (resolve) come between render and pack in a later version.
+Dependencies (resolve) come between render and pack in a later version. `build` runs them all.
 """
 
 from __future__ import annotations
@@ -19,15 +19,18 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import flashc_runtime
+
 from .analyze import analyze_project
 from .errors import DiagnosticsError, ProjectError, UsageError
 from .group import BuildPlan, group
 from .manifest import Manifest, build_manifest, source_fingerprint
 from .models import Analysis
-from .render import RenderedFile, render
+from .pack import Entry, PackResult, project_entries, write_archive
+from .render import MANIFEST_PATH, RenderedFile, render
 from .sources import walk_project
 
-__all__ = ["Generated", "generate", "write_files"]
+__all__ = ["Built", "Generated", "build", "generate", "write_files"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,3 +73,48 @@ def write_files(files: Sequence[RenderedFile], out: Path) -> None:
                 raise
         except OSError as exc:
             raise ProjectError(f"cannot write '{target}': {exc.strerror or exc}", "check the --out folder") from exc
+
+
+@dataclasses.dataclass(frozen=True)
+class Built:
+    generated: Generated
+    archive: PackResult
+    manifest_path: Path
+
+
+def build(root: Path, output: Path | None = None, *, python_version: str | None = None) -> Built:
+    """Analyze, render and pack the project into `output` (default `.flash/archive.tar.gz`).
+
+    The archive holds the project's files after ignore rules, the generated files, and the runtime
+    package under `_flashc/`, which the worker puts first on `sys.path`, so project files can never
+    shadow it. A copy of the manifest goes to `.flash/flash_manifest.json`.
+    """
+    generated = generate(root, python_version=python_version)
+    project = walk_project(root)
+    state = project.root / ".flash"
+    if state.exists() and not state.is_dir():
+        raise ProjectError(f"'{state}' is a file, but flashc keeps its build state there", "remove or rename it")
+    generated_paths = {f.path for f in generated.files}
+    clashes = [p for p in project.files if p in generated_paths or p.split("/")[0] == "_flashc"]
+    if clashes:
+        raise ProjectError(
+            f"project files use paths that flashc generates: {', '.join(clashes)}",
+            "rename them: flash_manifest.json and _flashc/ are reserved in the archive",
+        )
+    runtime_root = Path(flashc_runtime.__file__).parent
+    runtime_files = sorted(
+        p for p in runtime_root.rglob("*") if p.is_file() and (p.suffix == ".py" or p.name == "py.typed")
+    )
+    entries = [
+        *project_entries(project.root, project.files),
+        *(Entry(f.path, data=f.text.encode("utf-8")) for f in generated.files),
+        *(Entry(f"_flashc/flashc_runtime/{p.relative_to(runtime_root).as_posix()}", source=p) for p in runtime_files),
+    ]
+    if output is None:
+        state.mkdir(exist_ok=True)
+        output = state / "archive.tar.gz"
+    result = write_archive(entries, output)
+    manifest_file = next(f for f in generated.files if f.path == MANIFEST_PATH)
+    state.mkdir(exist_ok=True)
+    write_files([dataclasses.replace(manifest_file, path=MANIFEST_PATH)], state)
+    return Built(generated, result, state / MANIFEST_PATH)

@@ -1,0 +1,63 @@
+"""`flashc build`: analyze, render and pack into .flash/archive.tar.gz (dependencies come later)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tarfile
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from flashc.cli import main
+
+DEMO = Path(__file__).resolve().parent.parent / "fixtures" / "demo"
+
+
+def checkout(parent: Path) -> Path:
+    root = parent / "demo"
+    shutil.copytree(DEMO, root, ignore=shutil.ignore_patterns(".flash"))
+    return root
+
+
+def build(root: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["build", str(root), *args])
+    return result.exit_code, result.output
+
+
+def test_two_checkouts_build_the_same_bytes(tmp_path: Path) -> None:
+    first, second = checkout(tmp_path / "a"), checkout(tmp_path / "b")
+    os.utime(second / "api.py", (978307200, 978307200))
+    old = os.umask(0o077)
+    try:
+        assert build(second)[0] == 0
+    finally:
+        os.umask(old)
+    assert build(first)[0] == 0
+    digests = {hashlib.sha256((r / ".flash" / "archive.tar.gz").read_bytes()).hexdigest() for r in (first, second)}
+    assert len(digests) == 1
+
+
+def test_archive_layout_and_json_summary(tmp_path: Path) -> None:
+    root = checkout(tmp_path)
+    code, output = build(root, "--json")
+    assert code == 0
+    summary = json.loads(output)
+    assert summary["resources"] == ["demo-api", "demo-cpu", "demo-gpu"]
+    with tarfile.open(root / ".flash" / "archive.tar.gz") as tar:
+        names = tar.getnames()
+    assert hashlib.sha256((root / ".flash" / "archive.tar.gz").read_bytes()).hexdigest() == summary["sha256"]
+    assert "flash_manifest.json" in names and "workers/gpu.py" in names
+    assert "_flashc/flashc_runtime/handler.py" in names and "_flashc/tetra_rp/__init__.py" in names
+    assert not any(n.startswith(".flash") for n in names)
+    assert (root / ".flash" / "flash_manifest.json").read_text().endswith("}\n")
+
+
+def test_flash_as_a_file_is_refused(tmp_path: Path) -> None:
+    root = checkout(tmp_path)
+    (root / ".flash").write_text("not a folder")
+    code, output = build(root)
+    assert code == 1
+    assert "is a file, but flashc keeps its build state there" in output
