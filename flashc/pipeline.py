@@ -103,7 +103,9 @@ def build(root: Path, output: Path | None = None, *, python_version: str | None 
         )
     runtime_root = Path(flashc_runtime.__file__).parent
     runtime_files = sorted(
-        p for p in runtime_root.rglob("*") if p.is_file() and (p.suffix == ".py" or p.name == "py.typed")
+        p
+        for p in runtime_root.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and (p.suffix in (".py", ".json") or p.name == "py.typed")
     )
     entries = [
         *project_entries(project.root, project.files),

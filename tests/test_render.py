@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from flashc_runtime.manifest import load_manifest
 from syrupy.assertion import SnapshotAssertion
 
 from flashc.analyze import analyze_project
@@ -81,6 +82,8 @@ def test_runtime_loads_the_manifest_and_imports_every_handler(
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(f.text)
     manifest = parse_manifest((tmp_path / MANIFEST_PATH).read_text())
+    # The runtime checks the same file against the schema it ships, without pydantic.
+    assert load_manifest(tmp_path / MANIFEST_PATH) == manifest.model_dump(mode="json")
     sys.path[:0] = [str(tmp_path / "_flashc"), str(RUNTIME), str(FIXTURES / name), str(FIXTURES / name / "src")]
     for resource in manifest.resources.values():
         module = importlib.import_module(resource.handler_module)
