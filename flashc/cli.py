@@ -99,6 +99,22 @@ def analyze(project_dir: Path, as_json: bool, no_cache: bool) -> None:
             sys.exit(1)
 
 
+def _size(n: int) -> str:
+    if n < 1000:
+        return f"{n} bytes"
+    if n < 1_000_000:
+        return f"{n / 1000:.1f} KB"
+    return f"{n / 1_000_000:.1f} MB"
+
+
+def _shown(path: Path) -> str:
+    """A path as the user would type it: relative to the current folder when it is below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _count(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
@@ -137,13 +153,14 @@ def _summary(analysis: Any) -> str:
 @click.argument("project_dir", default=".", type=click.Path(file_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Archive path.")
 @click.option("--json", "as_json", is_flag=True, help="Print a summary for CI as JSON.")
-@click.option("--quiet", is_flag=True, help="Print nothing but errors.")
-def build(project_dir: Path, output: Path | None, as_json: bool, quiet: bool) -> None:
+@click.option("--keep-build", is_flag=True, help="Keep the archive's tree in .flash/.build/ for inspection.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+def build(project_dir: Path, output: Path | None, as_json: bool, keep_build: bool, quiet: bool) -> None:
     """Analyze, render and pack the project into .flash/archive.tar.gz (dependencies come later)."""
     from .pipeline import build as run_build
 
     with _reported():
-        built = run_build(project_dir, output)
+        built = run_build(project_dir, output, keep_build=keep_build)
         archive = built.archive
         resources = sorted(built.generated.manifest.resources)
         functions = sorted(built.generated.manifest.functions)
@@ -159,11 +176,16 @@ def build(project_dir: Path, output: Path | None, as_json: bool, quiet: bool) ->
         if as_json:
             click.echo(json.dumps(summary, indent=2, sort_keys=True))
         elif not quiet:
+            analysis = built.generated.analysis
             click.echo(
-                f"built {_count(len(resources), 'resource')}, "
-                f"{_count(len(functions), 'function')}: {archive.path} "
-                f"({_count(archive.members, 'file')}, {archive.size:,} bytes, sha256 {archive.sha256[:12]})"
+                f"analyzed {_count(analysis.python_files, 'Python file')}: "
+                f"{_count(len(resources), 'resource')}, {_count(len(functions), 'function')}"
             )
+            click.echo(
+                f"packed {_count(archive.members, 'file')}, {_size(archive.uncompressed)} "
+                f"into {_size(archive.size)}: {_shown(archive.path)}"
+            )
+            click.echo(f"sha256 {archive.sha256}")
 
 
 @main.command("render")

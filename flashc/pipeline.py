@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -28,13 +29,14 @@ from .manifest import Manifest, build_manifest, source_fingerprint
 from .models import Analysis
 from .pack import Entry, PackResult, project_entries, write_archive
 from .render import MANIFEST_PATH, RenderedFile, render
-from .sources import walk_project
+from .sources import ProjectFiles, walk_project
 
 __all__ = ["Built", "Generated", "build", "generate", "write_files"]
 
 
 @dataclasses.dataclass(frozen=True)
 class Generated:
+    project: ProjectFiles
     analysis: Analysis
     plan: BuildPlan
     manifest: Manifest
@@ -51,7 +53,7 @@ def generate(root: Path, *, python_version: str | None = None, use_cache: bool =
     plan = group(analysis)
     version = python_version or f"{sys.version_info.major}.{sys.version_info.minor}"
     manifest = build_manifest(plan, python_version=version, source_fingerprint=fingerprint)
-    return Generated(analysis, plan, manifest, render(plan, manifest))
+    return Generated(project, analysis, plan, manifest, render(plan, manifest))
 
 
 def write_files(files: Sequence[RenderedFile], out: Path) -> None:
@@ -82,15 +84,19 @@ class Built:
     manifest_path: Path
 
 
-def build(root: Path, output: Path | None = None, *, python_version: str | None = None) -> Built:
+def build(
+    root: Path, output: Path | None = None, *, python_version: str | None = None, keep_build: bool = False
+) -> Built:
     """Analyze, render and pack the project into `output` (default `.flash/archive.tar.gz`).
 
     The archive holds the project's files after ignore rules, the generated files, and the runtime
     package under `_flashc/`, which the worker puts first on `sys.path`, so project files can never
-    shadow it. A copy of the manifest goes to `.flash/flash_manifest.json`.
+    shadow it. A copy of the manifest goes to `.flash/flash_manifest.json`. With `keep_build`, the
+    archive's tree is also laid out in `.flash/.build/` for inspection; otherwise that folder is
+    removed.
     """
     generated = generate(root, python_version=python_version)
-    project = walk_project(root)
+    project = generated.project
     state = project.root / ".flash"
     if state.exists() and not state.is_dir():
         raise ProjectError(f"'{state}' is a file, but flashc keeps its build state there", "remove or rename it")
@@ -118,5 +124,23 @@ def build(root: Path, output: Path | None = None, *, python_version: str | None 
     result = write_archive(entries, output)
     manifest_file = next(f for f in generated.files if f.path == MANIFEST_PATH)
     state.mkdir(exist_ok=True)
-    write_files([dataclasses.replace(manifest_file, path=MANIFEST_PATH)], state)
+    write_files([manifest_file], state)
+    staging = state / ".build"
+    shutil.rmtree(staging, ignore_errors=True)
+    if keep_build:
+        _lay_out(entries, staging)
     return Built(generated, result, state / MANIFEST_PATH)
+
+
+def _lay_out(entries: Sequence[Entry], folder: Path) -> None:
+    """Write the archive's members as a folder tree, for `--keep-build`."""
+    try:
+        for entry in entries:
+            target = folder / entry.arcname
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if entry.data is not None:
+                target.write_bytes(entry.data)
+            elif entry.source is not None:
+                shutil.copyfile(entry.source, target)
+    except OSError as exc:
+        raise ProjectError(f"cannot write the build folder '{folder}': {exc.strerror or exc}") from exc

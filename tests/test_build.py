@@ -61,3 +61,39 @@ def test_flash_as_a_file_is_refused(tmp_path: Path) -> None:
     code, output = build(root)
     assert code == 1
     assert "is a file, but flashc keeps its build state there" in output
+
+
+def test_terminal_summary_keep_build_and_quiet(tmp_path: Path) -> None:
+    root = checkout(tmp_path)
+    code, output = build(root)
+    assert code == 0
+    lines = output.splitlines()
+    assert lines[0] == "analyzed 5 Python files: 3 resources, 4 functions"
+    assert lines[1].startswith("packed ") and lines[1].endswith(f"{root / '.flash' / 'archive.tar.gz'}")
+    assert lines[2].startswith("sha256 ")
+    assert not (root / ".flash" / ".build").exists()
+    assert build(root, "--keep-build", "--quiet") == (0, "")
+    with tarfile.open(root / ".flash" / "archive.tar.gz") as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}  # type: ignore[union-attr]
+    staged = {
+        p.relative_to(root / ".flash" / ".build").as_posix(): p.read_bytes()
+        for p in (root / ".flash" / ".build").rglob("*")
+        if p.is_file()
+    }
+    assert staged == members
+    assert build(root, "-q") == (0, "")
+    assert not (root / ".flash" / ".build").exists()  # removed again without --keep-build
+
+
+def test_bad_output_and_outside_symlink_are_clear_errors(tmp_path: Path) -> None:
+    root = checkout(tmp_path)
+    code, output = build(root, "-o", str(tmp_path / "missing" / "a.tar.gz"))
+    assert code == 2
+    assert f"flashc: error: output folder '{tmp_path / 'missing'}' does not exist" in output
+    secret = tmp_path / "secret.txt"
+    secret.write_text("password")
+    (root / "data.txt").symlink_to(secret)
+    code, output = build(root)
+    assert code == 1
+    assert f"symlink 'data.txt' points outside the project (to '{secret}')" in output
+    assert not (root / ".flash" / "archive.tar.gz").exists()
