@@ -1,4 +1,4 @@
-"""The manifest: the contract between the compiler and the runtime, written as `manifest.json`.
+"""The manifest: the contract between the compiler and the runtime, written as `flash_manifest.json`.
 
     BuildPlan --build_manifest--> Manifest --manifest_json--> canonical text
     text --parse_manifest--> Manifest (or ProjectError)
