@@ -24,7 +24,7 @@ from flashc_runtime.schema import suggest, validate_params
 
 from . import _ir as ir
 from ._evaluate import INVALID, Evaluator, Where
-from ._link import SDK_EXPORTS, DefRef, Linker, ModuleRef, SdkRef, Undefined, ValueRef, module_key
+from ._link import SDK_EXPORTS, SDK_ROOTS, DefRef, Linker, ModuleRef, SdkRef, Undefined, ValueRef, module_key
 from .diagnostics import Diagnostic, Note, Span, sort_key
 from .models import (
     ANALYSIS_SCHEMA_VERSION,
@@ -81,13 +81,24 @@ def _analyze_project(root: Path, use_cache: bool, jobs: int | None, *, read_cach
 def _remote_aliases(
     files: Mapping[str, ModuleFile], load: Callable[[str], ir.ModuleSummary], candidates: Sequence[str]
 ) -> set[str]:
-    """Other names under which the candidate modules make the SDK's remote available."""
-    linker = Linker(files, load)
-    aliases = set()
+    """Other names under which the candidate modules make the SDK's remote available.
+
+    Only a module's own bindings are read (`from tetra_rp import remote as endpoint`, then
+    `task = endpoint`): following imports into other modules here would parse files that
+    nothing may need.
+    """
+    aliases: set[str] = set()
     for path in candidates:
-        f = files[path]
-        if f.module is not None and load(path).parse_failure is None:
-            aliases.update(linker.names_bound_to(f.module, SdkRef("remote"), None))
+        summary = load(path)
+        local = {"remote"} if any(s.module.split(".")[0] in SDK_ROOTS for s in summary.star_imports) else set()
+        for b in summary.bindings:
+            if isinstance(b, ir.ImportBinding) and b.attr == "remote" and b.module.split(".")[0] in SDK_ROOTS:
+                local.add(b.name)
+            elif isinstance(b, ir.AssignBinding) and isinstance(b.value, ir.Name) and b.value.id in local:
+                local.add(b.name)
+            elif isinstance(b, ir.AssignBinding) and isinstance(b.value, ir.Attr) and b.value.attr == "remote":
+                local.add(b.name)  # `task = tetra_rp.remote`
+        aliases |= local
     aliases.discard("remote")
     return aliases
 
