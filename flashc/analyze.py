@@ -92,9 +92,7 @@ def _remote_aliases(
         summary = load(path)
         local = {"remote"} if any(s.module.split(".")[0] in SDK_ROOTS for s in summary.star_imports) else set()
         for b in summary.bindings:
-            if isinstance(b, ir.ImportBinding) and b.attr == "remote" and b.module.split(".")[0] in SDK_ROOTS:
-                local.add(b.name)
-            elif isinstance(b, ir.AssignBinding) and isinstance(b.value, ir.Name) and b.value.id in local:
+            if (isinstance(b, ir.ImportBinding) and b.attr == "remote" and b.module.split(".")[0] in SDK_ROOTS) or (isinstance(b, ir.AssignBinding) and isinstance(b.value, ir.Name) and b.value.id in local):
                 local.add(b.name)
             elif isinstance(b, ir.AssignBinding) and isinstance(b.value, ir.Attr) and b.value.attr == "remote":
                 local.add(b.name)  # `task = tetra_rp.remote`
