@@ -92,13 +92,24 @@ def _remote_aliases(
         summary = load(path)
         local = {"remote"} if any(s.module.split(".")[0] in SDK_ROOTS for s in summary.star_imports) else set()
         for b in summary.bindings:
-            if (isinstance(b, ir.ImportBinding) and b.attr == "remote" and b.module.split(".")[0] in SDK_ROOTS) or (isinstance(b, ir.AssignBinding) and isinstance(b.value, ir.Name) and b.value.id in local):
+            if _names_remote(b, local):
                 local.add(b.name)
-            elif isinstance(b, ir.AssignBinding) and isinstance(b.value, ir.Attr) and b.value.attr == "remote":
-                local.add(b.name)  # `task = tetra_rp.remote`
         aliases |= local
     aliases.discard("remote")
     return aliases
+
+
+def _names_remote(b: ir.Binding, aliases: set[str]) -> bool:
+    """Whether a binding makes another name for the SDK's remote, judged within its own module."""
+    if isinstance(b, ir.ImportBinding):
+        return b.attr == "remote" and b.module.split(".")[0] in SDK_ROOTS
+    if isinstance(b, ir.AssignBinding):
+        value = b.value
+        # `task = endpoint` (an alias above), or `task = tetra_rp.remote`
+        return (isinstance(value, ir.Name) and value.id in aliases) or (
+            isinstance(value, ir.Attr) and value.attr == "remote"
+        )
+    return False
 
 
 @dataclasses.dataclass
