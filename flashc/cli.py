@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -155,37 +156,58 @@ def _summary(analysis: Any) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print a summary for CI as JSON.")
 @click.option("--keep-build", is_flag=True, help="Keep the archive's tree in .flash/.build/ for inspection.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
-def build(project_dir: Path, output: Path | None, as_json: bool, keep_build: bool, quiet: bool) -> None:
+@click.option("--force", is_flag=True, help="Build even when nothing changed since the last build.")
+def build(project_dir: Path, output: Path | None, as_json: bool, keep_build: bool, quiet: bool, force: bool) -> None:
     """Analyze, render and pack the project into .flash/archive.tar.gz (dependencies come later)."""
-    from .pipeline import build as run_build
+    from . import buildstate
+    from .sources import walk_project
 
     with _reported():
-        built = run_build(project_dir, output, keep_build=keep_build)
-        archive = built.archive
-        resources = sorted(built.generated.manifest.resources)
-        functions = sorted(built.generated.manifest.functions)
-        summary: dict[str, Any] = {
-            "archive": str(archive.path),
-            "sha256": archive.sha256,
-            "size": archive.size,
-            "uncompressed": archive.uncompressed,
-            "files": archive.members,
-            "resources": resources,
-            "functions": functions,
+        project = walk_project(project_dir)
+        settings = {
+            "output": str(output.resolve()) if output else None,
+            "python": f"{sys.version_info.major}.{sys.version_info.minor}",
         }
+        key = buildstate.inputs_key(project, settings)
+        summary = None if force or keep_build else buildstate.up_to_date(project.root, key)
+        if summary is not None:
+            shutil.rmtree(project.root / ".flash" / ".build", ignore_errors=True)  # staging is kept only on request
+        else:
+            from .pipeline import build as run_build
+
+            built = run_build(project_dir, output, keep_build=keep_build)
+            if built.generated.analysis.diagnostics:  # warnings only: errors stop the build
+                click.echo(render_all(built.generated.analysis.diagnostics, _line_reader(project.root)), err=True)
+            archive = built.archive
+            summary = {
+                "archive": str(archive.path.resolve()),
+                "sha256": archive.sha256,
+                "size": archive.size,
+                "uncompressed": archive.uncompressed,
+                "files": archive.members,
+                "python_files": built.generated.analysis.python_files,
+                "resources": sorted(built.generated.manifest.resources),
+                "functions": sorted(built.generated.manifest.functions),
+                "up_to_date": False,
+            }
+            if not built.generated.analysis.diagnostics:
+                buildstate.record(project.root, key, {**summary, "up_to_date": True})
         if as_json:
             click.echo(json.dumps(summary, indent=2, sort_keys=True))
         elif not quiet:
-            analysis = built.generated.analysis
+            if summary["up_to_date"]:
+                click.echo("up to date: no input changed since the last build")
+            else:
+                click.echo(
+                    f"analyzed {_count(summary['python_files'], 'Python file')}: "
+                    f"{_count(len(summary['resources']), 'resource')}, "
+                    f"{_count(len(summary['functions']), 'function')}"
+                )
             click.echo(
-                f"analyzed {_count(analysis.python_files, 'Python file')}: "
-                f"{_count(len(resources), 'resource')}, {_count(len(functions), 'function')}"
+                f"packed {_count(summary['files'], 'file')}, {_size(summary['uncompressed'])} "
+                f"into {_size(summary['size'])}: {_shown(Path(summary['archive']))}"
             )
-            click.echo(
-                f"packed {_count(archive.members, 'file')}, {_size(archive.uncompressed)} "
-                f"into {_size(archive.size)}: {_shown(archive.path)}"
-            )
-            click.echo(f"sha256 {archive.sha256}")
+            click.echo(f"sha256 {summary['sha256']}")
 
 
 @main.command("render")

@@ -97,3 +97,22 @@ def test_bad_output_and_outside_symlink_are_clear_errors(tmp_path: Path) -> None
     assert code == 1
     assert f"symlink 'data.txt' points outside the project (to '{secret}')" in output
     assert not (root / ".flash" / "archive.tar.gz").exists()
+
+
+def test_unchanged_project_is_up_to_date_and_any_change_rebuilds(tmp_path: Path) -> None:
+    root = checkout(tmp_path)
+    first = json.loads(build(root, "--json")[1])
+    assert first["up_to_date"] is False
+    again = json.loads(build(root, "--json")[1])
+    assert again["up_to_date"] is True and again["sha256"] == first["sha256"]
+    code, output = build(root)
+    assert code == 0 and output.startswith("up to date: no input changed since the last build\n")
+    # A source edit, a touched archive or --force each make it build again.
+    (root / "workers" / "cpu.py").write_text((root / "workers" / "cpu.py").read_text() + "\n# edit\n")
+    edited = json.loads(build(root, "--json")[1])
+    assert edited["up_to_date"] is False and edited["sha256"] != first["sha256"]
+    archive = root / ".flash" / "archive.tar.gz"
+    archive.write_bytes(b"tampered")
+    rebuilt = json.loads(build(root, "--json")[1])
+    assert rebuilt["up_to_date"] is False and rebuilt["sha256"] == edited["sha256"]
+    assert json.loads(build(root, "--json", "--force")[1])["up_to_date"] is False

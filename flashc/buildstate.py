@@ -1,0 +1,99 @@
+"""Whether `flashc build` has anything to do: the inputs of the last build, and its result.
+
+A build is a pure function of its inputs: the project's files after ignore rules (paths and
+contents), flashc's own code, templates and runtime, and the build's settings (target Python,
+output path). The archive it writes is byte-reproducible, so when none of these changed and the
+archive on disk is the one recorded, building again would write the same bytes: the build is
+skipped. The record is `.flash/build.json`, written atomically after each build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from .sources import ProjectFiles
+
+__all__ = ["STATE_FILE", "inputs_key", "record", "up_to_date"]
+
+STATE_FILE = Path(".flash") / "build.json"
+
+
+@cache
+def _flashc_digest() -> str:
+    """Identifies flashc's compiler, templates and runtime, by content."""
+    import flashc_runtime
+
+    here = Path(__file__).parent
+    roots = [here, Path(flashc_runtime.__file__).parent]
+    templates = here / "templates"
+    roots.append(templates if templates.is_dir() else here.parent / "templates")
+    digest = hashlib.sha256()
+    for root in roots:
+        for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def inputs_key(project: ProjectFiles, settings: Mapping[str, Any]) -> str:
+    """A digest of everything a build reads: change any of it and the key changes."""
+    digest = hashlib.sha256(_flashc_digest().encode())
+    digest.update(json.dumps(dict(settings), sort_keys=True).encode())
+    for path in project.files:
+        try:
+            content = (project.root / path).read_bytes()
+        except OSError:
+            content = b"\xff unreadable"  # the build itself will report it
+        digest.update(len(path).to_bytes(8, "big") + path.encode() + hashlib.sha256(content).digest())
+    return digest.hexdigest()
+
+
+def _archive_signature(archive: Path) -> list[int] | None:
+    try:
+        st = archive.stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def up_to_date(root: Path, key: str) -> dict[str, Any] | None:
+    """The last build's summary if its inputs had this key and its archive is still untouched."""
+    try:
+        state = json.loads((root / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(state, dict) or state.get("key") != key or not isinstance(state.get("summary"), dict):
+        return None
+    summary: dict[str, Any] = state["summary"]
+    archive = Path(str(summary.get("archive", "")))
+    if not archive.is_absolute() or _archive_signature(archive) != state.get("archive_signature"):
+        return None
+    return summary
+
+
+def record(root: Path, key: str, summary: Mapping[str, Any]) -> None:
+    """Remember a finished build. A record that cannot be written only costs the next build time."""
+    target = root / STATE_FILE
+    document = {
+        "key": key,
+        "summary": dict(summary),
+        "archive_signature": _archive_signature(Path(str(summary["archive"]))),
+    }
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".build.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(document, fh, sort_keys=True, indent=2)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError:
+        return
