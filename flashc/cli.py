@@ -5,6 +5,7 @@ Exit codes: 0 success (warnings allowed), 1 errors in the project, 2 wrong usage
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -150,6 +151,21 @@ def _summary(analysis: Any) -> str:
     return "\n".join(lines)
 
 
+def _target_options(f: Any) -> Any:
+    """Options that choose the worker and the dependencies, shared by build and lock."""
+    for option in reversed(
+        [
+            click.option(
+                "--python-version", help="Worker's CPython, e.g. 3.12 (default: [tool.flashc], else this Python)."
+            ),
+            click.option("--glibc", help="Highest manylinux glibc of the worker image (default 2.35)."),
+            click.option("--no-deps", is_flag=True, help="Install only the direct requirements, not theirs."),
+        ]
+    ):
+        f = option(f)
+    return f
+
+
 @main.command()
 @click.argument("project_dir", default=".", type=click.Path(file_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Archive path.")
@@ -157,57 +173,139 @@ def _summary(analysis: Any) -> str:
 @click.option("--keep-build", is_flag=True, help="Keep the archive's tree in .flash/.build/ for inspection.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @click.option("--force", is_flag=True, help="Build even when nothing changed since the last build.")
-def build(project_dir: Path, output: Path | None, as_json: bool, keep_build: bool, quiet: bool, force: bool) -> None:
-    """Analyze, render and pack the project into .flash/archive.tar.gz (dependencies come later)."""
+@_target_options
+@click.option("--exclude", multiple=True, help="Distributions to leave out, comma separated (repeatable).")
+@click.option(
+    "--keep-gpu-packages", is_flag=True, help="Ship torch, torchvision, torchaudio, triton even for GPU-only projects."
+)
+@click.option(
+    "--max-size", type=click.IntRange(min=1), default=500, show_default=True, help="Limit in MB (compressed)."
+)
+@click.option("--offline", is_flag=True, help="Use only the wheel cache; never ask the index.")
+def build(
+    project_dir: Path,
+    output: Path | None,
+    as_json: bool,
+    keep_build: bool,
+    quiet: bool,
+    force: bool,
+    python_version: str | None,
+    glibc: str | None,
+    no_deps: bool,
+    exclude: tuple[str, ...],
+    keep_gpu_packages: bool,
+    max_size: int,
+    offline: bool,
+) -> None:
+    """Analyze, render, resolve dependencies and pack the project into .flash/archive.tar.gz."""
     from . import buildstate
+    from .dependencies import Settings
     from .sources import walk_project
 
+    settings = Settings(
+        python_version=python_version,
+        glibc=glibc,
+        exclude=tuple(sorted({name.strip() for value in exclude for name in value.split(",") if name.strip()})),
+        default_excludes=not keep_gpu_packages,
+        no_deps=no_deps,
+        offline=offline,
+    )
     with _reported():
         project = walk_project(project_dir)
-        settings = {
-            "output": str(output.resolve()) if output else None,
-            "python": f"{sys.version_info.major}.{sys.version_info.minor}",
-        }
-        key = buildstate.inputs_key(project, settings)
+        key = buildstate.inputs_key(
+            project,
+            {
+                "output": str(output.resolve()) if output else None,
+                "host_python": f"{sys.version_info.major}.{sys.version_info.minor}",
+                "settings": dataclasses.asdict(settings),
+                "max_size": max_size,
+            },
+        )
         summary = None if force or keep_build else buildstate.up_to_date(project.root, key)
         if summary is not None:
             shutil.rmtree(project.root / ".flash" / ".build", ignore_errors=True)  # staging is kept only on request
         else:
             from .pipeline import build as run_build
 
-            built = run_build(project_dir, output, keep_build=keep_build)
-            if built.generated.analysis.diagnostics:  # warnings only: errors stop the build
-                click.echo(render_all(built.generated.analysis.diagnostics, _line_reader(project.root)), err=True)
-            archive = built.archive
-            summary = {
-                "archive": str(archive.path.resolve()),
-                "sha256": archive.sha256,
-                "size": archive.size,
-                "uncompressed": archive.uncompressed,
-                "files": archive.members,
-                "python_files": built.generated.analysis.python_files,
-                "resources": sorted(built.generated.manifest.resources),
-                "functions": sorted(built.generated.manifest.functions),
-                "up_to_date": False,
-            }
-            if not built.generated.analysis.diagnostics:
+            built = run_build(
+                project_dir, output, settings=settings, keep_build=keep_build, max_size=max_size * 1_000_000
+            )
+            warnings = (*built.generated.analysis.diagnostics, *built.dependencies.warnings)
+            if warnings:  # errors stop the build before this point
+                click.echo(render_all(warnings, _line_reader(project.root)), err=True)
+            summary = _build_summary(built)
+            if not warnings:
                 buildstate.record(project.root, key, {**summary, "up_to_date": True})
         if as_json:
             click.echo(json.dumps(summary, indent=2, sort_keys=True))
         elif not quiet:
-            if summary["up_to_date"]:
-                click.echo("up to date: no input changed since the last build")
-            else:
-                click.echo(
-                    f"analyzed {_count(summary['python_files'], 'Python file')}: "
-                    f"{_count(len(summary['resources']), 'resource')}, "
-                    f"{_count(len(summary['functions']), 'function')}"
-                )
-            click.echo(
-                f"packed {_count(summary['files'], 'file')}, {_size(summary['uncompressed'])} "
-                f"into {_size(summary['size'])}: {_shown(Path(summary['archive']))}"
-            )
-            click.echo(f"sha256 {summary['sha256']}")
+            _print_build(summary)
+
+
+def _build_summary(built: Any) -> dict[str, Any]:
+    archive, deps = built.archive, built.dependencies
+    return {
+        "archive": str(archive.path.resolve()),
+        "sha256": archive.sha256,
+        "size": archive.size,
+        "uncompressed": archive.uncompressed,
+        "files": archive.members,
+        "python_files": built.generated.analysis.python_files,
+        "python_version": deps.target.python_version,
+        "resources": sorted(built.generated.manifest.resources),
+        "functions": sorted(built.generated.manifest.functions),
+        "dependencies": [f"{w.name}=={w.version}" for w in deps.wheels],
+        "excluded": sorted({*deps.pruned.excluded, *deps.pruned.dropped}),
+        "excluded_size": deps.pruned.freed,
+        "provided_by_runtime": sorted({r.name for r in deps.requirements.provided_by_runtime}),
+        "up_to_date": False,
+    }
+
+
+def _print_build(summary: dict[str, Any]) -> None:
+    if summary["up_to_date"]:
+        click.echo("up to date: no input changed since the last build")
+    else:
+        click.echo(
+            f"analyzed {_count(summary['python_files'], 'Python file')}: "
+            f"{_count(len(summary['resources']), 'resource')}, {_count(len(summary['functions']), 'function')}"
+        )
+        click.echo(
+            f"dependencies for CPython {summary['python_version']}: "
+            f"{_count(len(summary['dependencies']), 'distribution')}"
+        )
+        if summary["provided_by_runtime"]:
+            click.echo(f"  provided by flashc's runtime, not installed: {', '.join(summary['provided_by_runtime'])}")
+        if summary["excluded"]:
+            click.echo(f"  left out: {', '.join(summary['excluded'])} ({_size(summary['excluded_size'])} of wheels)")
+    click.echo(
+        f"packed {_count(summary['files'], 'file')}, {_size(summary['uncompressed'])} "
+        f"into {_size(summary['size'])}: {_shown(Path(summary['archive']))}"
+    )
+    click.echo(f"sha256 {summary['sha256']}")
+
+
+@main.command()
+@click.argument("project_dir", default=".", type=click.Path(file_okay=False, path_type=Path))
+@_target_options
+def lock(project_dir: Path, python_version: str | None, glibc: str | None, no_deps: bool) -> None:
+    """Resolve the dependencies for the worker and pin them, with sha256 hashes, in flash.lock."""
+    from .analyze import analyze_project
+    from .dependencies import Settings, resolve_for_lock
+    from .errors import DiagnosticsError
+    from .lockfile import write_lock
+    from .resolve import WheelCache, default_cache_dir
+
+    with _reported():
+        analysis = analyze_project(project_dir)
+        if analysis.has_errors:
+            raise DiagnosticsError(analysis.diagnostics, project_dir.resolve())
+        settings = Settings(python_version=python_version, glibc=glibc, no_deps=no_deps)
+        locked = resolve_for_lock(project_dir, analysis, settings, cache=WheelCache(default_cache_dir()))
+        path = write_lock(project_dir, locked)
+        click.echo(
+            f"locked {_count(len(locked.wheels), 'distribution')} for CPython {locked.target.python_version}: {path}"
+        )
 
 
 @main.command("render")

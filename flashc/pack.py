@@ -36,7 +36,7 @@ from pathlib import Path
 
 from .errors import ProjectError, UsageError
 
-__all__ = ["Entry", "PackResult", "project_entries", "write_archive"]
+__all__ = ["Entry", "PackResult", "TooLarge", "project_entries", "write_archive"]
 
 # 1980-01-01 00:00:00 UTC: the earliest time a zip can hold, so members keep a valid time if the
 # archive is ever repacked as a zip or wheel, and no tool mistakes it for "no time at all" (0).
@@ -122,12 +122,24 @@ def project_entries(root: Path, files: Sequence[str]) -> list[Entry]:
     return entries
 
 
-def write_archive(entries: Sequence[Entry], output: Path, *, mtime: int | None = None) -> PackResult:
+class TooLarge(ProjectError):
+    """The compressed archive is over the size limit; it was not written."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"the archive would be {size:,} bytes compressed, over the limit of {limit:,} bytes")
+        self.size = size
+        self.limit = limit
+
+
+def write_archive(
+    entries: Sequence[Entry], output: Path, *, mtime: int | None = None, max_size: int | None = None
+) -> PackResult:
     """Write `entries` to the gzipped tar `output` (mode 644), atomically; see the module docstring.
 
     Raises `UsageError` if the output folder does not exist or `SOURCE_DATE_EPOCH` is not a whole
-    number, and `ProjectError` for a bad or duplicate archive path, a source that cannot be read,
-    or an archive that cannot be written. Whatever fails, `output` is left as it was.
+    number, `TooLarge` when the compressed archive exceeds `max_size` bytes, and `ProjectError` for
+    a bad or duplicate archive path, a source that cannot be read, or an archive that cannot be
+    written. Whatever fails, `output` is left as it was.
     """
     stamp = _mtime(mtime)
     ordered = sorted(entries, key=lambda entry: entry.arcname)
@@ -147,6 +159,8 @@ def write_archive(entries: Sequence[Entry], output: Path, *, mtime: int | None =
         ) from exc
     try:
         sha256, size, uncompressed = _write(fd, ordered, stamp)
+        if max_size is not None and size > max_size:
+            raise TooLarge(size, max_size)  # checked before the previous archive is replaced
         os.chmod(temp, 0o644)  # mkstemp creates 600; chmod is not subject to the umask
         os.replace(temp, output)
     except OSError as exc:

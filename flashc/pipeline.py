@@ -23,15 +23,18 @@ from pathlib import Path
 import flashc_runtime
 
 from .analyze import analyze_project
+from .dependencies import SITE_DIR, Dependencies, Settings, plan_dependencies, target_for
 from .errors import DiagnosticsError, ProjectError, UsageError
 from .group import BuildPlan, group
 from .manifest import Manifest, build_manifest, source_fingerprint
 from .models import Analysis
-from .pack import Entry, PackResult, project_entries, write_archive
+from .pack import Entry, PackResult, TooLarge, project_entries, write_archive
+from .prune import Dist, size_table
 from .render import MANIFEST_PATH, RenderedFile, render
+from .resolve import PipRunner, WheelCache, default_cache_dir, default_pip
 from .sources import ProjectFiles, walk_project
 
-__all__ = ["Built", "Generated", "build", "generate", "write_files"]
+__all__ = ["DEFAULT_MAX_SIZE", "Built", "Generated", "build", "generate", "write_files"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,22 +83,36 @@ def write_files(files: Sequence[RenderedFile], out: Path) -> None:
 @dataclasses.dataclass(frozen=True)
 class Built:
     generated: Generated
+    dependencies: Dependencies
     archive: PackResult
     manifest_path: Path
 
 
-def build(
-    root: Path, output: Path | None = None, *, python_version: str | None = None, keep_build: bool = False
-) -> Built:
-    """Analyze, render and pack the project into `output` (default `.flash/archive.tar.gz`).
+DEFAULT_MAX_SIZE = 500_000_000  # bytes of compressed archive, the platform's limit
 
-    The archive holds the project's files after ignore rules, the generated files, and the runtime
-    package under `_flashc/`, which the worker puts first on `sys.path`, so project files can never
-    shadow it. A copy of the manifest goes to `.flash/flash_manifest.json`. With `keep_build`, the
-    archive's tree is also laid out in `.flash/.build/` for inspection; otherwise that folder is
-    removed.
+
+def build(
+    root: Path,
+    output: Path | None = None,
+    *,
+    settings: Settings | None = None,
+    keep_build: bool = False,
+    max_size: int | None = DEFAULT_MAX_SIZE,
+    cache: WheelCache | None = None,
+    pip: PipRunner = default_pip,
+) -> Built:
+    """Analyze, render, resolve and pack the project into `output` (default `.flash/archive.tar.gz`).
+
+    The archive holds the project's files after ignore rules, the generated files, the runtime
+    package under `_flashc/` (first on the worker's `sys.path`, so project files can never shadow
+    it) and the dependencies under `_flashc/site/`. A copy of the manifest goes to
+    `.flash/flash_manifest.json`. With `keep_build`, the archive's tree is also laid out in
+    `.flash/.build/` for inspection; otherwise that folder is removed. An archive over `max_size`
+    bytes is refused before it replaces the previous one.
     """
-    generated = generate(root, python_version=python_version)
+    settings = settings or Settings()
+    target = target_for(root, settings)
+    generated = generate(root, python_version=target.python_version)
     project = generated.project
     state = project.root / ".flash"
     if state.exists() and not state.is_dir():
@@ -107,6 +124,9 @@ def build(
             f"project files use paths that flashc generates: {', '.join(clashes)}",
             "rename them: flash_manifest.json and _flashc/ are reserved in the archive",
         )
+    deps = plan_dependencies(
+        project.root, generated.analysis, settings, cache=cache or WheelCache(default_cache_dir()), pip=pip
+    )
     runtime_root = Path(flashc_runtime.__file__).parent
     runtime_files = sorted(
         p
@@ -117,11 +137,15 @@ def build(
         *project_entries(project.root, project.files),
         *(Entry(f.path, data=f.text.encode("utf-8")) for f in generated.files),
         *(Entry(f"_flashc/flashc_runtime/{p.relative_to(runtime_root).as_posix()}", source=p) for p in runtime_files),
+        *(Entry(f"{SITE_DIR}/{rel}", source=deps.bundle / rel) for rel in deps.files),
     ]
     if output is None:
         state.mkdir(exist_ok=True)
         output = state / "archive.tar.gz"
-    result = write_archive(entries, output)
+    try:
+        result = write_archive(entries, output, max_size=max_size)
+    except TooLarge as exc:
+        raise _too_large(exc, deps) from exc
     manifest_file = next(f for f in generated.files if f.path == MANIFEST_PATH)
     state.mkdir(exist_ok=True)
     write_files([manifest_file], state)
@@ -129,7 +153,17 @@ def build(
     shutil.rmtree(staging, ignore_errors=True)
     if keep_build:
         _lay_out(entries, staging)
-    return Built(generated, result, state / MANIFEST_PATH)
+    return Built(generated, deps, result, state / MANIFEST_PATH)
+
+
+def _too_large(exc: TooLarge, deps: Dependencies) -> ProjectError:
+    dists = {w.name: Dist(w.name, w.version, deps.sizes.get(w.name, 0), w.requires) for w in deps.wheels}
+    table = size_table(dists, dists) if dists else "(no dependencies: the project's own files are that large)"
+    return ProjectError(
+        f"{exc.message}\nlargest distributions (installed size):\n{table}",
+        "exclude what the worker image already has (--exclude torch on GPU images), and keep models and data "
+        "on a network volume instead of in the project; --max-size raises the limit",
+    )
 
 
 def _lay_out(entries: Sequence[Entry], folder: Path) -> None:

@@ -401,7 +401,7 @@ def _relative_to(including: str, value: str) -> str:
 # --- pyproject.toml ----------------------------------------------------------------------------
 
 
-def _toml_loader() -> Callable[[str], dict[str, Any]] | None:
+def toml_loader() -> Callable[[str], dict[str, Any]] | None:
     if sys.version_info >= (3, 11):
         import tomllib
 
@@ -416,7 +416,7 @@ def _toml_loader() -> Callable[[str], dict[str, Any]] | None:
 
 def parse_pyproject_dependencies(text: str, path: str = "pyproject.toml") -> tuple[list[Requirement], list[Diagnostic]]:
     """The requirements in `[project.dependencies]`; a pyproject without a `[project]` table has none."""
-    loads = _toml_loader()
+    loads = toml_loader()
     if loads is None:
         return [], [
             Diagnostic(

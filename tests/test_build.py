@@ -1,4 +1,4 @@
-"""`flashc build`: analyze, render and pack into .flash/archive.tar.gz (dependencies come later)."""
+"""`flashc build`: analyze, render, resolve and pack into .flash/archive.tar.gz."""
 
 from __future__ import annotations
 
@@ -6,14 +6,32 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tarfile
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
+from wheelhouse import make_wheel
 
 from flashc.cli import main
 
 DEMO = Path(__file__).resolve().parent.parent / "fixtures" / "demo"
+
+
+@pytest.fixture(autouse=True)
+def offline_index(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The demo needs numpy==1.26.4: serve a tiny one from a local wheelhouse, with a private cache."""
+    base = tmp_path_factory.mktemp("index")
+    house = base / "house"
+    make_wheel(house, "numpy", "1.26.4", payload=2000)
+    config = base / "pip.conf"
+    config.write_text(f"[global]\nno-index = true\nfind-links = {house}\n")
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(config))
+    monkeypatch.setenv("PIP_FIND_LINKS", str(house))  # environment beats config files in pip
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("FLASHC_CACHE_DIR", str(base / "cache"))
+    return house
 
 
 def checkout(parent: Path) -> Path:
@@ -69,8 +87,10 @@ def test_terminal_summary_keep_build_and_quiet(tmp_path: Path) -> None:
     assert code == 0
     lines = output.splitlines()
     assert lines[0] == "analyzed 5 Python files: 3 resources, 4 functions"
-    assert lines[1].startswith("packed ") and lines[1].endswith(f"{root / '.flash' / 'archive.tar.gz'}")
-    assert lines[2].startswith("sha256 ")
+    assert lines[1] == f"dependencies for CPython {sys.version_info.major}.{sys.version_info.minor}: 1 distribution"
+    assert lines[2] == "  provided by flashc's runtime, not installed: tetra-rp"
+    assert lines[3].startswith("packed ") and lines[3].endswith(f"{root / '.flash' / 'archive.tar.gz'}")
+    assert lines[4].startswith("sha256 ")
     assert not (root / ".flash" / ".build").exists()
     assert build(root, "--keep-build", "--quiet") == (0, "")
     with tarfile.open(root / ".flash" / "archive.tar.gz") as tar:
@@ -116,3 +136,79 @@ def test_unchanged_project_is_up_to_date_and_any_change_rebuilds(tmp_path: Path)
     rebuilt = json.loads(build(root, "--json")[1])
     assert rebuilt["up_to_date"] is False and rebuilt["sha256"] == edited["sha256"]
     assert json.loads(build(root, "--json", "--force")[1])["up_to_date"] is False
+
+
+def project_with(tmp_path: Path, files: dict[str, str]) -> Path:
+    root = tmp_path / "proj"
+    for path, text in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+    return root
+
+
+GPU_APP = """
+from tetra_rp import LiveServerless, remote
+
+@remote(LiveServerless(name="gpu"), dependencies=["sentence-transformers"])
+def embed(texts):
+    return texts
+"""
+
+
+def test_dependencies_go_under_flashc_site_and_gpu_packages_are_left_out(tmp_path: Path, offline_index: Path) -> None:
+    make_wheel(offline_index, "sentence-transformers", "3.0.0", requires=["torch", "numpy"])
+    make_wheel(offline_index, "torch", "2.3.0", requires=["nvidia-cublas-cu12", "triton", "numpy"], payload=50_000)
+    make_wheel(offline_index, "triton", "2.3.0", payload=20_000)
+    make_wheel(offline_index, "nvidia-cublas-cu12", "12.1.3.1", payload=30_000)
+    root = project_with(tmp_path, {"app.py": GPU_APP})
+    code, output = build(root, "--json")
+    assert code == 0, output
+    summary = json.loads(output)
+    # torch is on every GPU worker image: it, and what only it needed, stay out of the bundle.
+    assert summary["dependencies"] == ["numpy==1.26.4", "sentence-transformers==3.0.0"]
+    assert summary["excluded"] == ["nvidia-cublas-cu12", "torch", "triton"]
+    with tarfile.open(root / ".flash" / "archive.tar.gz") as tar:
+        names = tar.getnames()
+    assert "_flashc/site/numpy/__init__.py" in names
+    assert "_flashc/site/sentence_transformers-3.0.0.dist-info/METADATA" in names
+    assert not any(n.startswith(("_flashc/site/torch", "_flashc/site/triton")) for n in names)
+    # --keep-gpu-packages ships them; --exclude leaves out anything else, with what it alone needed.
+    kept = json.loads(build(root, "--json", "--keep-gpu-packages")[1])
+    assert "torch==2.3.0" in kept["dependencies"] and "triton==2.3.0" in kept["dependencies"]
+    assert json.loads(build(root, "--json", "--exclude", "sentence-transformers")[1])["dependencies"] == []
+
+
+def test_over_the_size_limit_keeps_the_previous_archive_and_names_the_largest(
+    tmp_path: Path, offline_index: Path
+) -> None:
+    make_wheel(offline_index, "bigdata", "1.0", files={"bigdata/blob.bin": os.urandom(1_500_000)})
+    root = project_with(
+        tmp_path,
+        {
+            "app.py": "from tetra_rp import CpuLiveServerless, remote\n\n"
+            '@remote(CpuLiveServerless(name="cpu"), dependencies=["bigdata"])\ndef f(x):\n    return x\n',
+        },
+    )
+    (root / ".flash").mkdir()
+    (root / ".flash" / "archive.tar.gz").write_bytes(b"previous")
+    code, output = build(root, "--max-size", "1")
+    assert code == 1
+    assert "flashc: error: the archive would be" in output and "over the limit of 1,000,000 bytes" in output
+    assert "bigdata" in output and "--exclude torch on GPU images" in output
+    assert (root / ".flash" / "archive.tar.gz").read_bytes() == b"previous"
+
+
+def test_lock_pins_hashes_and_build_verifies_them(tmp_path: Path, offline_index: Path) -> None:
+    root = checkout(tmp_path)
+    result = CliRunner().invoke(main, ["lock", str(root)])
+    assert result.exit_code == 0, result.output
+    lock = json.loads((root / "flash.lock").read_text())
+    assert [w["name"] for w in lock["wheels"]] == ["numpy"]
+    assert build(root)[0] == 0
+    # A wheel in the cache that no longer matches its pinned hash stops the build.
+    cache = Path(os.environ["FLASHC_CACHE_DIR"])
+    wheel = next(cache.glob("wheels/*/numpy-*.whl"))
+    wheel.write_bytes(wheel.read_bytes() + b"tampered")
+    code, output = build(root, "--force")
+    assert code == 1
+    assert "sha256" in output and "run `flashc lock` if that is expected" in output

@@ -386,7 +386,7 @@ def test_dynamic_or_malformed_pyproject_dependencies_are_reported() -> None:
 
 
 def test_pyproject_without_a_toml_parser_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(requirements_module, "_toml_loader", lambda: None)
+    monkeypatch.setattr(requirements_module, "toml_loader", lambda: None)
     reqs, (problem,) = parse_pyproject_dependencies('[project]\ndependencies = ["numpy"]\n')
     assert reqs == []
     assert problem.severity == "error" and problem.span is None

@@ -1,0 +1,214 @@
+"""The dependency stage of `flashc build`: requirements in, installed files for the archive out.
+
+    Analysis + settings --collect--> RequirementSet --resolve (or flash.lock)--> wheels
+    --prune (exclusions)--> kept wheels --install (cached by content)--> bundle folder
+
+The bundle is installed once per set of wheels into the cache (`<cache>/bundles/<key>/`) and
+reused by every later build that needs the same wheels, so a rebuild after a source edit
+repacks without resolving or unpacking again. In the archive its files go under
+`_flashc/site/`, a folder of their own: no wheel can overwrite a project file or the runtime.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from .diagnostics import Diagnostic
+from .errors import DiagnosticsError, ProjectError
+from .lockfile import Lock, LockedWheel, read_lock, verify_wheel
+from .models import Analysis
+from .prune import Dist, PruneResult, default_exclusions, prune
+from .requirements import Requirement, RequirementSet, read_project_requirements, toml_loader
+from .resolve import PipRunner, ResolvedWheel, WheelCache, default_pip, resolve
+from .target import Target, parse_glibc, parse_python_version
+from .wheels import install_wheel
+
+__all__ = ["SITE_DIR", "Dependencies", "Settings", "lock_inputs", "plan_dependencies", "resolve_for_lock"]
+
+SITE_DIR = "_flashc/site"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What the user chose on the command line (or in `[tool.flashc]` of pyproject.toml)."""
+
+    python_version: str | None = None
+    glibc: str | None = None
+    exclude: tuple[str, ...] = ()
+    default_excludes: bool = True
+    no_deps: bool = False
+    offline: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Dependencies:
+    target: Target
+    requirements: RequirementSet
+    wheels: tuple[ResolvedWheel, ...]  # what the archive ships
+    pruned: PruneResult
+    bundle: Path  # installed files, shared by builds that need the same wheels
+    files: tuple[str, ...]  # POSIX paths inside `bundle`
+    sizes: dict[str, int]  # installed bytes per distribution
+    warnings: tuple[Diagnostic, ...]
+
+
+def target_for(root: Path, settings: Settings) -> Target:
+    """The worker: `--python-version`, else `[tool.flashc] python_version`, else this interpreter."""
+    configured = _tool_config(root)
+    version = settings.python_version or configured.get("python_version")
+    glibc = settings.glibc or configured.get("glibc")
+    python = parse_python_version(str(version) if version else f"{sys.version_info.major}.{sys.version_info.minor}")
+    return Target(python, parse_glibc(str(glibc)) if glibc else "2.35")
+
+
+def _tool_config(root: Path) -> dict[str, object]:
+    path = root / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    loads = toml_loader()
+    if loads is None:  # the requirements stage reports that pyproject.toml cannot be read
+        return {}
+    try:
+        data = loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    tool = data.get("tool", {}).get("flashc", {})
+    return tool if isinstance(tool, dict) else {}
+
+
+def lock_inputs(requirements: Sequence[Requirement], target: Target, no_deps: bool) -> str:
+    """Identifies what a lock was resolved from; a lock for other inputs is out of date."""
+    data = {
+        "requirements": sorted(r.text for r in requirements),
+        "target": dataclasses.asdict(target),
+        "no_deps": no_deps,
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def plan_dependencies(
+    root: Path,
+    analysis: Analysis,
+    settings: Settings,
+    *,
+    cache: WheelCache,
+    pip: PipRunner = default_pip,
+) -> Dependencies:
+    """Collect, resolve (or read flash.lock), prune and install the project's dependencies."""
+    reqs = read_project_requirements(root, analysis.functions)
+    errors = [d for d in reqs.problems if d.severity == "error"]
+    if errors:
+        raise DiagnosticsError(reqs.problems, root)
+    target = target_for(root, settings)
+    lock = read_lock(root)
+    if lock is not None:
+        wheels = _from_lock(lock, reqs, target, settings, cache, pip)
+    else:
+        wheels = resolve(
+            reqs.requirements,
+            target,
+            reqs.options,
+            cache=cache,
+            pip=pip,
+            offline=settings.offline,
+            no_deps=settings.no_deps,
+        ).wheels
+    every_resource_gpu = bool(analysis.resources) and all(r.compute == "gpu" for r in analysis.resources)
+    excluded = {*settings.exclude, *(default_exclusions(every_resource_gpu) if settings.default_excludes else ())}
+    roots = {r.name for r in reqs.requirements}
+    dists = {w.name: Dist(w.name, w.version, w.size, w.requires) for w in wheels}
+    pruned = prune(dists, roots, excluded)
+    kept = tuple(w for w in wheels if w.name in set(pruned.kept))
+    bundle, files, sizes = _install(kept, cache)
+    warnings = tuple(d for d in reqs.problems if d.severity == "warning")
+    unknown = [name for name in pruned.unknown if name in settings.exclude]
+    if unknown:
+        warnings += (
+            Diagnostic(
+                ".",
+                None,
+                "warning",
+                "exclude",
+                f"--exclude names what no requirement needs: {', '.join(unknown)}",
+                "check the spelling against the distributions listed by `flashc build --json`",
+            ),
+        )
+    return Dependencies(target, reqs, kept, pruned, bundle, files, sizes, warnings)
+
+
+def resolve_for_lock(
+    root: Path, analysis: Analysis, settings: Settings, *, cache: WheelCache, pip: PipRunner = default_pip
+) -> Lock:
+    """Resolve afresh (ignoring any flash.lock) and describe the result as a lock."""
+    reqs = read_project_requirements(root, analysis.functions)
+    if any(d.severity == "error" for d in reqs.problems):
+        raise DiagnosticsError(reqs.problems, root)
+    target = target_for(root, settings)
+    resolution = resolve(reqs.requirements, target, reqs.options, cache=cache, pip=pip, no_deps=settings.no_deps)
+    wheels = tuple(LockedWheel(w.name, w.version, w.filename, w.sha256, w.size, w.requires) for w in resolution.wheels)
+    return Lock(target, lock_inputs(reqs.requirements, target, settings.no_deps), wheels)
+
+
+def _from_lock(
+    lock: Lock, reqs: RequirementSet, target: Target, settings: Settings, cache: WheelCache, pip: PipRunner
+) -> tuple[ResolvedWheel, ...]:
+    if lock.target != target or lock.inputs != lock_inputs(reqs.requirements, target, settings.no_deps):
+        raise ProjectError(
+            "flash.lock was written for other requirements or another target",
+            "run `flashc lock` to update it, or delete it to resolve on every build",
+        )
+    missing = [w for w in lock.wheels if not cache.path(w.sha256, w.filename).is_file()]
+    if missing:
+        pinned = [_pinned(w) for w in missing]
+        fetched = resolve(pinned, target, reqs.options, cache=cache, pip=pip, offline=settings.offline, no_deps=True)
+        found = {w.sha256 for w in fetched.wheels}
+        for w in missing:
+            if w.sha256 not in found:
+                raise ProjectError(
+                    f"the index no longer serves {w.filename} with the sha256 in flash.lock",
+                    "the wheel changed since the lock was written: run `flashc lock` if that is expected",
+                )
+    for w in lock.wheels:
+        verify_wheel(cache.path(w.sha256, w.filename), w)
+    return tuple(ResolvedWheel(w.name, w.version, w.filename, w.sha256, w.size, w.requires) for w in lock.wheels)
+
+
+def _pinned(w: LockedWheel) -> Requirement:
+    from .requirements import Origin
+
+    return Requirement(
+        w.name, f"{w.name}=={w.version}", f"=={w.version}", (), None, None, Origin("flash.lock", None, "flash.lock")
+    )
+
+
+def _install(wheels: Iterable[ResolvedWheel], cache: WheelCache) -> tuple[Path, tuple[str, ...], dict[str, int]]:
+    """Install the wheels into a bundle folder keyed by their digests, reusing one that exists."""
+    wheels = sorted(wheels, key=lambda w: w.name)
+    key = hashlib.sha256("\n".join(w.sha256 for w in wheels).encode()).hexdigest()
+    bundle = cache.root / "bundles" / key
+    manifest = bundle / ".flashc-bundle.json"
+    if manifest.is_file():
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+        return bundle, tuple(data["files"]), dict(data["sizes"])
+    bundle.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=bundle.parent, prefix=".staging-"))
+    try:
+        sizes = {}
+        for w in wheels:
+            installed = install_wheel(cache.path(w.sha256, w.filename), staging)
+            sizes[w.name] = installed.size
+        files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file() or p.is_symlink())
+        (staging / ".flashc-bundle.json").write_text(json.dumps({"files": files, "sizes": sizes}, sort_keys=True))
+        os.replace(staging, bundle)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return bundle, tuple(files), sizes
