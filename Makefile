@@ -19,6 +19,7 @@ test: install
 
 demo: install
 	$(BIN)/flashc analyze fixtures/demo
+	$(BIN)/flashc build fixtures/demo
 
 bench: install
 	$(BIN)/python tests/bench/run.py
