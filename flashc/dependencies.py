@@ -21,6 +21,10 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement
+from packaging.requirements import Requirement as Req
+from packaging.utils import canonicalize_name
+
 from .diagnostics import Diagnostic
 from .errors import DiagnosticsError, ProjectError
 from .lockfile import Lock, LockedWheel, read_lock, verify_wheel
@@ -121,11 +125,10 @@ def plan_dependencies(
             offline=settings.offline,
             no_deps=settings.no_deps,
         ).wheels
-    every_resource_gpu = bool(analysis.resources) and all(r.compute == "gpu" for r in analysis.resources)
-    excluded = {*settings.exclude, *(default_exclusions(every_resource_gpu) if settings.default_excludes else ())}
     roots = {r.name for r in reqs.requirements}
     dists = {w.name: Dist(w.name, w.version, w.size, w.requires) for w in wheels}
-    pruned = prune(dists, roots, excluded)
+    image_provided = _gpu_image_packages(analysis, reqs, dists) if settings.default_excludes else set()
+    pruned = prune(dists, roots, {*settings.exclude, *image_provided})
     kept = tuple(w for w in wheels if w.name in set(pruned.kept))
     bundle, files, sizes = _install(kept, cache)
     warnings = tuple(d for d in reqs.problems if d.severity == "warning")
@@ -142,6 +145,36 @@ def plan_dependencies(
             ),
         )
     return Dependencies(target, reqs, kept, pruned, bundle, files, sizes, warnings)
+
+
+def _gpu_image_packages(analysis: Analysis, reqs: RequirementSet, dists: dict[str, Dist]) -> set[str]:
+    """The GPU image's own packages (torch and friends) that only GPU resources need.
+
+    GPU workers have them preinstalled; a CPU worker does not, so they stay in the bundle when a
+    function on a CPU resource, `requirements.txt` or `pyproject.toml` needs them, directly or not.
+    """
+    compute = {r.name: r.compute for r in analysis.resources}
+    if "gpu" not in compute.values():
+        return set()
+    gpu_only: set[str] = set()
+    elsewhere: set[str] = set()
+    for f in analysis.functions:
+        names = _names(f.dependencies)
+        (gpu_only if compute.get(f.resource) == "gpu" else elsewhere).update(names)
+    files = {r.name for r in reqs.requirements if not r.origin.what.startswith("dependencies of ")}
+    cpu_roots = ({r.name for r in reqs.requirements} - gpu_only) | elsewhere | files
+    needed_elsewhere = set(prune(dists, cpu_roots, ()).kept)
+    return {name for name in default_exclusions(True) if name not in needed_elsewhere}
+
+
+def _names(requirements: Iterable[str]) -> set[str]:
+    names: set[str] = set()
+    for text in requirements:
+        try:
+            names.add(canonicalize_name(Req(text).name))
+        except InvalidRequirement:
+            continue  # reported by the analysis
+    return names
 
 
 def resolve_for_lock(

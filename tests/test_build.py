@@ -212,3 +212,33 @@ def test_lock_pins_hashes_and_build_verifies_them(tmp_path: Path, offline_index:
     code, output = build(root, "--force")
     assert code == 1
     assert "sha256" in output and "run `flashc lock` if that is expected" in output
+
+
+def test_gpu_packages_stay_when_a_cpu_resource_needs_them(tmp_path: Path, offline_index: Path) -> None:
+    make_wheel(offline_index, "torch", "2.3.0", requires=["triton"])
+    make_wheel(offline_index, "triton", "2.3.0")
+    make_wheel(offline_index, "torchmetrics", "1.0", requires=["torch"])
+    gpu_only = project_with(
+        tmp_path / "a",
+        {
+            "app.py": "from tetra_rp import CpuLiveServerless, LiveServerless, remote\n\n"
+            '@remote(LiveServerless(name="gpu"), dependencies=["torch"])\ndef train(x):\n    return x\n\n'
+            '@remote(CpuLiveServerless(name="cpu"), dependencies=["numpy"])\ndef prep(x):\n    return x\n',
+        },
+    )
+    # torch is needed only on the GPU resource, whose image has it: left out.
+    assert json.loads(build(gpu_only, "--json")[1])["dependencies"] == ["numpy==1.26.4"]
+    shared = project_with(
+        tmp_path / "b",
+        {
+            "app.py": "from tetra_rp import CpuLiveServerless, LiveServerless, remote\n\n"
+            '@remote(LiveServerless(name="gpu"), dependencies=["torch"])\ndef train(x):\n    return x\n\n'
+            '@remote(CpuLiveServerless(name="cpu"), dependencies=["torchmetrics"])\ndef score(x):\n    return x\n',
+        },
+    )
+    # The CPU worker needs torch through torchmetrics: it ships.
+    assert json.loads(build(shared, "--json")[1])["dependencies"] == [
+        "torch==2.3.0",
+        "torchmetrics==1.0",
+        "triton==2.3.0",
+    ]
