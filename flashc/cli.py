@@ -228,7 +228,12 @@ def build(
             from .pipeline import build as run_build
 
             built = run_build(
-                project_dir, output, settings=settings, keep_build=keep_build, max_size=max_size * 1_000_000
+                project_dir,
+                output,
+                settings=settings,
+                keep_build=keep_build,
+                max_size=max_size * 1_000_000,
+                progress=_progress(quiet or as_json),
             )
             warnings = (*built.generated.analysis.diagnostics, *built.dependencies.warnings)
             if warnings:  # errors stop the build before this point
@@ -240,6 +245,17 @@ def build(
             click.echo(json.dumps(summary, indent=2, sort_keys=True))
         elif not quiet:
             _print_build(summary)
+
+
+def _progress(quiet: bool) -> Any:
+    """Status lines for long steps on a terminal; nothing in CI, in pipes or with --quiet."""
+    if quiet or os.environ.get("CI") or not sys.stderr.isatty():
+        return None
+
+    def say(message: str) -> None:
+        click.echo(f"  ... {message}", err=True)
+
+    return say
 
 
 def _build_summary(built: Any) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from .lockfile import Lock, LockedWheel, read_lock, verify_wheel
 from .models import Analysis
 from .prune import Dist, PruneResult, default_exclusions, prune
 from .requirements import Requirement, RequirementSet, read_project_requirements, toml_loader
-from .resolve import PipRunner, ResolvedWheel, WheelCache, default_pip, resolve
+from .resolve import PipRunner, Progress, ResolvedWheel, WheelCache, default_pip, resolve
 from .target import Target, parse_glibc, parse_python_version
 from .wheels import install_wheel
 
@@ -105,8 +105,10 @@ def plan_dependencies(
     *,
     cache: WheelCache,
     pip: PipRunner = default_pip,
+    progress: Progress | None = None,
 ) -> Dependencies:
     """Collect, resolve (or read flash.lock), prune and install the project's dependencies."""
+    say: Progress = progress or (lambda message: None)
     reqs = read_project_requirements(root, analysis.functions)
     errors = [d for d in reqs.problems if d.severity == "error"]
     if errors:
@@ -124,13 +126,14 @@ def plan_dependencies(
             pip=pip,
             offline=settings.offline,
             no_deps=settings.no_deps,
+            progress=say,
         ).wheels
     roots = {r.name for r in reqs.requirements}
     dists = {w.name: Dist(w.name, w.version, w.size, w.requires) for w in wheels}
     image_provided = _gpu_image_packages(analysis, reqs, dists) if settings.default_excludes else set()
     pruned = prune(dists, roots, {*settings.exclude, *image_provided})
     kept = tuple(w for w in wheels if w.name in set(pruned.kept))
-    bundle, files, sizes = _install(kept, cache)
+    bundle, files, sizes = _install(kept, cache, say)
     warnings = tuple(d for d in reqs.problems if d.severity == "warning")
     unknown = [name for name in pruned.unknown if name in settings.exclude]
     if unknown:
@@ -222,7 +225,9 @@ def _pinned(w: LockedWheel) -> Requirement:
     )
 
 
-def _install(wheels: Iterable[ResolvedWheel], cache: WheelCache) -> tuple[Path, tuple[str, ...], dict[str, int]]:
+def _install(
+    wheels: Iterable[ResolvedWheel], cache: WheelCache, say: Progress
+) -> tuple[Path, tuple[str, ...], dict[str, int]]:
     """Install the wheels into a bundle folder keyed by their digests, reusing one that exists."""
     wheels = sorted(wheels, key=lambda w: w.name)
     key = hashlib.sha256("\n".join(w.sha256 for w in wheels).encode()).hexdigest()
@@ -232,6 +237,7 @@ def _install(wheels: Iterable[ResolvedWheel], cache: WheelCache) -> tuple[Path, 
         data = json.loads(manifest.read_text(encoding="utf-8"))
         return bundle, tuple(data["files"]), dict(data["sizes"])
     bundle.parent.mkdir(parents=True, exist_ok=True)
+    say(f"unpacking {len(wheels)} wheel{'s' if len(wheels) != 1 else ''}")
     staging = Path(tempfile.mkdtemp(dir=bundle.parent, prefix=".staging-"))
     try:
         sizes = {}

@@ -31,7 +31,7 @@ from .models import Analysis
 from .pack import Entry, PackResult, TooLarge, project_entries, write_archive
 from .prune import Dist, size_table
 from .render import MANIFEST_PATH, RenderedFile, render
-from .resolve import PipRunner, WheelCache, default_cache_dir, default_pip
+from .resolve import PipRunner, Progress, WheelCache, default_cache_dir, default_pip
 from .sources import ProjectFiles, walk_project
 
 __all__ = ["DEFAULT_MAX_SIZE", "Built", "Generated", "build", "generate", "write_files"]
@@ -100,6 +100,7 @@ def build(
     max_size: int | None = DEFAULT_MAX_SIZE,
     cache: WheelCache | None = None,
     pip: PipRunner = default_pip,
+    progress: Progress | None = None,
 ) -> Built:
     """Analyze, render, resolve and pack the project into `output` (default `.flash/archive.tar.gz`).
 
@@ -124,9 +125,8 @@ def build(
             f"project files use paths that flashc generates: {', '.join(clashes)}",
             "rename them: flash_manifest.json and _flashc/ are reserved in the archive",
         )
-    deps = plan_dependencies(
-        project.root, generated.analysis, settings, cache=cache or WheelCache(default_cache_dir()), pip=pip
-    )
+    cache = cache or WheelCache(default_cache_dir())
+    deps = plan_dependencies(project.root, generated.analysis, settings, cache=cache, pip=pip, progress=progress)
     runtime_root = Path(flashc_runtime.__file__).parent
     runtime_files = sorted(
         p
@@ -142,6 +142,8 @@ def build(
     if output is None:
         state.mkdir(exist_ok=True)
         output = state / "archive.tar.gz"
+    if progress is not None:
+        progress(f"compressing {len(entries)} files")
     try:
         result = write_archive(entries, output, max_size=max_size)
     except TooLarge as exc:

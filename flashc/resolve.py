@@ -40,13 +40,27 @@ from .errors import FlashcError
 from .requirements import IndexOptions, Requirement
 from .target import Target, explain_misfit, marker_applies, platform_tags, wheel_fits
 
-__all__ = ["PipRunner", "Resolution", "ResolveError", "ResolvedWheel", "WheelCache", "default_cache_dir", "resolve"]
+__all__ = [
+    "PipRunner",
+    "Progress",
+    "Resolution",
+    "ResolveError",
+    "ResolvedWheel",
+    "WheelCache",
+    "default_cache_dir",
+    "resolve",
+]
 
 # Bump when the resolution algorithm changes, so cached resolutions are not reused across it.
 _RESOLVER_VERSION = "1"
 _MAX_ROUNDS = 40
 
 PipRunner = Callable[[Sequence[str]], tuple[int, str]]
+Progress = Callable[[str], None]
+
+
+def _quiet(message: str) -> None:
+    """The default progress reporter: says nothing."""
 
 
 class ResolveError(FlashcError):
@@ -139,6 +153,7 @@ def resolve(
     pip: PipRunner = default_pip,
     offline: bool = False,
     no_deps: bool = False,
+    progress: Progress = _quiet,
 ) -> Resolution:
     """Choose one wheel per needed distribution for `target`; ResolveError explains failures."""
     direct = [r for r in requirements if marker_applies(r.marker, target, ())]
@@ -152,14 +167,23 @@ def resolve(
             "the wheels for these requirements are not in the cache, and --offline forbids asking the index",
             "build once without --offline (or run `flashc lock`) while the index is reachable",
         )
-    wheels = _Resolver(target, options, cache, pip, no_deps).run(direct)
+    wheels = _Resolver(target, options, cache, pip, no_deps, progress).run(direct)
     cache.save_resolution(key, wheels)
     return Resolution(roots, tuple(wheels), from_cache=False)
 
 
 class _Resolver:
-    def __init__(self, target: Target, options: IndexOptions, cache: WheelCache, pip: PipRunner, no_deps: bool):
+    def __init__(
+        self,
+        target: Target,
+        options: IndexOptions,
+        cache: WheelCache,
+        pip: PipRunner,
+        no_deps: bool,
+        progress: Progress,
+    ):
         self.target, self.options, self.cache, self.pip, self.no_deps = target, options, cache, pip, no_deps
+        self.progress = progress
         self.specs: dict[str, set[str]] = {}
         self.extras: dict[str, set[str]] = {}
         self.wanted_by: dict[str, set[str]] = {}
@@ -196,6 +220,8 @@ class _Resolver:
         return chosen is not None and self._spec(name).contains(chosen[0].version, prereleases=True)
 
     def _download(self, names: Sequence[str]) -> None:
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        self.progress(f"downloading wheels for CPython {self.target.python_version}: {shown}")
         with tempfile.TemporaryDirectory(prefix="flashc-pip-") as tmp:
             args = ["download", "--no-deps", "--only-binary=:all:", "--dest", tmp, "--progress-bar", "off"]
             args += ["--implementation", "cp", "--python-version", self.target.python_version]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -89,7 +90,11 @@ def install_wheel(wheel: Path, bundle: Path) -> InstalledWheel:
         with WheelFile.open(wheel) as source:
             source.validate_record()
             name, version = source.distribution, source.version
-            install(source, destination, {"INSTALLER": b"flashc\n"})
+            with warnings.catch_warnings():
+                # installer skips files a wheel carries in __pycache__ folders and warns about it;
+                # skipping them is right, and the warning means nothing to a user of flashc.
+                warnings.simplefilter("ignore", RuntimeWarning)
+                install(source, destination, {"INSTALLER": b"flashc\n"})
     except (InstallerError, zipfile.BadZipFile, ValueError, FileExistsError, KeyError) as exc:
         raise ProjectError(f"cannot install wheel '{wheel.name}': {exc}", "delete it from the wheel cache") from exc
     return InstalledWheel(name, version, tuple(sorted(destination.written)), destination.size)

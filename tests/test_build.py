@@ -242,3 +242,13 @@ def test_gpu_packages_stay_when_a_cpu_resource_needs_them(tmp_path: Path, offlin
         "torchmetrics==1.0",
         "triton==2.3.0",
     ]
+
+
+def test_same_lock_and_sources_give_the_same_archive(tmp_path: Path) -> None:
+    first, second = checkout(tmp_path / "a"), checkout(tmp_path / "b")
+    assert CliRunner().invoke(main, ["lock", str(first)]).exit_code == 0
+    shutil.copy(first / "flash.lock", second / "flash.lock")
+    digests = [json.loads(build(root, "--json")[1])["sha256"] for root in (first, second)]
+    assert digests[0] == digests[1]
+    with tarfile.open(first / ".flash" / "archive.tar.gz") as tar:
+        assert "_flashc/site/numpy/__init__.py" in tar.getnames()
