@@ -252,3 +252,20 @@ def test_same_lock_and_sources_give_the_same_archive(tmp_path: Path) -> None:
     assert digests[0] == digests[1]
     with tarfile.open(first / ".flash" / "archive.tar.gz") as tar:
         assert "_flashc/site/numpy/__init__.py" in tar.getnames()
+
+
+def test_conflicting_pins_between_functions_stop_the_build_naming_both(tmp_path: Path) -> None:
+    root = project_with(
+        tmp_path,
+        {
+            "a.py": "from tetra_rp import LiveServerless, remote\n\n"
+            '@remote(LiveServerless(name="a"), dependencies=["numpy==1.26.2"])\ndef f(x):\n    return x\n',
+            "b.py": "from tetra_rp import LiveServerless, remote\n\n"
+            '@remote(LiveServerless(name="b"), dependencies=["numpy>=2"])\ndef g(x):\n    return x\n',
+        },
+    )
+    code, output = build(root)
+    assert code == 1
+    assert "conflicting requirements for numpy: 'numpy==1.26.2' (dependencies of a:f" in output
+    assert "'numpy>=2' (dependencies of b:g" in output
+    assert not (root / ".flash" / "archive.tar.gz").exists()
