@@ -189,7 +189,7 @@ def resolve_for_lock(
         raise DiagnosticsError(reqs.problems, root)
     target = target_for(root, settings)
     resolution = resolve(reqs.requirements, target, reqs.options, cache=cache, pip=pip, no_deps=settings.no_deps)
-    wheels = tuple(LockedWheel(w.name, w.version, w.filename, w.sha256, w.size, w.requires) for w in resolution.wheels)
+    wheels = resolution.wheels
     return Lock(target, lock_inputs(reqs.requirements, target, settings.no_deps), wheels)
 
 
@@ -214,7 +214,7 @@ def _from_lock(
                 )
     for w in lock.wheels:
         verify_wheel(cache.path(w.sha256, w.filename), w)
-    return tuple(ResolvedWheel(w.name, w.version, w.filename, w.sha256, w.size, w.requires) for w in lock.wheels)
+    return lock.wheels
 
 
 def _pinned(w: LockedWheel) -> Requirement:

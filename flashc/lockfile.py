@@ -24,6 +24,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import InvalidVersion, Version
 
 from .errors import ProjectError
+from .resolve import ResolvedWheel
 from .target import Target
 
 __all__ = [
@@ -51,16 +52,9 @@ _WHEEL_KEYS = ("filename", "name", "requires", "sha256", "size", "version")
 _CHUNK = 1 << 20
 
 
-@dataclass(frozen=True, slots=True)
-class LockedWheel:
-    """One pinned wheel: `name` normalised (PEP 503), `size` in bytes, `requires` the names it depends on."""
-
-    name: str
-    version: str
-    filename: str
-    sha256: str
-    size: int
-    requires: tuple[str, ...]
+# One pinned wheel is exactly what resolution chose: `name` normalised (PEP 503), `size` in bytes,
+# `requires` the names it depends on for the target.
+LockedWheel = ResolvedWheel
 
 
 @dataclass(frozen=True, slots=True)
