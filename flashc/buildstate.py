@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from ._atomic import write_atomic
 from .sources import ProjectFiles
 
 __all__ = ["STATE_FILE", "inputs_key", "record", "up_to_date"]
@@ -86,14 +85,6 @@ def record(root: Path, key: str, summary: Mapping[str, Any]) -> None:
         "archive_signature": _archive_signature(Path(str(summary["archive"]))),
     }
     try:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".build.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(document, fh, sort_keys=True, indent=2)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        write_atomic(target, json.dumps(document, sort_keys=True, indent=2).encode())
     except OSError:
         return

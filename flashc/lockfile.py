@@ -10,12 +10,9 @@ diffs stay small. Reading is strict: anything this module would not have written
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +20,7 @@ from typing import Any
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
+from ._atomic import write_atomic
 from .errors import ProjectError
 from .resolve import ResolvedWheel
 from .target import Target
@@ -166,22 +164,10 @@ def write_lock(root: Path, lock: Lock) -> Path:
     old lock or the new one, never half of one. Raises `ProjectError` if the folder cannot be written.
     """
     path = root / LOCK_FILE
-    data = lock_text(lock).encode("utf-8")
     try:
-        fd, temp = tempfile.mkstemp(dir=root, prefix=".flash.lock.", suffix=".tmp")
+        write_atomic(path, lock_text(lock).encode("utf-8"))
     except OSError as exc:
         raise _write_error(path, exc) from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(temp, 0o644)  # mkstemp creates 600; chmod is not subject to the umask
-        os.replace(temp, path)
-    except OSError as exc:
-        _discard(temp)
-        raise _write_error(path, exc) from exc
-    except BaseException:  # KeyboardInterrupt: never leave the temp file behind
-        _discard(temp)
-        raise
     return path
 
 
@@ -330,8 +316,3 @@ def _write_error(path: Path, exc: OSError) -> ProjectError:
     return ProjectError(
         f"cannot write '{path}': {exc.strerror or exc}", "check the folder's permissions and free disk space"
     )
-
-
-def _discard(temp: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(temp)

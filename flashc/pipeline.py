@@ -13,15 +13,14 @@ Dependencies (resolve) come between render and pack in a later version. `build` 
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import flashc_runtime
 
+from ._atomic import write_atomic
 from .analyze import analyze_project
 from .dependencies import SITE_DIR, Dependencies, Settings, plan_dependencies, target_for
 from .errors import DiagnosticsError, ProjectError, UsageError
@@ -67,15 +66,7 @@ def write_files(files: Sequence[RenderedFile], out: Path) -> None:
         target = out / f.path
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-                    fh.write(f.text)
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, target)
-            except BaseException:
-                os.unlink(tmp)
-                raise
+            write_atomic(target, f.text.encode("utf-8"))
         except OSError as exc:
             raise ProjectError(f"cannot write '{target}': {exc.strerror or exc}", "check the --out folder") from exc
 

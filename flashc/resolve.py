@@ -36,6 +36,7 @@ from packaging.requirements import Requirement as Req
 from packaging.specifiers import SpecifierSet
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
+from ._atomic import write_atomic
 from .errors import FlashcError
 from .requirements import IndexOptions, Requirement
 from .target import Target, explain_misfit, marker_applies, platform_tags, wheel_fits
@@ -136,10 +137,7 @@ class WheelCache:
         target = self.root / "resolutions" / f"{key}.json"
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump([dataclasses.asdict(w) for w in wheels], fh, sort_keys=True, indent=1)
-            os.replace(tmp, target)
+            write_atomic(target, json.dumps([dataclasses.asdict(w) for w in wheels], sort_keys=True, indent=1).encode())
         except OSError:
             return  # a cache that cannot be written only costs time
 

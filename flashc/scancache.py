@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _ir as ir
+from ._atomic import write_atomic
 
 __all__ = ["SummaryStore"]
 
@@ -196,15 +196,7 @@ class SummaryStore:
         document = {"key": self._key, "started_ns": self._started_ns, "files": self._files, "entries": self._used}
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".analyze.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump(document, fh, sort_keys=True, separators=(",", ":"))
-                os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache is not secret
-                os.replace(tmp, target)
-            except BaseException:
-                os.unlink(tmp)
-                raise
+            write_atomic(target, json.dumps(document, sort_keys=True, separators=(",", ":")).encode())
         except OSError:
             return
 
