@@ -230,7 +230,13 @@ class _Resolver:
             args += [f"{name}{_extras(self.extras[name])}{self._spec(name)}" for name in names]
             code, output = self.pip(args)
             if code != 0:
-                raise ResolveError(*_explain_failure(output, names, self.wanted_by, self.target))
+                message, hint = _explain_failure(output, names, self.wanted_by, self.target)
+                failing = _failing_name(output, names)
+                if failing is not None:
+                    from .index import available_files, describe_available
+
+                    message += f"; on the index: {describe_available(available_files(failing, self.options))}"
+                raise ResolveError(message, hint)
             for wheel in sorted(Path(tmp).glob("*.whl")):
                 self._take(wheel)
         missing = [n for n in names if n not in self.chosen]
@@ -338,13 +344,23 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _failing_name(output: str, names: Sequence[str]) -> str | None:
+    """The requirement pip could not satisfy, read from its 'for the requirement X' line."""
+    for line in output.splitlines():
+        if "requirement" in line:
+            for name in names:
+                if re.search(rf"(?i)requirement {re.escape(name)}\b", line.replace("_", "-")):
+                    return name
+    return None
+
+
 def _explain_failure(
     output: str, names: Sequence[str], wanted_by: Mapping[str, set[str]], target: Target
 ) -> tuple[str, str]:
     """pip's refusal in a user's words: which requirement, who wanted it, what exists, what to do."""
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     versions = next((line for line in lines if "from versions:" in line), "")
-    failing = next((n for n in names if re.search(rf"(?i)\b{re.escape(n)}\b", versions or " ".join(lines))), None)
+    failing = _failing_name(output, names)
     who = ", ".join(sorted(wanted_by.get(failing or "", set()))) or "your requirements"
     message = (
         f"no wheel of {failing or ', '.join(names)} fits the target "
