@@ -101,7 +101,8 @@ def test_no_wheel_for_the_target_is_explained(tmp_path: Path) -> None:
         with pytest.raises(ResolveError) as info:
             run(house, tmp_path / name, [name], "3.12")
         assert info.value.message.startswith(
-            f"no wheel of {name} fits the target (CPython 3.12, Linux x86_64, glibc <= 2.35); needed by your requirements"
+            f"no wheel of {name} fits the target (CPython 3.12, Linux x86_64, glibc <= 2.35); "
+            "needed by your requirements"
         )
         assert info.value.message.endswith(available)
         assert info.value.hint is not None and "manylinux wheel" in info.value.hint
