@@ -271,7 +271,7 @@ def _build_summary(built: Any) -> dict[str, Any]:
         "resources": sorted(built.generated.manifest.resources),
         "functions": sorted(built.generated.manifest.functions),
         "dependencies": [f"{w.name}=={w.version}" for w in deps.wheels],
-        "excluded": sorted({*deps.pruned.excluded, *deps.pruned.dropped}),
+        "excluded": list(deps.left_out),
         "excluded_size": deps.pruned.freed,
         "provided_by_runtime": sorted({r.name for r in deps.requirements.provided_by_runtime}),
         "up_to_date": False,
@@ -293,7 +293,9 @@ def _print_build(summary: dict[str, Any]) -> None:
         if summary["provided_by_runtime"]:
             click.echo(f"  provided by flashc's runtime, not installed: {', '.join(summary['provided_by_runtime'])}")
         if summary["excluded"]:
-            click.echo(f"  left out: {', '.join(summary['excluded'])} ({_size(summary['excluded_size'])} of wheels)")
+            saved = summary["excluded_size"]
+            detail = f"{_size(saved)} of downloaded wheels not shipped" if saved else "not downloaded"
+            click.echo(f"  left out: {', '.join(summary['excluded'])} ({detail})")
     click.echo(
         f"packed {_count(summary['files'], 'file')}, {_size(summary['uncompressed'])} "
         f"into {_size(summary['size'])}: {_shown(Path(summary['archive']))}"

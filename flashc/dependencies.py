@@ -58,6 +58,7 @@ class Dependencies:
     requirements: RequirementSet
     wheels: tuple[ResolvedWheel, ...]  # what the archive ships
     pruned: PruneResult
+    left_out: tuple[str, ...]  # needed by something, but not shipped: excluded, or only needed by what was
     bundle: Path  # installed files, shared by builds that need the same wheels
     files: tuple[str, ...]  # POSIX paths inside `bundle`
     sizes: dict[str, int]  # installed bytes per distribution
@@ -88,9 +89,12 @@ def _tool_config(root: Path) -> dict[str, object]:
     return tool if isinstance(tool, dict) else {}
 
 
-def lock_inputs(requirements: Sequence[Requirement], target: Target, no_deps: bool) -> str:
+def lock_inputs(
+    requirements: Sequence[Requirement], target: Target, no_deps: bool, skip: frozenset[str] = frozenset()
+) -> str:
     """Identifies what a lock was resolved from; a lock for other inputs is out of date."""
     data = {
+        "left_out": sorted(skip),
         "requirements": sorted(r.text for r in requirements),
         "target": dataclasses.asdict(target),
         "no_deps": no_deps,
@@ -109,33 +113,23 @@ def plan_dependencies(
 ) -> Dependencies:
     """Collect, resolve (or read flash.lock), prune and install the project's dependencies."""
     say: Progress = progress or (lambda message: None)
-    reqs = read_project_requirements(root, analysis.functions)
-    errors = [d for d in reqs.problems if d.severity == "error"]
-    if errors:
-        raise DiagnosticsError(reqs.problems, root)
+    reqs = _requirements(root, analysis)
     target = target_for(root, settings)
     lock = read_lock(root)
     if lock is not None:
-        wheels = _from_lock(lock, reqs, target, settings, cache, pip)
+        skip = _skipped(analysis, reqs, settings, lock.wheels)
+        wheels = _from_lock(lock, reqs, target, settings, skip, cache, pip)
     else:
-        wheels = resolve(
-            reqs.requirements,
-            target,
-            reqs.options,
-            cache=cache,
-            pip=pip,
-            offline=settings.offline,
-            no_deps=settings.no_deps,
-            progress=say,
-        ).wheels
+        wheels, skip = _resolve(analysis, reqs, target, settings, cache, pip, say)
     roots = {r.name for r in reqs.requirements}
     dists = {w.name: Dist(w.name, w.version, w.size, w.requires) for w in wheels}
-    image_provided = _gpu_image_packages(analysis, reqs, dists) if settings.default_excludes else set()
-    pruned = prune(dists, roots, {*settings.exclude, *image_provided})
+    pruned = prune(dists, roots, {*settings.exclude, *skip})
     kept = tuple(w for w in wheels if w.name in set(pruned.kept))
+    referenced = roots | {name for w in wheels for name in w.requires}
+    left_out = tuple(sorted((skip & referenced) | set(pruned.excluded) | set(pruned.dropped)))
     bundle, files, sizes = _install(kept, cache, say)
     warnings = tuple(d for d in reqs.problems if d.severity == "warning")
-    unknown = [name for name in pruned.unknown if name in settings.exclude]
+    unknown = sorted(set(settings.exclude) - referenced)
     if unknown:
         warnings += (
             Diagnostic(
@@ -147,27 +141,79 @@ def plan_dependencies(
                 "check the spelling against the distributions listed by `flashc build --json`",
             ),
         )
-    return Dependencies(target, reqs, kept, pruned, bundle, files, sizes, warnings)
+    return Dependencies(target, reqs, kept, pruned, left_out, bundle, files, sizes, warnings)
 
 
-def _gpu_image_packages(analysis: Analysis, reqs: RequirementSet, dists: dict[str, Dist]) -> set[str]:
-    """The GPU image's own packages (torch and friends) that only GPU resources need.
+def _requirements(root: Path, analysis: Analysis) -> RequirementSet:
+    reqs = read_project_requirements(root, analysis.functions)
+    if any(d.severity == "error" for d in reqs.problems):
+        raise DiagnosticsError(reqs.problems, root)
+    return reqs
 
-    GPU workers have them preinstalled; a CPU worker does not, so they stay in the bundle when a
-    function on a CPU resource, `requirements.txt` or `pyproject.toml` needs them, directly or not.
-    """
-    compute = {r.name: r.compute for r in analysis.resources}
-    if "gpu" not in compute.values():
+
+def _resolve(
+    analysis: Analysis,
+    reqs: RequirementSet,
+    target: Target,
+    settings: Settings,
+    cache: WheelCache,
+    pip: PipRunner,
+    say: Progress,
+) -> tuple[tuple[ResolvedWheel, ...], frozenset[str]]:
+    """Resolve without downloading what is left out; if a CPU worker turns out to need one of the
+    GPU image's packages, resolve again with it included."""
+    skip = frozenset({*settings.exclude, *_gpu_candidates(analysis, settings)})
+    while True:
+        wheels = resolve(
+            reqs.requirements,
+            target,
+            reqs.options,
+            cache=cache,
+            pip=pip,
+            offline=settings.offline,
+            no_deps=settings.no_deps,
+            skip=skip,
+            progress=say,
+        ).wheels
+        needed = skip - _skipped(analysis, reqs, settings, wheels)
+        if not needed:
+            return wheels, skip
+        skip -= needed
+
+
+def _gpu_candidates(analysis: Analysis, settings: Settings) -> set[str]:
+    """The GPU image's packages, when any resource runs on a GPU and the defaults are on."""
+    if not settings.default_excludes or all(r.compute != "gpu" for r in analysis.resources):
         return set()
+    return set(default_exclusions(True))
+
+
+def _skipped(
+    analysis: Analysis, reqs: RequirementSet, settings: Settings, wheels: Iterable[ResolvedWheel]
+) -> frozenset[str]:
+    """What to leave out: --exclude, and the GPU image's packages that only GPU resources need.
+
+    GPU workers have torch and friends preinstalled; a CPU worker does not, so they stay when a
+    function on a CPU resource, `requirements.txt` or `pyproject.toml` needs them, directly or
+    through another package (seen in the resolved wheels' `requires`).
+    """
+    candidates = _gpu_candidates(analysis, settings)
+    compute = {r.name: r.compute for r in analysis.resources}
     gpu_only: set[str] = set()
     elsewhere: set[str] = set()
     for f in analysis.functions:
-        names = _names(f.dependencies)
-        (gpu_only if compute.get(f.resource) == "gpu" else elsewhere).update(names)
+        (gpu_only if compute.get(f.resource) == "gpu" else elsewhere).update(_names(f.dependencies))
     files = {r.name for r in reqs.requirements if not r.origin.what.startswith("dependencies of ")}
     cpu_roots = ({r.name for r in reqs.requirements} - gpu_only) | elsewhere | files
-    needed_elsewhere = set(prune(dists, cpu_roots, ()).kept)
-    return {name for name in default_exclusions(True) if name not in needed_elsewhere}
+    graph = {w.name: w.requires for w in wheels}
+    needed_on_cpu: set[str] = set()
+    stack = sorted(cpu_roots)
+    while stack:
+        name = stack.pop()
+        if name not in needed_on_cpu:
+            needed_on_cpu.add(name)
+            stack.extend(graph.get(name, ()))
+    return frozenset(set(settings.exclude) | (candidates - needed_on_cpu))
 
 
 def _names(requirements: Iterable[str]) -> set[str]:
@@ -183,20 +229,23 @@ def _names(requirements: Iterable[str]) -> set[str]:
 def resolve_for_lock(
     root: Path, analysis: Analysis, settings: Settings, *, cache: WheelCache, pip: PipRunner = default_pip
 ) -> Lock:
-    """Resolve afresh (ignoring any flash.lock) and describe the result as a lock."""
-    reqs = read_project_requirements(root, analysis.functions)
-    if any(d.severity == "error" for d in reqs.problems):
-        raise DiagnosticsError(reqs.problems, root)
+    """Resolve afresh (ignoring any flash.lock), leaving out what a build would, and describe it as a lock."""
+    reqs = _requirements(root, analysis)
     target = target_for(root, settings)
-    resolution = resolve(reqs.requirements, target, reqs.options, cache=cache, pip=pip, no_deps=settings.no_deps)
-    wheels = resolution.wheels
-    return Lock(target, lock_inputs(reqs.requirements, target, settings.no_deps), wheels)
+    wheels, skip = _resolve(analysis, reqs, target, settings, cache, pip, lambda message: None)
+    return Lock(target, lock_inputs(reqs.requirements, target, settings.no_deps, skip), wheels)
 
 
 def _from_lock(
-    lock: Lock, reqs: RequirementSet, target: Target, settings: Settings, cache: WheelCache, pip: PipRunner
+    lock: Lock,
+    reqs: RequirementSet,
+    target: Target,
+    settings: Settings,
+    skip: frozenset[str],
+    cache: WheelCache,
+    pip: PipRunner,
 ) -> tuple[ResolvedWheel, ...]:
-    if lock.target != target or lock.inputs != lock_inputs(reqs.requirements, target, settings.no_deps):
+    if lock.target != target or lock.inputs != lock_inputs(reqs.requirements, target, settings.no_deps, skip):
         raise ProjectError(
             "flash.lock was written for other requirements or another target",
             "run `flashc lock` to update it, or delete it to resolve on every build",

@@ -151,12 +151,18 @@ def resolve(
     pip: PipRunner = default_pip,
     offline: bool = False,
     no_deps: bool = False,
+    skip: frozenset[str] = frozenset(),
     progress: Progress = _quiet,
 ) -> Resolution:
-    """Choose one wheel per needed distribution for `target`; ResolveError explains failures."""
-    direct = [r for r in requirements if marker_applies(r.marker, target, ())]
+    """Choose one wheel per needed distribution for `target`; ResolveError explains failures.
+
+    Names in `skip` are never downloaded: they are provided elsewhere (a GPU image's torch) or
+    left out on purpose, so neither they nor what only they would pull in cost a download. They
+    still appear in the `requires` of the wheels that need them.
+    """
+    direct = [r for r in requirements if marker_applies(r.marker, target, ()) and r.name not in skip]
     roots = tuple(sorted({r.name for r in direct}))
-    key = _key(direct, target, options, no_deps)
+    key = _key(direct, target, options, no_deps, skip)
     cached = cache.load_resolution(key)
     if cached is not None and all(cache.has(w) for w in cached):
         return Resolution(roots, tuple(cached), from_cache=True)
@@ -165,7 +171,7 @@ def resolve(
             "the wheels for these requirements are not in the cache, and --offline forbids asking the index",
             "build once without --offline (or run `flashc lock`) while the index is reachable",
         )
-    wheels = _Resolver(target, options, cache, pip, no_deps, progress).run(direct)
+    wheels = _Resolver(target, options, cache, pip, no_deps, skip, progress).run(direct)
     cache.save_resolution(key, wheels)
     return Resolution(roots, tuple(wheels), from_cache=False)
 
@@ -178,10 +184,11 @@ class _Resolver:
         cache: WheelCache,
         pip: PipRunner,
         no_deps: bool,
+        skip: frozenset[str],
         progress: Progress,
     ):
         self.target, self.options, self.cache, self.pip, self.no_deps = target, options, cache, pip, no_deps
-        self.progress = progress
+        self.skip, self.progress = skip, progress
         self.specs: dict[str, set[str]] = {}
         self.extras: dict[str, set[str]] = {}
         self.wanted_by: dict[str, set[str]] = {}
@@ -274,7 +281,8 @@ class _Resolver:
 
     def _add_dependencies(self, name: str) -> None:
         for dep in self._dependencies(name):
-            self._want(canonicalize_name(dep.name), str(dep.specifier), dep.extras, name)
+            if canonicalize_name(dep.name) not in self.skip:
+                self._want(canonicalize_name(dep.name), str(dep.specifier), dep.extras, name)
 
     def _reachable(self, roots: set[str]) -> list[ResolvedWheel]:
         """Only what the final choices still need: an early pick may have pulled in deps since dropped."""
@@ -294,8 +302,11 @@ class _Resolver:
         return sorted(out, key=lambda w: w.name)
 
 
-def _key(direct: Sequence[Requirement], target: Target, options: IndexOptions, no_deps: bool) -> str:
+def _key(
+    direct: Sequence[Requirement], target: Target, options: IndexOptions, no_deps: bool, skip: frozenset[str]
+) -> str:
     data = {
+        "skip": sorted(skip),
         "resolver": _RESOLVER_VERSION,
         "requirements": sorted(r.text for r in direct),
         "target": dataclasses.asdict(target),

@@ -136,3 +136,15 @@ def test_no_deps_takes_only_the_direct_requirements(tmp_path: Path) -> None:
     make_wheel(house, "alpha", "1.0", requires=["beta"])
     make_wheel(house, "beta", "1.0")
     assert versions(run(house, tmp_path / "cache", ["alpha"], no_deps=True)) == {"alpha": "1.0"}
+
+
+def test_skipped_distributions_are_not_downloaded_but_stay_in_the_graph(tmp_path: Path) -> None:
+    house = tmp_path / "house"
+    make_wheel(house, "app", "1.0", requires=["torch", "numpy"])
+    make_wheel(house, "numpy", "1.0")
+    make_wheel(house, "triton", "1.0")
+    make_wheel(house, "torch", "1.0", requires=["triton"])
+    resolution = run(house, tmp_path / "cache", ["app"], skip=frozenset({"torch"}))
+    assert versions(resolution) == {"app": "1.0", "numpy": "1.0"}
+    assert {w.name: w.requires for w in resolution.wheels}["app"] == ("numpy", "torch")
+    assert not list((tmp_path / "cache").glob("wheels/*/torch-*"))
