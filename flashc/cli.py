@@ -272,7 +272,7 @@ def _build_summary(built: Any) -> dict[str, Any]:
         "functions": sorted(built.generated.manifest.functions),
         "dependencies": [f"{w.name}=={w.version}" for w in deps.wheels],
         "excluded": list(deps.left_out),
-        "excluded_size": deps.pruned.freed,
+        "excluded_size": deps.saved,
         "provided_by_runtime": sorted({r.name for r in deps.requirements.provided_by_runtime}),
         "up_to_date": False,
     }
@@ -294,7 +294,7 @@ def _print_build(summary: dict[str, Any]) -> None:
             click.echo(f"  provided by flashc's runtime, not installed: {', '.join(summary['provided_by_runtime'])}")
         if summary["excluded"]:
             saved = summary["excluded_size"]
-            detail = f"{_size(saved)} of downloaded wheels not shipped" if saved else "not downloaded"
+            detail = f"about {_size(saved)} of wheels saved" if saved else "their size is unknown"
             click.echo(f"  left out: {', '.join(summary['excluded'])} ({detail})")
     click.echo(
         f"packed {_count(summary['files'], 'file')}, {_size(summary['uncompressed'])} "

@@ -59,6 +59,7 @@ class Dependencies:
     wheels: tuple[ResolvedWheel, ...]  # what the archive ships
     pruned: PruneResult
     left_out: tuple[str, ...]  # needed by something, but not shipped: excluded, or only needed by what was
+    saved: int  # bytes of wheels not shipped: downloaded then pruned, plus the index's size of those never fetched
     bundle: Path  # installed files, shared by builds that need the same wheels
     files: tuple[str, ...]  # POSIX paths inside `bundle`
     sizes: dict[str, int]  # installed bytes per distribution
@@ -127,6 +128,8 @@ def plan_dependencies(
     kept = tuple(w for w in wheels if w.name in set(pruned.kept))
     referenced = roots | {name for w in wheels for name in w.requires}
     left_out = tuple(sorted((skip & referenced) | set(pruned.excluded) | set(pruned.dropped)))
+    never_fetched = [name for name in left_out if name not in dists]
+    saved = pruned.freed + _index_sizes(never_fetched, target, reqs, settings, cache)
     bundle, files, sizes = _install(kept, cache, say)
     warnings = tuple(d for d in reqs.problems if d.severity == "warning")
     unknown = sorted(set(settings.exclude) - referenced)
@@ -141,7 +144,39 @@ def plan_dependencies(
                 "check the spelling against the distributions listed by `flashc build --json`",
             ),
         )
-    return Dependencies(target, reqs, kept, pruned, left_out, bundle, files, sizes, warnings)
+    return Dependencies(target, reqs, kept, pruned, left_out, saved, bundle, files, sizes, warnings)
+
+
+def _index_sizes(
+    names: Sequence[str], target: Target, reqs: RequirementSet, settings: Settings, cache: WheelCache
+) -> int:
+    """What the left-out wheels weigh, by the index's listing (remembered in the cache): no download."""
+    if not names:
+        return 0
+    from ._atomic import write_atomic
+    from .index import wheel_size
+    from .target import wheel_fits
+
+    record = cache.root / "sizes.json"
+    try:
+        known: dict[str, int] = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    total, changed = 0, False
+    for name in names:
+        key = f"{name} {target.python_version} {target.glibc}"
+        if key not in known and not settings.offline:
+            size = wheel_size(name, lambda filename: wheel_fits(filename, target), reqs.options)
+            if size is not None:
+                known[key], changed = size, True
+        total += known.get(key, 0)
+    if changed:
+        try:
+            record.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(record, json.dumps(known, sort_keys=True).encode())
+        except OSError:
+            pass
+    return total
 
 
 def _requirements(root: Path, analysis: Analysis) -> RequirementSet:

@@ -7,7 +7,9 @@ the user: which versions exist and for which platforms.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
+import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import httpx
@@ -22,26 +24,70 @@ from packaging.version import Version
 
 from .requirements import IndexOptions
 
-__all__ = ["DEFAULT_INDEX", "available_files", "describe_available"]
+__all__ = ["DEFAULT_INDEX", "available_files", "describe_available", "wheel_size"]
 
 DEFAULT_INDEX = "https://pypi.org/simple"
 
 
 def available_files(name: str, options: IndexOptions, *, client: httpx.Client | None = None) -> list[str]:
     """File names of `name` in the local find-links folders and on the index; [] when unknown."""
+    return sorted(_listing(name, options, client))
+
+
+def wheel_size(
+    name: str, fits: Callable[[str], bool], options: IndexOptions, *, client: httpx.Client | None = None
+) -> int | None:
+    """The size in bytes of the newest wheel of `name` that `fits`, when the index says; else None.
+
+    For reporting what leaving a distribution out saved, without downloading it.
+    """
+    candidates = [
+        (version, size)
+        for filename, size in _listing(name, options, client).items()
+        if size is not None and filename.endswith(".whl") and fits(filename)
+        for version in [_version(filename)]
+        if version is not None
+    ]
+    return max(candidates)[1] if candidates else None
+
+
+def _with_pip_environment(options: IndexOptions) -> IndexOptions:
+    """Options as pip sees them: `PIP_NO_INDEX`, `PIP_INDEX_URL` and `PIP_FIND_LINKS` apply too."""
+    env = os.environ
+    no_index = options.no_index or env.get("PIP_NO_INDEX", "").lower() in ("1", "true", "yes", "on")
+    links = tuple(env.get("PIP_FIND_LINKS", "").split())
+    return dataclasses.replace(
+        options,
+        no_index=no_index,
+        index_url=options.index_url or env.get("PIP_INDEX_URL") or None,
+        find_links=(*options.find_links, *links),
+    )
+
+
+def _listing(name: str, options: IndexOptions, client: httpx.Client | None) -> dict[str, int | None]:
+    """File name -> size (None when unknown), from find-links folders and the simple API."""
+    options = _with_pip_environment(options)
     wanted = canonicalize_name(name)
-    files = [f for link in options.find_links for f in _local_files(link) if _project(f) == wanted]
+    files: dict[str, int | None] = {}
+    for link in options.find_links:
+        folder = Path(link.removeprefix("file://"))
+        for f in _local_files(link):
+            if _project(f) == wanted:
+                files[f] = (folder / f).stat().st_size
     if options.no_index:
-        return sorted(files)
+        return files
     url = f"{(options.index_url or DEFAULT_INDEX).rstrip('/')}/{wanted}/"
     try:
         with client or httpx.Client(timeout=10, follow_redirects=True) as http:
             response = http.get(url, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
         if response.status_code == 200:
-            files += [f["filename"] for f in response.json().get("files", []) if isinstance(f, dict)]
-    except (httpx.HTTPError, ValueError):
+            for f in response.json().get("files", []):
+                if isinstance(f, dict) and isinstance(f.get("filename"), str):
+                    size = f.get("size")
+                    files.setdefault(f["filename"], size if isinstance(size, int) else None)
+    except (httpx.HTTPError, ValueError, OSError):
         pass  # an explanation without the index's list is still an explanation
-    return sorted(set(files))
+    return files
 
 
 def describe_available(files: Iterable[str]) -> str:

@@ -168,6 +168,8 @@ def test_dependencies_go_under_flashc_site_and_gpu_packages_are_left_out(tmp_pat
     # and are not even downloaded.
     assert summary["dependencies"] == ["numpy==1.26.4", "sentence-transformers==3.0.0"]
     assert summary["excluded"] == ["torch"]
+    torch_wheel = next(offline_index.glob("torch-*.whl"))
+    assert summary["excluded_size"] == torch_wheel.stat().st_size  # the index's size: never downloaded
     cache = Path(os.environ["FLASHC_CACHE_DIR"])
     assert not list(cache.glob("wheels/*/torch-*")) and not list(cache.glob("wheels/*/nvidia*"))
     with tarfile.open(root / ".flash" / "archive.tar.gz") as tar:
