@@ -1,0 +1,113 @@
+"""Unpacking an archive on a worker: nothing may land outside the target folder."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+from flashc_runtime.unpack import UnpackError, unpack
+
+
+def archive(path: Path, members: list[tarfile.TarInfo]) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for member in members:
+            data = b"x" * member.size if member.isfile() else None
+            tar.addfile(member, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def file(name: str, size: int = 3) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    return info
+
+
+def link(name: str, target: str, *, hard: bool = False) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.LNKTYPE if hard else tarfile.SYMTYPE
+    info.linkname = target
+    return info
+
+
+def test_a_flashc_archive_unpacks(tmp_path: Path) -> None:
+    src = archive(
+        tmp_path / "a.tar.gz", [file("flash_manifest.json"), file("pkg/mod.py"), link("pkg/alias.py", "mod.py")]
+    )
+    names = unpack(src, tmp_path / "out")
+    assert names == ["flash_manifest.json", "pkg/alias.py", "pkg/mod.py"]
+    assert (tmp_path / "out" / "pkg" / "alias.py").read_bytes() == b"xxx"
+
+
+@pytest.mark.parametrize(
+    ("member", "reason"),
+    [
+        (file("../evil.py"), "'../evil.py' points outside the target"),
+        (file("pkg/../../evil.py"), "'pkg/../../evil.py' points outside the target"),
+        (file("/etc/cron.d/evil"), "'/etc/cron.d/evil' points outside the target"),
+        (link("data", "/etc/passwd"), "link 'data' points outside the target (to '/etc/passwd')"),
+        (link("pkg/up", "../../secret"), "link 'pkg/up' points outside the target (to '../../secret')"),
+        (link("hard", "../outside", hard=True), "link 'hard' points outside the target (to '../outside')"),
+    ],
+)
+def test_members_that_escape_are_refused_and_nothing_is_written(
+    tmp_path: Path, member: tarfile.TarInfo, reason: str
+) -> None:
+    src = archive(tmp_path / "bad.tar.gz", [file("ok.py"), member])
+    with pytest.raises(UnpackError) as info:
+        unpack(src, tmp_path / "out")
+    assert str(info.value) == f"refusing to unpack '{src}': {reason}"
+    assert not (tmp_path / "out").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.tar.gz"]
+
+
+def test_devices_are_refused(tmp_path: Path) -> None:
+    device = tarfile.TarInfo("dev/sda")
+    device.type = tarfile.BLKTYPE
+    src = archive(tmp_path / "dev.tar.gz", [device])
+    with pytest.raises(UnpackError, match="'dev/sda' is a device or FIFO"):
+        unpack(src, tmp_path / "out")
+
+
+def test_existing_target_and_broken_archive_are_errors(tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    src = archive(tmp_path / "a.tar.gz", [file("a.py")])
+    with pytest.raises(UnpackError, match="already exists"):
+        unpack(src, tmp_path / "out")
+    (tmp_path / "broken.tar.gz").write_bytes(b"not gzip")
+    with pytest.raises(UnpackError, match="cannot unpack"):
+        unpack(tmp_path / "broken.tar.gz", tmp_path / "new")
+
+
+def test_a_built_archive_unpacks_and_its_handlers_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    import shutil
+    import sys
+
+    from flashc_runtime.manifest import load_manifest
+
+    from flashc.pipeline import build
+
+    monkeypatch.setenv("FLASHC_CACHE_DIR", str(tmp_path / "cache"))
+    project = tmp_path / "routes"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "fixtures" / "routes", project)
+    built = build(project)
+    out = tmp_path / "worker"
+    names = unpack(built.archive.path, out)
+    assert "flash_manifest.json" in names and "_flashc/flashc_runtime/handler.py" in names
+    manifest = load_manifest(out / "flash_manifest.json")
+    # The worker's sys.path: the runtime folder first, then the project, then the dependencies.
+    monkeypatch.setattr(sys, "path", [str(out / "_flashc"), str(out), str(out / "_flashc" / "site"), *sys.path])
+    modules = dict(sys.modules)
+    try:
+        for name in [m for m in sys.modules if m.split(".")[0] in ("flashc_runtime", "flashc_handlers", "api")]:
+            del sys.modules[name]
+        for resource in manifest["resources"].values():
+            handler_module = importlib.import_module(resource["handler_module"])
+            assert handler_module.__file__ is not None and handler_module.__file__.startswith(str(out))
+            runtime = importlib.import_module("flashc_runtime")
+            assert runtime.__file__ is not None and runtime.__file__.startswith(str(out))  # the archive's own
+    finally:
+        sys.modules.clear()
+        sys.modules.update(modules)
