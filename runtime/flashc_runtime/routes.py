@@ -20,13 +20,12 @@ An exception raised by user code propagates unchanged.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from .handler import RequestError
+from .handler import RequestError, in_thread
 
 __all__ = ["MethodNotAllowed", "RouteHandler", "RouteKey", "RouteNotFound", "create_route_handler"]
 
@@ -123,7 +122,7 @@ def create_route_handler(routes: Mapping[RouteKey, Any]) -> RouteHandler:
             raise RequestError(f"{route.label}: {e}") from None
         if inspect.iscoroutinefunction(route.target):
             return await route.target(**kwargs)
-        result = await asyncio.to_thread(route.target, **kwargs)
+        result = await in_thread(route.target, **kwargs)
         if inspect.isawaitable(result):
             return await result
         return result
