@@ -56,7 +56,7 @@ def main() -> None:
         ("ratio to python -c pass", f"{cold / baseline:.2f}", ""),
     ]
     width = max(len(r[0]) for r in rows)
-    print("runtime cold start (best of %d fresh interpreters)" % RUNS)
+    print(f"runtime cold start (best of {RUNS} fresh interpreters)")
     for name, value, target in rows:
         print(f"  {name:<{width}}  {value:>10}  {target}")
 

@@ -1,0 +1,316 @@
+"""One endpoint on this machine: serves a resource of an unpacked archive over HTTP, Runpod-style.
+
+    python -m flashc_runtime.server --root DIR --resource NAME --port N --endpoint-id ID   (key in FLASHC_API_KEY)
+
+Queue-based resources serve Runpod's serverless API: `POST /v2/<id>/run` and `/runsync`,
+`GET /v2/<id>/status/<job>`, `POST /v2/<id>/cancel/<job>`, `GET /v2/<id>/health`, with the
+statuses IN_QUEUE, IN_PROGRESS, COMPLETED, FAILED, CANCELLED and TIMED_OUT. At most `workersMax`
+jobs run at once; `executionTimeoutMs` ends a job as TIMED_OUT. Load-balanced resources serve
+their routes and `GET /ping`. Every request needs `Authorization: Bearer <key>`. Nothing sent
+in a request is ever executed: requests only name functions the archive's handlers registered.
+
+A small HTTP/1.1 server on asyncio streams (keep-alive, Content-Length bodies, JSON), standard
+library only, so an endpoint starts in milliseconds and depends on nothing but the archive.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import hmac
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .handler import RequestError
+from .manifest import load_manifest
+from .routes import MethodNotAllowed, RouteNotFound
+
+__all__ = ["MAX_BODY", "Endpoint", "main"]
+
+MAX_BODY = 10_000_000  # bytes of request body, Runpod's payload limit
+_RUNSYNC_WAIT = 90.0  # seconds /runsync waits before answering with the job still running
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
+            413: "Payload Too Large", 500: "Internal Server Error"}  # fmt: skip
+
+
+@dataclasses.dataclass
+class _Job:
+    id: str
+    input: Any
+    status: str = "IN_QUEUE"
+    output: Any = None
+    error: str | None = None
+    queued_at: float = dataclasses.field(default_factory=time.monotonic)
+    started_at: float | None = None
+    finished_at: float | None = None
+    done: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+    def envelope(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"id": self.id, "status": self.status}
+        if self.started_at is not None:
+            body["delayTime"] = round((self.started_at - self.queued_at) * 1000)
+        if self.started_at is not None and self.finished_at is not None:
+            body["executionTime"] = round((self.finished_at - self.started_at) * 1000)
+        if self.status == "COMPLETED":
+            body["output"] = self.output
+        if self.error is not None:
+            body["error"] = self.error
+        return body
+
+
+class Endpoint:
+    """The HTTP face of one resource: its handler, its jobs, its key."""
+
+    def __init__(self, handler: Any, resource: Mapping[str, Any], endpoint_id: str, api_key: str) -> None:
+        self.handler = handler
+        self.load_balanced = resource["kind"] == "load_balanced"
+        config = resource["config"]
+        self.endpoint_id = endpoint_id
+        self.api_key = api_key
+        self.timeout = (config.get("executionTimeoutMs") or 0) / 1000 or None
+        self.slots = asyncio.Semaphore(max(1, int(config.get("workersMax") or 1)))
+        self.jobs: dict[str, _Job] = {}
+
+    # --- HTTP ------------------------------------------------------------------------------
+
+    async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                request = await _read_request(reader)
+                if request is None:
+                    break
+                if isinstance(request, int):  # a malformed or oversized request: answer, then close
+                    await _respond(writer, request, {"error": _REASONS[request]}, keep_alive=False)
+                    break
+                method, path, query, headers, body = request
+                status, payload = await self.dispatch(method, path, query, headers, body)
+                keep = headers.get("connection", "").lower() != "close"
+                await _respond(writer, status, payload, keep_alive=keep)
+                if not keep:
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def dispatch(
+        self, method: str, path: str, query: dict[str, str], headers: Mapping[str, str], body: bytes
+    ) -> tuple[int, Any]:
+        if not self._authorized(headers.get("authorization", "")):
+            return 401, {"error": "missing or wrong API key: send Authorization: Bearer <key>"}
+        if self.load_balanced:
+            return await self._route(method, path, query, body)
+        return await self._queue(method, path, body)
+
+    def _authorized(self, header: str) -> bool:
+        scheme, _, token = header.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.api_key.encode())
+
+    # --- load-balanced ---------------------------------------------------------------------
+
+    async def _route(self, method: str, path: str, query: dict[str, str], body: bytes) -> tuple[int, Any]:
+        if path == "/ping" and method == "GET":
+            return 200, {"status": "healthy"}
+        try:
+            parsed = json.loads(body) if body else None
+        except ValueError:
+            return 400, {"error": "the body is not JSON"}
+        try:
+            return 200, await self.handler(method, path, query=query, body=parsed)
+        except RouteNotFound as exc:
+            return 404, {"error": str(exc)}
+        except MethodNotAllowed as exc:
+            return 405, {"error": str(exc)}
+        except RequestError as exc:
+            return 400, {"error": str(exc)}
+        except Exception as exc:  # user code: the caller gets the failure, the endpoint stays up
+            return 500, {"error": _failure(exc)}
+
+    # --- queue-based -----------------------------------------------------------------------
+
+    async def _queue(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
+        parts = path.strip("/").split("/")
+        if len(parts) < 3 or parts[0] != "v2" or parts[1] != self.endpoint_id:
+            return 404, {"error": f"no such route: {method} {path}"}
+        action, rest = parts[2], parts[3:]
+        if action in ("run", "runsync") and not rest:
+            if method != "POST":
+                return 405, {"error": f"{action} takes POST"}
+            try:
+                request = json.loads(body)
+            except ValueError:
+                return 400, {"error": "the body is not JSON"}
+            if not isinstance(request, dict) or not isinstance(request.get("input", {}), dict):
+                return 400, {"error": 'the body must be {"input": {...}}'}
+            job = self._submit(request.get("input"))
+            if action == "runsync":
+                # Past the wait, the answer says the job is still running; /status tells the rest.
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(job.done.wait()), _RUNSYNC_WAIT)
+            return 200, job.envelope()
+        if action in ("status", "cancel") and len(rest) == 1:
+            job_or_none = self.jobs.get(rest[0])
+            if job_or_none is None:
+                return 404, {"error": f"no job {rest[0]}"}
+            if action == "cancel":
+                if method != "POST":
+                    return 405, {"error": "cancel takes POST"}
+                self._cancel(job_or_none)
+            return 200, job_or_none.envelope()
+        if action == "health" and not rest:
+            counts = {s: sum(1 for j in self.jobs.values() if j.status == s) for s in _STATUSES}
+            return 200, {
+                "jobs": {
+                    "completed": counts["COMPLETED"],
+                    "failed": counts["FAILED"] + counts["TIMED_OUT"],
+                    "inProgress": counts["IN_PROGRESS"],
+                    "inQueue": counts["IN_QUEUE"],
+                    "retried": 0,
+                },
+                "workers": {"running": counts["IN_PROGRESS"], "idle": 0},
+            }
+        return 404, {"error": f"no such route: {method} {path}"}
+
+    def _submit(self, job_input: Any) -> _Job:
+        job = _Job(f"{uuid.uuid4()}", job_input)
+        self.jobs[job.id] = job
+        job.task = asyncio.get_running_loop().create_task(self._run(job))
+        return job
+
+    async def _run(self, job: _Job) -> None:
+        async with self.slots:
+            if job.status != "IN_QUEUE":
+                return  # cancelled while waiting
+            job.status, job.started_at = "IN_PROGRESS", time.monotonic()
+            try:
+                output = await asyncio.wait_for(self.handler({"id": job.id, "input": job.input}), self.timeout)
+                job.status, job.output = "COMPLETED", _jsonable(output)
+            except asyncio.TimeoutError:
+                job.status, job.error = "TIMED_OUT", f"the job ran longer than executionTimeoutMs ({self.timeout} s)"
+            except asyncio.CancelledError:
+                job.status = "CANCELLED"
+            except Exception as exc:
+                job.status, job.error = "FAILED", _failure(exc)
+            finally:
+                job.finished_at = time.monotonic()
+                job.done.set()
+
+    def _cancel(self, job: _Job) -> None:
+        if job.status in ("IN_QUEUE", "IN_PROGRESS"):
+            job.status = "CANCELLED"
+            job.finished_at = time.monotonic()
+            if job.task is not None:
+                job.task.cancel()
+            job.done.set()
+
+
+_STATUSES = ("IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
+
+
+def _failure(exc: BaseException) -> str:
+    """The error a failed job carries: type, message and the traceback text."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return f"{type(exc).__name__}: {exc}\n{text}"
+
+
+def _jsonable(value: Any) -> Any:
+    json.dumps(value)  # a result that is not JSON fails the job with a clear TypeError
+    return value
+
+
+async def _read_request(
+    reader: asyncio.StreamReader,
+) -> tuple[str, str, dict[str, str], dict[str, str], bytes] | int | None:
+    """One request, None at a clean end of the connection, or an HTTP status for a bad one."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as exc:
+        return None if not exc.partial.strip() else 400
+    except asyncio.LimitOverrunError:
+        return 400
+    lines = head.decode("latin-1").split("\r\n")
+    try:
+        method, target, _ = lines[0].split(" ", 2)
+    except ValueError:
+        return 400
+    headers = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    try:
+        length = int(headers.get("content-length", "0"))
+    except ValueError:
+        return 400
+    if length > MAX_BODY:
+        return 413
+    body = await reader.readexactly(length) if length else b""
+    path, _, raw_query = target.partition("?")
+    query = {}
+    for pair in raw_query.split("&") if raw_query else ():
+        key, _, value = pair.partition("=")
+        query[_unquote(key)] = _unquote(value)
+    return method.upper(), _unquote(path), query, headers, body
+
+
+def _unquote(text: str) -> str:
+    from urllib.parse import unquote_plus
+
+    return unquote_plus(text)
+
+
+async def _respond(writer: asyncio.StreamWriter, status: int, payload: Any, *, keep_alive: bool) -> None:
+    body = json.dumps(payload).encode()
+    head = (
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'OK')}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
+    )
+    writer.write(head.encode() + body)
+    await writer.drain()
+
+
+def load_endpoint(root: Path, resource_name: str, endpoint_id: str, api_key: str) -> Endpoint:
+    """Import a resource's handler from an unpacked archive at `root` (worker sys.path order)."""
+    manifest = load_manifest(root / "flash_manifest.json")
+    resource = manifest["resources"].get(resource_name)
+    if resource is None:
+        raise SystemExit(f"flashc_runtime.server: no resource '{resource_name}' in {root / 'flash_manifest.json'}")
+    sys.path[:0] = [str(root / "_flashc"), str(root), str(root / "src"), str(root / "_flashc" / "site")]
+    module = importlib.import_module(resource["handler_module"])
+    return Endpoint(module.handler, resource, endpoint_id, api_key)
+
+
+async def _serve(endpoint: Endpoint, host: str, port: int) -> None:
+    server = await asyncio.start_server(endpoint.connection, host, port, limit=MAX_BODY + 65536)
+    async with server:
+        await server.serve_forever()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m flashc_runtime.server")
+    parser.add_argument("--root", required=True, type=Path, help="the unpacked archive")
+    parser.add_argument("--resource", required=True)
+    parser.add_argument("--endpoint-id", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    api_key = os.environ.get("FLASHC_API_KEY")
+    if not api_key:
+        raise SystemExit("flashc_runtime.server: set FLASHC_API_KEY")
+    endpoint = load_endpoint(args.root, args.resource, args.endpoint_id, api_key)
+    asyncio.run(_serve(endpoint, args.host, args.port))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""A local endpoint speaking Runpod's serverless API, exercised over real loopback HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from flashc_runtime.handler import create_handler
+from flashc_runtime.routes import create_route_handler
+from flashc_runtime.server import Endpoint
+
+KEY = "test-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+def add(a: int, b: int = 0) -> int:
+    return a + b
+
+
+def boom() -> None:
+    raise ValueError("bad value")
+
+
+def slow(seconds: float) -> str:
+    time.sleep(seconds)
+    return "done"
+
+
+def not_json() -> object:
+    return object()
+
+
+def serve(handler: Any, resource: dict[str, Any]) -> Iterator[str]:
+    """Run an endpoint on a free loopback port in a thread; stop it, and its jobs, afterwards."""
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    servers: list[asyncio.Server] = []
+
+    async def run() -> None:
+        endpoint = Endpoint(handler, resource, "ep1", KEY)
+        server = await asyncio.start_server(endpoint.connection, "127.0.0.1", 0)
+        servers.append(server)
+        started.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await server.serve_forever()
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(run(),), daemon=True)
+    thread.start()
+    assert started.wait(5)
+    port = servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    loop.call_soon_threadsafe(servers[0].close)
+    thread.join(10)
+    loop.close()
+
+
+@pytest.fixture
+def queue() -> Iterator[str]:
+    handler = create_handler({"m:add": add, "m:boom": boom, "m:slow": slow, "m:not_json": not_json})
+    config = {"workersMax": 1, "executionTimeoutMs": 1500}
+    yield from serve(handler, {"kind": "queue", "config": config})
+
+
+def test_runsync_completes_with_runpods_envelope(queue: str) -> None:
+    r = httpx.post(f"{queue}/v2/ep1/runsync", json={"input": {"function": "add", "args": [2, 3]}}, headers=AUTH)
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "COMPLETED" and body["output"] == 5
+    assert isinstance(body["delayTime"], int) and isinstance(body["executionTime"], int) and body["id"]
+
+
+def test_run_then_status(queue: str) -> None:
+    job = httpx.post(f"{queue}/v2/ep1/run", json={"input": {"function": "add", "args": [1]}}, headers=AUTH).json()
+    assert job["status"] in ("IN_QUEUE", "IN_PROGRESS", "COMPLETED")
+    for _ in range(100):
+        status = httpx.get(f"{queue}/v2/ep1/status/{job['id']}", headers=AUTH).json()
+        if status["status"] == "COMPLETED":
+            break
+        time.sleep(0.02)
+    assert status["output"] == 1
+
+
+def test_failures_end_failed_with_type_message_and_traceback(queue: str) -> None:
+    body = httpx.post(f"{queue}/v2/ep1/runsync", json={"input": {"function": "boom"}}, headers=AUTH).json()
+    assert body["status"] == "FAILED" and "output" not in body
+    assert body["error"].startswith("ValueError: bad value\n") and "Traceback" in body["error"]
+    unknown = httpx.post(f"{queue}/v2/ep1/runsync", json={"input": {"function": "nope"}}, headers=AUTH).json()
+    assert unknown["status"] == "FAILED"
+    assert "unknown function 'nope'; this endpoint serves: m:add, m:boom, m:not_json, m:slow" in unknown["error"]
+    odd = httpx.post(f"{queue}/v2/ep1/runsync", json={"input": {"function": "not_json"}}, headers=AUTH).json()
+    assert odd["status"] == "FAILED" and "not JSON serializable" in odd["error"]
+
+
+def test_timeout_and_queueing_and_cancel(queue: str) -> None:
+    timed = httpx.post(
+        f"{queue}/v2/ep1/runsync", json={"input": {"function": "slow", "args": [3]}}, headers=AUTH, timeout=10
+    ).json()
+    assert timed["status"] == "TIMED_OUT"
+    first = httpx.post(f"{queue}/v2/ep1/run", json={"input": {"function": "slow", "args": [0.5]}}, headers=AUTH).json()
+    second = httpx.post(f"{queue}/v2/ep1/run", json={"input": {"function": "add", "args": [1]}}, headers=AUTH).json()
+    time.sleep(0.1)
+    # workersMax is 1: the second job waits in the queue, and can be cancelled there.
+    assert httpx.get(f"{queue}/v2/ep1/status/{second['id']}", headers=AUTH).json()["status"] == "IN_QUEUE"
+    cancelled = httpx.post(f"{queue}/v2/ep1/cancel/{second['id']}", headers=AUTH).json()
+    assert cancelled["status"] == "CANCELLED"
+    health = httpx.get(f"{queue}/v2/ep1/health", headers=AUTH).json()
+    assert set(health) == {"jobs", "workers"} and health["jobs"]["inProgress"] in (0, 1)
+    assert first["id"] != second["id"]
+
+
+def test_malformed_requests_get_400_and_the_server_stays_up(queue: str) -> None:
+    bad = httpx.post(f"{queue}/v2/ep1/runsync", content=b"{not json", headers=AUTH)
+    assert bad.status_code == 400
+    assert httpx.post(f"{queue}/v2/ep1/runsync", json=[1, 2], headers=AUTH).status_code == 400
+    assert httpx.get(f"{queue}/v2/ep1/status/missing", headers=AUTH).status_code == 404
+    ok = httpx.post(f"{queue}/v2/ep1/runsync", json={"input": {"function": "add", "args": [4]}}, headers=AUTH)
+    assert ok.json()["output"] == 4
+
+
+def test_missing_or_wrong_key_is_401(queue: str) -> None:
+    assert httpx.get(f"{queue}/v2/ep1/health").status_code == 401
+    assert httpx.get(f"{queue}/v2/ep1/health", headers={"Authorization": "Bearer nope"}).status_code == 401
+
+
+def test_payload_over_the_limit_is_413(queue: str) -> None:
+    big = b'{"input": {"x": "' + b"a" * 10_000_001 + b'"}}'
+    r = httpx.post(f"{queue}/v2/ep1/runsync", content=big, headers=AUTH)
+    assert r.status_code == 413
+
+
+@pytest.fixture
+def routes() -> Iterator[str]:
+    async def process(x: int, y: int) -> dict[str, int]:
+        return {"result": x + y}
+
+    def item(item_id: str, verbose: str = "no") -> dict[str, str]:
+        return {"id": item_id, "verbose": verbose}
+
+    handler = create_route_handler({("POST", "/api/process"): process, ("GET", "/items/{item_id}"): item})
+    yield from serve(handler, {"kind": "load_balanced", "config": {"workersMax": 2}})
+
+
+def test_load_balanced_routes_ping_and_errors(routes: str) -> None:
+    assert httpx.get(f"{routes}/ping", headers=AUTH).json() == {"status": "healthy"}
+    assert httpx.post(f"{routes}/api/process", json={"x": 5, "y": 3}, headers=AUTH).json() == {"result": 8}
+    got = httpx.get(f"{routes}/items/42?verbose=yes", headers=AUTH).json()
+    assert got == {"id": "42", "verbose": "yes"}
+    assert httpx.get(f"{routes}/nope", headers=AUTH).status_code == 404
+    assert httpx.get(f"{routes}/api/process", headers=AUTH).status_code == 405
+    assert httpx.post(f"{routes}/api/process", json={"x": 1}, headers=AUTH).status_code == 400
+    assert httpx.get(f"{routes}/ping").status_code == 401
