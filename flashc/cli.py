@@ -20,7 +20,7 @@ import click
 
 from . import __version__
 from .diagnostics import render_all
-from .errors import DiagnosticsError, FlashcError
+from .errors import DiagnosticsError, FlashcError, UsageError
 
 __all__ = ["main"]
 
@@ -35,6 +35,9 @@ def _reported() -> Iterator[None]:
     except KeyboardInterrupt:
         click.echo("flashc: interrupted", err=True)
         sys.exit(130)
+    except BrokenPipeError:  # the reader went away (`flashc ... | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
     except Exception as exc:  # a bug in flashc: still no traceback unless asked for
         if os.environ.get("FLASHC_DEBUG"):
             raise
@@ -324,6 +327,88 @@ def lock(project_dir: Path, python_version: str | None, glibc: str | None, no_de
         click.echo(
             f"locked {_count(len(locked.wheels), 'distribution')} for CPython {locked.target.python_version}: {path}"
         )
+
+
+@main.command()
+@click.argument("project_dir", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--archive", type=click.Path(dir_okay=False, path_type=Path), help="Deploy this archive, not a fresh build."
+)
+def deploy(project_dir: Path, archive: Path | None) -> None:
+    """Run every resource as an endpoint on this machine (127.0.0.1), building first if needed."""
+    import hashlib
+
+    from .deploy import LocalTarget
+
+    with _reported():
+        root = project_dir.resolve()
+        if archive is None:
+            from .pipeline import build as run_build
+
+            built = run_build(project_dir)
+            archive, sha256 = built.archive.path, built.archive.sha256
+        else:
+            if not archive.is_file():
+                raise UsageError(f"archive '{archive}' does not exist", "build one with `flashc build`")
+            sha256 = hashlib.sha256(archive.read_bytes()).hexdigest()
+        state = LocalTarget().deploy(root, archive, sha256)
+        for name, endpoint in sorted(state["endpoints"].items()):
+            click.echo(f"{name:<24} {endpoint['url']}  (pid {endpoint['pid']})")
+        click.echo(f"key in {_shown(root / '.flash' / 'deployment.json')}; `flashc undeploy` stops everything")
+
+
+@main.command()
+@click.argument("project_dir", default=".", type=click.Path(file_okay=False, path_type=Path))
+def status(project_dir: Path) -> None:
+    """Show the deployed endpoints: URL, process and health."""
+    import httpx
+
+    from .deploy import alive, read_deployment
+
+    with _reported():
+        state = read_deployment(project_dir.resolve())
+        if state is None:
+            raise UsageError("nothing is deployed from this project", "run `flashc deploy`")
+        headers = {"Authorization": f"Bearer {state['key']}"}
+        for name, endpoint in sorted(state["endpoints"].items()):
+            health = "stopped"
+            if alive(endpoint["pid"]):
+                probe = endpoint["url"] + ("/ping" if endpoint["kind"] == "load_balanced" else "/health")
+                try:
+                    health = (
+                        "healthy" if httpx.get(probe, headers=headers, timeout=2).status_code == 200 else "unhealthy"
+                    )
+                except httpx.HTTPError:
+                    health = "not answering"
+            click.echo(f"{name:<24} {health:<14} pid {endpoint['pid']:<8} {endpoint['url']}")
+
+
+@main.command()
+@click.argument("resource")
+@click.argument("project_dir", default=".", type=click.Path(file_okay=False, path_type=Path))
+def logs(resource: str, project_dir: Path) -> None:
+    """Print what a deployed endpoint's worker wrote."""
+    from .deploy import read_deployment
+
+    with _reported():
+        state = read_deployment(project_dir.resolve())
+        endpoints = (state or {}).get("endpoints", {})
+        if resource not in endpoints:
+            known = ", ".join(sorted(endpoints)) or "none"
+            raise UsageError(f"no deployed resource '{resource}'", f"deployed resources: {known}")
+        click.echo(Path(endpoints[resource]["log"]).read_text(errors="replace"), nl=False)
+
+
+@main.command()
+@click.argument("project_dir", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--all", "all_", is_flag=True, help="Stop every endpoint (the default; kept for scripts).")
+def undeploy(project_dir: Path, all_: bool) -> None:
+    """Stop every endpoint of this project's deployment; no process is left behind."""
+    from .deploy import LocalTarget
+
+    with _reported():
+        stopped = LocalTarget().undeploy(project_dir.resolve())
+        click.echo(f"stopped {_count(len(stopped), 'endpoint')}" + (f": {', '.join(stopped)}" if stopped else ""))
 
 
 @main.command("render")

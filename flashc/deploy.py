@@ -1,0 +1,213 @@
+"""Deploy targets. The embedded default runs every resource of an archive as an endpoint on this machine.
+
+    archive --unpack--> .flash/deploy/<sha>/ --start one server per resource--> .flash/deployment.json
+
+Each endpoint is `python -m flashc_runtime.server` from the archive's own runtime, on a free
+loopback port, in its own process group, with its output in `.flash/logs/<resource>.log`. A key
+made per deployment guards every request; it is kept, with the endpoints, ports, process ids,
+the archive's sha256 and the config hashes, in `.flash/deployment.json` (mode 600), never in the
+archive. Redeploying an unchanged archive restarts nothing; an endpoint whose resource changed
+restarts; a resource that is gone is stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from flashc_runtime.manifest import load_manifest
+from flashc_runtime.unpack import UnpackError, unpack
+
+from ._atomic import write_atomic
+from .errors import ProjectError, UsageError
+
+__all__ = ["DEPLOYMENT_FILE", "DeployTarget", "Endpoint", "LocalTarget", "read_deployment"]
+
+DEPLOYMENT_FILE = Path(".flash") / "deployment.json"
+_START_TIMEOUT = 20.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    resource: str
+    kind: str
+    endpoint_id: str
+    url: str
+    pid: int
+    config_hash: str
+    fingerprint: str  # what the endpoint runs: a change restarts it
+    log: str
+
+
+class DeployTarget(Protocol):
+    """Where archives go: this machine by default; Runpod's cloud is another implementation."""
+
+    def deploy(self, root: Path, archive: Path, sha256: str) -> dict[str, Any]: ...
+
+    def undeploy(self, root: Path) -> list[str]: ...
+
+
+def read_deployment(root: Path) -> dict[str, Any] | None:
+    try:
+        data: dict[str, Any] = json.loads((root / DEPLOYMENT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    try:  # a finished child of ours stays a zombie until reaped: that is not alive
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return True
+
+
+class LocalTarget:
+    """Endpoints as supervised processes on 127.0.0.1, with this machine's Python."""
+
+    def deploy(self, root: Path, archive: Path, sha256: str) -> dict[str, Any]:
+        state_dir = root / ".flash"
+        unpacked = state_dir / "deploy" / sha256[:16]
+        if not unpacked.is_dir():
+            try:
+                unpack(archive, unpacked)
+            except UnpackError as exc:
+                raise ProjectError(str(exc), "rebuild the archive with `flashc build`") from exc
+        manifest = load_manifest(unpacked / "flash_manifest.json")
+        here = f"{sys.version_info.major}.{sys.version_info.minor}"
+        built_for = manifest["target"]["python_version"]
+        if built_for != here:
+            raise UsageError(
+                f"the archive was built for CPython {built_for}, but this machine runs {here}",
+                f"rebuild it for this machine: flashc build --python-version {here}",
+            )
+        previous = read_deployment(root) or {}
+        key = previous.get("key") or secrets.token_urlsafe(32)
+        old = {name: e for name, e in previous.get("endpoints", {}).items()}
+        endpoints: dict[str, dict[str, Any]] = {}
+        for name, resource in sorted(manifest["resources"].items()):
+            fingerprint = _fingerprint(manifest, name)
+            kept = old.get(name)
+            if kept and kept["fingerprint"] == fingerprint and alive(kept["pid"]):
+                endpoints[name] = kept
+                continue
+            if kept:
+                _stop(kept["pid"])
+            endpoints[name] = dataclasses.asdict(self._start(root, unpacked, name, resource, key, fingerprint))
+        for name, gone in old.items():
+            if name not in endpoints:
+                _stop(gone["pid"])
+        state = {"key": key, "archive_sha256": sha256, "unpacked": str(unpacked), "endpoints": endpoints}
+        state_dir.mkdir(exist_ok=True)
+        write_atomic(root / DEPLOYMENT_FILE, json.dumps(state, indent=2, sort_keys=True).encode(), mode=0o600)
+        _prune_unpacked(state_dir / "deploy", keep=unpacked)
+        return state
+
+    def _start(
+        self, root: Path, unpacked: Path, name: str, resource: Mapping[str, Any], key: str, fingerprint: str
+    ) -> Endpoint:
+        port = _free_port()
+        endpoint_id = f"local-{resource['handler_module'].rsplit('.', 1)[-1].removeprefix('handler_')}"
+        logs = root / ".flash" / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log = logs / f"{endpoint_id.removeprefix('local-')}.log"
+        env = {**os.environ, "FLASHC_API_KEY": key, "PYTHONPATH": str(unpacked / "_flashc"), "PYTHONUNBUFFERED": "1"}
+        command = [
+            sys.executable, "-m", "flashc_runtime.server", "--root", str(unpacked), "--resource", name,
+            "--endpoint-id", endpoint_id, "--port", str(port),
+        ]  # fmt: skip
+        with open(log, "ab") as out:
+            process = subprocess.Popen(
+                command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=unpacked
+            )
+        url = f"http://127.0.0.1:{port}"
+        _wait_until_listening(port, process, log)
+        base = url if resource["kind"] == "load_balanced" else f"{url}/v2/{endpoint_id}"
+        return Endpoint(
+            name, resource["kind"], endpoint_id, base, process.pid, resource["config_hash"], fingerprint, str(log)
+        )
+
+    def undeploy(self, root: Path) -> list[str]:
+        state = read_deployment(root)
+        if state is None:
+            return []
+        stopped = []
+        for name, endpoint in sorted(state.get("endpoints", {}).items()):
+            _stop(endpoint["pid"])
+            stopped.append(name)
+        (root / DEPLOYMENT_FILE).unlink(missing_ok=True)
+        shutil.rmtree(root / ".flash" / "deploy", ignore_errors=True)
+        return stopped
+
+
+def _fingerprint(manifest: Mapping[str, Any], name: str) -> str:
+    """What a resource's endpoint runs: its config, its functions and the shipped sources."""
+    import hashlib
+
+    resource = manifest["resources"][name]
+    functions = {f: manifest["functions"][f] for f in resource["functions"]}
+    data = json.dumps([resource, functions, manifest["source_fingerprint"]], sort_keys=True)
+    return hashlib.sha256(data.encode()).hexdigest()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _wait_until_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + _START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log.read_text(errors="replace").strip().splitlines()[-15:]
+            raise ProjectError(
+                f"the endpoint process exited with status {process.returncode} while starting:\n" + "\n".join(tail),
+                f"see {log}",
+            )
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    _stop(process.pid)
+    raise ProjectError(f"the endpoint did not start listening within {_START_TIMEOUT:g} s", f"see {log}")
+
+
+def _stop(pid: int) -> None:
+    """Stop an endpoint's process group: TERM, then KILL if it lingers; reap it if it is our child."""
+    for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 2.0)):
+        try:
+            os.killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            break
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and alive(pid):
+            time.sleep(0.05)
+        if not alive(pid):
+            break
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _prune_unpacked(folder: Path, keep: Path) -> None:
+    for old in folder.iterdir() if folder.is_dir() else ():
+        if old != keep:
+            shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,90 @@
+"""The local deploy target: real endpoint processes on 127.0.0.1, started, reused, stopped."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from flashc.cli import main
+from flashc.deploy import alive
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("FLASHC_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "routes"
+    shutil.copytree(FIXTURES / "routes", root, ignore=shutil.ignore_patterns(".flash"))
+    yield root
+    CliRunner().invoke(main, ["undeploy", str(root)])  # never leave a process behind
+
+
+def cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.output
+
+
+def state(root: Path) -> dict[str, object]:
+    data: dict[str, object] = json.loads((root / ".flash" / "deployment.json").read_text())
+    return data
+
+
+def pids(root: Path) -> dict[str, int]:
+    endpoints = state(root)["endpoints"]
+    assert isinstance(endpoints, dict)
+    return {name: e["pid"] for name, e in endpoints.items()}
+
+
+def test_deploy_serves_routes_with_the_deployment_key(project: Path) -> None:
+    code, output = cli("deploy", str(project))
+    assert code == 0, output
+    deployment = state(project)
+    assert (project / ".flash" / "deployment.json").stat().st_mode & 0o777 == 0o600
+    assert set(deployment["endpoints"]) == {"admin", "api-service"}  # type: ignore[arg-type]
+    url = deployment["endpoints"]["api-service"]["url"]  # type: ignore[index]
+    key = deployment["key"]
+    answer = httpx.post(f"{url}/api/process", json={"x": 5, "y": 3}, headers={"Authorization": f"Bearer {key}"})
+    assert answer.json() == {"result": 8}
+    assert httpx.post(f"{url}/api/process", json={"x": 5, "y": 3}).status_code == 401
+    code, output = cli("status", str(project))
+    assert code == 0 and output.count("healthy") == 2
+
+
+def test_redeploy_keeps_unchanged_endpoints_and_undeploy_stops_all(project: Path) -> None:
+    assert cli("deploy", str(project))[0] == 0
+    first = pids(project)
+    assert cli("deploy", str(project))[0] == 0
+    assert pids(project) == first  # nothing changed: nothing restarted
+    (project / "api.py").write_text((project / "api.py").read_text() + "\n# an edit\n")
+    assert cli("deploy", str(project))[0] == 0
+    changed = pids(project)
+    assert all(changed[name] != first[name] for name in first)  # the shipped sources changed
+    assert not any(alive(pid) for pid in first.values())
+    code, output = cli("undeploy", str(project))
+    assert code == 0 and output.startswith("stopped 2 endpoints")
+    assert not any(alive(pid) for pid in changed.values())
+    assert not (project / ".flash" / "deployment.json").exists()
+
+
+def test_an_archive_for_another_python_is_refused(project: Path) -> None:
+    other = "3.12" if sys.version_info[:2] != (3, 12) else "3.11"
+    assert cli("build", str(project), "--python-version", other, "-q")[0] == 0
+    code, output = cli("deploy", str(project), "--archive", str(project / ".flash" / "archive.tar.gz"))
+    assert code == 2
+    assert f"the archive was built for CPython {other}" in output
+    assert "flashc build --python-version" in output
+
+
+def test_status_and_logs_without_a_deployment_are_usage_errors(project: Path) -> None:
+    code, output = cli("status", str(project))
+    assert code == 2 and "nothing is deployed from this project" in output
+    code, output = cli("logs", "admin", str(project))
+    assert code == 2 and "no deployed resource 'admin'" in output
