@@ -88,3 +88,54 @@ def test_status_and_logs_without_a_deployment_are_usage_errors(project: Path) ->
     assert code == 2 and "nothing is deployed from this project" in output
     code, output = cli("logs", "admin", str(project))
     assert code == 2 and "no deployed resource 'admin'" in output
+
+
+CALLS_APP = """
+from flashc_runtime import CpuLiveServerless, LiveServerless, remote
+
+cpu = CpuLiveServerless(name="cpu")
+gpu = LiveServerless(name="gpu")
+
+
+@remote(cpu)
+def double(x):
+    return 2 * x
+
+
+@remote(gpu)
+async def quad(x):
+    # another resource's function: this call goes to the cpu endpoint
+    return await double(await double(x))
+
+
+@remote(cpu)
+def fails():
+    raise KeyError("nope")
+"""
+
+
+def test_calling_remote_functions_from_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+    import importlib
+
+    from flashc_runtime import RemoteCallError
+
+    monkeypatch.setenv("FLASHC_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "calls"
+    root.mkdir()
+    (root / "calls_app.py").write_text(CALLS_APP)
+    monkeypatch.syspath_prepend(str(root))
+    app = importlib.import_module("calls_app")
+    try:
+        with pytest.raises(RemoteCallError, match=r"is not deployed: no \.flash/deployment\.json above"):
+            asyncio.run(app.double(3))
+        assert cli("deploy", str(root))[0] == 0
+        assert asyncio.run(app.double(3)) == 6
+        assert asyncio.run(app.quad(1)) == 4  # local -> gpu endpoint -> cpu endpoint, twice
+        with pytest.raises(RemoteCallError) as failure:
+            asyncio.run(app.fails())
+        assert "the job ended FAILED: KeyError: 'nope'" in str(failure.value)
+        assert "Traceback (most recent call last)" in str(failure.value)
+    finally:
+        cli("undeploy", str(root))
+        sys.modules.pop("calls_app", None)

@@ -269,24 +269,26 @@ def test_remote_keeps_the_original_function_and_its_options() -> None:
     assert decorated.__wrapped__(21) == 42
 
 
-def test_calling_a_remote_function_locally_says_deploy_does_not_exist_yet() -> None:
+def test_calling_a_remote_function_without_a_deployment_says_to_deploy() -> None:
+    import asyncio
+
     decorated = remote(LiveServerless(name="gpu-a"))(plain)
     with pytest.raises(RemoteCallError) as info:
-        decorated(1)
-    assert str(info.value) == (
-        "plain runs on endpoint 'gpu-a', and this version of flashc cannot deploy endpoints yet; "
-        "run `flashc analyze` to check the project"
-    )
+        asyncio.run(decorated(1))
+    assert str(info.value).startswith("plain is not deployed: no .flash/deployment.json above ")
+    assert str(info.value).endswith("run `flashc deploy` in the project first")
 
 
-def test_remote_class_instantiated_locally_raises_the_same_error() -> None:
+def test_calling_a_remote_class_locally_explains_how_to_reach_it() -> None:
+    import asyncio
+
     @remote(CpuLiveServerless(name="cpu-a"))
     class Worker:
         def run(self) -> int:
             return 1
 
-    with pytest.raises(RemoteCallError, match="Worker runs on endpoint 'cpu-a'"):
-        Worker()
+    with pytest.raises(RemoteCallError, match="is a remote class: send jobs naming its method to endpoint 'cpu-a'"):
+        asyncio.run(Worker())
 
 
 def test_remote_misspelt_option_suggests_the_right_one() -> None:

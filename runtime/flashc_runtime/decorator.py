@@ -24,6 +24,10 @@ RESERVED_PATHS = ("/ping", "/execute")
 T = TypeVar("T")
 
 
+class RemoteCallError(RuntimeError):
+    """A call to a @remote function could not be completed: not deployed, or the job failed."""
+
+
 @dataclasses.dataclass(frozen=True, init=False, kw_only=True, eq=False)
 class RemoteOptions(SchemaModel):
     """Everything `@remote(...)` accepts."""
@@ -107,10 +111,6 @@ def route_key(method: str, path: str) -> tuple[str, str]:
     return method, normalised
 
 
-class RemoteCallError(RuntimeError):
-    """A call to a @remote function from local code could not be sent to an endpoint."""
-
-
 def remote(resource_config: ServerlessResource | None = None, **options: Any) -> Callable[[T], T]:
     """Mark a module-level function or class to run on `resource_config`'s endpoint."""
     kwargs = dict(options)
@@ -136,9 +136,7 @@ class _RemoteWrapper:
         self.__remote_config__ = dict(options)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        name = getattr(self.__wrapped__, "__qualname__", repr(self.__wrapped__))
-        config = self.__remote_config__["resource_config"]
-        raise RemoteCallError(
-            f"{name} runs on endpoint '{config.name}', and this version of flashc cannot deploy endpoints "
-            "yet; run `flashc analyze` to check the project"
-        )
+        """A coroutine with the result, computed where the function is deployed (`await f(x)`)."""
+        from .client import call_remote
+
+        return call_remote(self.__wrapped__, self.__remote_config__, args, kwargs)

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .client import RESOURCE_ENV
 from .handler import RequestError
 from .manifest import load_manifest
 from .routes import MethodNotAllowed, RouteNotFound
@@ -308,6 +309,7 @@ def main(argv: list[str] | None = None) -> None:
     api_key = os.environ.get("FLASHC_API_KEY")
     if not api_key:
         raise SystemExit("flashc_runtime.server: set FLASHC_API_KEY")
+    os.environ[RESOURCE_ENV] = args.resource  # calls to this resource's own functions stay in-process
     endpoint = load_endpoint(args.root, args.resource, args.endpoint_id, api_key)
     asyncio.run(_serve(endpoint, args.host, args.port))
 
