@@ -20,6 +20,8 @@ test: install
 demo: install
 	$(BIN)/flashc analyze fixtures/demo
 	$(BIN)/flashc build fixtures/demo
+	$(BIN)/flashc deploy fixtures/demo
+	$(BIN)/python fixtures/demo/scripts/call_demo.py; status=$$?; $(BIN)/flashc undeploy fixtures/demo; exit $$status
 
 bench: install
 	$(BIN)/python tests/bench/run.py

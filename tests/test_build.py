@@ -69,7 +69,7 @@ def test_archive_layout_and_json_summary(tmp_path: Path) -> None:
     assert hashlib.sha256((root / ".flash" / "archive.tar.gz").read_bytes()).hexdigest() == summary["sha256"]
     assert "flash_manifest.json" in names and "workers/gpu.py" in names
     assert "_flashc/flashc_runtime/handler.py" in names and "_flashc/tetra_rp/__init__.py" in names
-    assert not any(n.startswith(".flash") for n in names)
+    assert not any(n.startswith(".flash/") for n in names)  # the build's own state never ships
     assert (root / ".flash" / "flash_manifest.json").read_text().endswith("}\n")
 
 

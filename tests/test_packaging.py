@@ -71,7 +71,8 @@ def test_wheel_holds_both_packages_the_templates_and_the_console_script(wheel: P
     assert [n for n in shipped_templates if not n.endswith("/")] == repo_templates()
 
     top = {n.split("/")[0] for n in names}
-    assert {t for t in top if not t.endswith(".dist-info")} == {"flashc", "flashc_runtime"}
+    # flashc, its runtime, and the Flash SDK names (aliases of the runtime) that seed-style code imports
+    assert {t for t in top if not t.endswith(".dist-info")} == {"flashc", "flashc_runtime", "runpod_flash", "tetra_rp"}
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     assert scripts["console_scripts"]["flashc"] == "flashc.cli:main"
 
