@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -139,3 +140,50 @@ def test_calling_remote_functions_from_python(tmp_path: Path, monkeypatch: pytes
     finally:
         cli("undeploy", str(root))
         sys.modules.pop("calls_app", None)
+
+
+SLOW_APP = """
+import time
+
+from flashc_runtime import CpuLiveServerless, remote
+
+
+@remote(CpuLiveServerless(name="slow"))
+def nap(seconds):
+    time.sleep(seconds)
+    return "rested"
+"""
+
+
+def test_a_worker_killed_mid_job_fails_the_job_and_is_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+    import time
+
+    monkeypatch.setenv("FLASHC_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "slow"
+    root.mkdir()
+    (root / "slow_app.py").write_text(SLOW_APP)
+    try:
+        assert cli("deploy", str(root))[0] == 0
+        deployment = state(root)
+        url = deployment["endpoints"]["slow"]["url"]  # type: ignore[index]
+        headers = {"Authorization": f"Bearer {deployment['key']}"}
+        job = httpx.post(f"{url}/run", json={"input": {"args": [30]}}, headers=headers).json()
+        for _ in range(100):  # wait until the worker process runs it
+            if httpx.get(f"{url}/status/{job['id']}", headers=headers).json()["status"] == "IN_PROGRESS":
+                break
+            time.sleep(0.05)
+        worker = httpx.get(f"{url}/health", headers=headers).json()["workers"]["pid"]
+        os.kill(worker, signal.SIGKILL)
+        for _ in range(100):
+            status = httpx.get(f"{url}/status/{job['id']}", headers=headers).json()
+            if status["status"] != "IN_PROGRESS":
+                break
+            time.sleep(0.05)
+        assert status["status"] == "FAILED"
+        assert "the worker process died (exit status -9) while running this job" in status["error"]
+        again = httpx.post(f"{url}/runsync", json={"input": {"args": [0]}}, headers=headers, timeout=30).json()
+        assert again["status"] == "COMPLETED" and again["output"] == "rested"
+        assert httpx.get(f"{url}/health", headers=headers).json()["workers"]["pid"] != worker
+    finally:
+        cli("undeploy", str(root))

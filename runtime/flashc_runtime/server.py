@@ -36,7 +36,7 @@ from .handler import RequestError
 from .manifest import load_manifest
 from .routes import MethodNotAllowed, RouteNotFound
 
-__all__ = ["MAX_BODY", "Endpoint", "main"]
+__all__ = ["MAX_BODY", "Endpoint", "JobFailed", "WorkerProcess", "import_handler", "main"]
 
 MAX_BODY = 10_000_000  # bytes of request body, Runpod's payload limit
 _RUNSYNC_WAIT = 90.0  # seconds /runsync waits before answering with the job still running
@@ -179,7 +179,11 @@ class Endpoint:
                     "inQueue": counts["IN_QUEUE"],
                     "retried": 0,
                 },
-                "workers": {"running": counts["IN_PROGRESS"], "idle": 0},
+                "workers": {
+                    "running": counts["IN_PROGRESS"],
+                    "idle": 0,
+                    "pid": getattr(self.handler, "pid", os.getpid()),
+                },
             }
         return 404, {"error": f"no such route: {method} {path}"}
 
@@ -201,6 +205,8 @@ class Endpoint:
                 job.status, job.error = "TIMED_OUT", f"the job ran longer than executionTimeoutMs ({self.timeout} s)"
             except asyncio.CancelledError:
                 job.status = "CANCELLED"
+            except JobFailed as exc:
+                job.status, job.error = "FAILED", exc.error
             except Exception as exc:
                 job.status, job.error = "FAILED", _failure(exc)
             finally:
@@ -281,15 +287,91 @@ async def _respond(writer: asyncio.StreamWriter, status: int, payload: Any, *, k
     await writer.drain()
 
 
+class JobFailed(Exception):
+    """A job failed in the worker process; `error` is the text the job reports."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+class WorkerProcess:
+    """Runs jobs in a child process (`flashc_runtime.worker`), restarted whenever it dies.
+
+    Jobs it was running when it died fail with a clear error; nothing waits forever.
+    """
+
+    def __init__(self, root: Path, resource: str) -> None:
+        self.root, self.resource = root, resource
+        self.process: asyncio.subprocess.Process | None = None
+        self.pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.reader: asyncio.Task[None] | None = None
+        self.restarts = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "flashc_runtime.worker", "--root", str(self.root), "--resource", self.resource,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=64 * 1024 * 1024,
+        )  # fmt: skip
+        self.reader = asyncio.get_running_loop().create_task(self._read(self.process))
+
+    async def _read(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stdout is not None
+        while line := await process.stdout.readline():
+            message = json.loads(line)
+            future = self.pending.pop(message["id"], None)
+            if future is not None and not future.done():
+                future.set_result(message)
+        status = await process.wait()
+        died = JobFailed(
+            f"the worker process died (exit status {status}) while running this job; a new one was started"
+        )
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(died)
+        self.pending.clear()
+        self.restarts += 1
+        await self.start()
+
+    async def __call__(self, job: Mapping[str, Any]) -> Any:
+        if self.process is None:
+            await self.start()
+        assert self.process is not None and self.process.stdin is not None
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.pending[job["id"]] = future
+        self.process.stdin.write(json.dumps({"id": job["id"], "input": job["input"]}).encode() + b"\n")
+        await self.process.stdin.drain()
+        message = await future
+        if message["status"] == "COMPLETED":
+            return message["output"]
+        raise JobFailed(message.get("error", "the job failed"))
+
+
+def import_handler(root: Path, resource_name: str) -> tuple[Any, Mapping[str, Any]]:
+    """A resource's handler and manifest entry, imported from the unpacked archive at `root`."""
+    manifest = load_manifest(root / "flash_manifest.json")
+    resource = manifest["resources"].get(resource_name)
+    if resource is None:
+        raise SystemExit(f"flashc_runtime: no resource '{resource_name}' in {root / 'flash_manifest.json'}")
+    sys.path[:0] = [str(root / "_flashc"), str(root), str(root / "src"), str(root / "_flashc" / "site")]
+    module = importlib.import_module(resource["handler_module"])
+    return module.handler, resource
+
+
 def load_endpoint(root: Path, resource_name: str, endpoint_id: str, api_key: str) -> Endpoint:
-    """Import a resource's handler from an unpacked archive at `root` (worker sys.path order)."""
+    """The endpoint of a resource: jobs run in a supervised worker process, routes in this one."""
     manifest = load_manifest(root / "flash_manifest.json")
     resource = manifest["resources"].get(resource_name)
     if resource is None:
         raise SystemExit(f"flashc_runtime.server: no resource '{resource_name}' in {root / 'flash_manifest.json'}")
-    sys.path[:0] = [str(root / "_flashc"), str(root), str(root / "src"), str(root / "_flashc" / "site")]
-    module = importlib.import_module(resource["handler_module"])
-    return Endpoint(module.handler, resource, endpoint_id, api_key)
+    if resource["kind"] == "load_balanced":
+        handler, resource = import_handler(root, resource_name)
+        return Endpoint(handler, resource, endpoint_id, api_key)
+    return Endpoint(WorkerProcess(root, resource_name), resource, endpoint_id, api_key)
 
 
 async def _serve(endpoint: Endpoint, host: str, port: int) -> None:
