@@ -187,3 +187,41 @@ def test_a_worker_killed_mid_job_fails_the_job_and_is_replaced(tmp_path: Path, m
         assert httpx.get(f"{url}/health", headers=headers).json()["workers"]["pid"] != worker
     finally:
         cli("undeploy", str(root))
+
+
+STREAM_APP = """
+from flashc_runtime import CpuLiveServerless, remote
+
+
+@remote(CpuLiveServerless(name="stream"))
+def tokens(text):
+    for word in text.split():
+        yield word.upper()
+"""
+
+
+def test_a_deployed_generator_streams_through_the_worker_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    monkeypatch.setenv("FLASHC_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "stream"
+    root.mkdir()
+    (root / "stream_app.py").write_text(STREAM_APP)
+    try:
+        assert cli("deploy", str(root))[0] == 0
+        deployment = state(root)
+        url = deployment["endpoints"]["stream"]["url"]  # type: ignore[index]
+        headers = {"Authorization": f"Bearer {deployment['key']}"}
+        job = httpx.post(f"{url}/run", json={"input": {"args": ["hello big world"]}}, headers=headers).json()
+        seen: list[str] = []
+        for _ in range(200):
+            part = httpx.get(f"{url}/stream/{job['id']}", headers=headers).json()
+            seen += [chunk["output"] for chunk in part["stream"]]
+            if part["status"] == "COMPLETED":
+                break
+            time.sleep(0.02)
+        assert seen == ["HELLO", "BIG", "WORLD"]
+    finally:
+        cli("undeploy", str(root))

@@ -159,3 +159,30 @@ def test_load_balanced_routes_ping_and_errors(routes: str) -> None:
     assert httpx.get(f"{routes}/api/process", headers=AUTH).status_code == 405
     assert httpx.post(f"{routes}/api/process", json={"x": 1}, headers=AUTH).status_code == 400
     assert httpx.get(f"{routes}/ping").status_code == 401
+
+
+def test_generator_functions_stream(tmp_path: object) -> None:
+    def count(n: int) -> Any:
+        for i in range(n):
+            time.sleep(0.05)
+            yield i
+
+    async def letters() -> Any:
+        for c in "ab":
+            yield c
+
+    handler = create_handler({"m:count": count, "m:letters": letters})
+    for url in serve(handler, {"kind": "queue", "config": {"workersMax": 2}}):
+        job = httpx.post(f"{url}/v2/ep1/run", json={"input": {"function": "count", "args": [5]}}, headers=AUTH).json()
+        seen: list[int] = []
+        for _ in range(200):
+            part = httpx.get(f"{url}/v2/ep1/stream/{job['id']}", headers=AUTH).json()
+            seen += [chunk["output"] for chunk in part["stream"]]
+            if part["status"] == "COMPLETED":
+                break
+            time.sleep(0.02)
+        assert seen == [0, 1, 2, 3, 4]  # each item once, in order, as it came
+        final = httpx.get(f"{url}/v2/ep1/status/{job['id']}", headers=AUTH).json()
+        assert final["output"] == [0, 1, 2, 3, 4]
+        done = httpx.post(f"{url}/v2/ep1/runsync", json={"input": {"function": "letters"}}, headers=AUTH).json()
+        assert done["output"] == ["a", "b"]

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-__all__ = ["RequestError", "create_handler", "in_thread"]
+__all__ = ["RequestError", "create_handler", "drain", "in_thread"]
 
 Handler = Callable[[Mapping[str, Any]], Awaitable[Any]]
 
@@ -87,6 +87,25 @@ def create_handler(registry: Mapping[str, Any]) -> Handler:
         return result
 
     return handler
+
+
+async def drain(output: Any, emit: Callable[[Any], None]) -> Any:
+    """A generator's items, each passed to `emit` as it comes and all returned as a list;
+    anything else is returned as it is. Sync generators advance in a worker thread."""
+    if inspect.isasyncgen(output):
+        items = []
+        async for item in output:
+            emit(item)
+            items.append(item)
+        return items
+    if inspect.isgenerator(output):
+        done = object()
+        items = []
+        while (item := await in_thread(next, output, done)) is not done:
+            emit(item)
+            items.append(item)
+        return items
+    return output
 
 
 async def in_thread(target: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -27,12 +27,12 @@ import sys
 import time
 import traceback
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from .client import RESOURCE_ENV
-from .handler import RequestError
+from .handler import RequestError, drain
 from .manifest import load_manifest
 from .routes import MethodNotAllowed, RouteNotFound
 
@@ -56,6 +56,8 @@ class _Job:
     finished_at: float | None = None
     done: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    stream: list[Any] = dataclasses.field(default_factory=list)  # a generator's items so far
+    streamed: int = 0  # how many of them /stream has handed out
 
     def envelope(self) -> dict[str, Any]:
         body: dict[str, Any] = {"id": self.id, "status": self.status}
@@ -160,6 +162,19 @@ class Endpoint:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(asyncio.shield(job.done.wait()), _RUNSYNC_WAIT)
             return 200, job.envelope()
+        if action == "stream" and len(rest) == 1:
+            streaming = self.jobs.get(rest[0])
+            if streaming is None:
+                return 404, {"error": f"no job {rest[0]}"}
+            new, streaming.streamed = streaming.stream[streaming.streamed :], len(streaming.stream)
+            reply: dict[str, Any] = {
+                "id": streaming.id,
+                "status": streaming.status,
+                "stream": [{"output": item} for item in new],
+            }
+            if streaming.error is not None:
+                reply["error"] = streaming.error
+            return 200, reply
         if action in ("status", "cancel") and len(rest) == 1:
             job_or_none = self.jobs.get(rest[0])
             if job_or_none is None:
@@ -199,7 +214,7 @@ class Endpoint:
                 return  # cancelled while waiting
             job.status, job.started_at = "IN_PROGRESS", time.monotonic()
             try:
-                output = await asyncio.wait_for(self.handler({"id": job.id, "input": job.input}), self.timeout)
+                output = await asyncio.wait_for(self._call(job), self.timeout)
                 job.status, job.output = "COMPLETED", _jsonable(output)
             except asyncio.TimeoutError:
                 job.status, job.error = "TIMED_OUT", f"the job ran longer than executionTimeoutMs ({self.timeout} s)"
@@ -212,6 +227,12 @@ class Endpoint:
             finally:
                 job.finished_at = time.monotonic()
                 job.done.set()
+
+    async def _call(self, job: _Job) -> Any:
+        payload = {"id": job.id, "input": job.input}
+        if isinstance(self.handler, WorkerProcess):
+            return await self.handler(payload, emit=job.stream.append)
+        return await drain(await self.handler(payload), job.stream.append)
 
     def _cancel(self, job: _Job) -> None:
         if job.status in ("IN_QUEUE", "IN_PROGRESS"):
@@ -305,6 +326,7 @@ class WorkerProcess:
         self.root, self.resource = root, resource
         self.process: asyncio.subprocess.Process | None = None
         self.pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.emitters: dict[str, Callable[[Any], None]] = {}
         self.reader: asyncio.Task[None] | None = None
         self.restarts = 0
 
@@ -323,6 +345,12 @@ class WorkerProcess:
         assert process.stdout is not None
         while line := await process.stdout.readline():
             message = json.loads(line)
+            if "chunk" in message:
+                emit = self.emitters.get(message["id"])
+                if emit is not None:
+                    emit(message["chunk"])
+                continue
+            self.emitters.pop(message["id"], None)
             future = self.pending.pop(message["id"], None)
             if future is not None and not future.done():
                 future.set_result(message)
@@ -337,12 +365,14 @@ class WorkerProcess:
         self.restarts += 1
         await self.start()
 
-    async def __call__(self, job: Mapping[str, Any]) -> Any:
+    async def __call__(self, job: Mapping[str, Any], emit: Callable[[Any], None] | None = None) -> Any:
         if self.process is None:
             await self.start()
         assert self.process is not None and self.process.stdin is not None
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.pending[job["id"]] = future
+        if emit is not None:
+            self.emitters[job["id"]] = emit
         self.process.stdin.write(json.dumps({"id": job["id"], "input": job["input"]}).encode() + b"\n")
         await self.process.stdin.drain()
         message = await future

@@ -20,6 +20,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from .handler import drain
+
 __all__ = ["main"]
 
 
@@ -34,9 +36,13 @@ async def _serve(handler: Any, out: Any) -> None:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     tasks: set[asyncio.Task[None]] = set()
 
+    def emit(job_id: str, item: Any) -> None:
+        out.write(json.dumps({"id": job_id, "chunk": item}) + "\n")
+        out.flush()
+
     async def run(job: dict[str, Any]) -> None:
         try:
-            output = await handler(job)
+            output = await drain(await handler(job), lambda item: emit(job["id"], item))
             line = json.dumps({"id": job["id"], "status": "COMPLETED", "output": output})
         except Exception as exc:  # user code failed: the job fails, the worker goes on
             line = json.dumps({"id": job["id"], "status": "FAILED", "error": _failure(exc)})
