@@ -100,6 +100,7 @@ class LocalTarget:
             )
         previous = read_deployment(root) or {}
         key = previous.get("key") or secrets.token_urlsafe(32)
+        secret = previous.get("secret") or secrets.token_hex(32)  # signs pickled calls; never in the archive
         old = {name: e for name, e in previous.get("endpoints", {}).items()}
         endpoints: dict[str, dict[str, Any]] = {}
         for name, resource in sorted(manifest["resources"].items()):
@@ -110,25 +111,45 @@ class LocalTarget:
                 continue
             if kept:
                 _stop(kept["pid"])
-            endpoints[name] = dataclasses.asdict(self._start(root, unpacked, name, resource, key, fingerprint))
+            started = self._start(root, unpacked, name, resource, key, secret, fingerprint)
+            endpoints[name] = dataclasses.asdict(started)
         for name, gone in old.items():
             if name not in endpoints:
                 _stop(gone["pid"])
-        state = {"key": key, "archive_sha256": sha256, "unpacked": str(unpacked), "endpoints": endpoints}
+        state = {
+            "key": key,
+            "secret": secret,
+            "archive_sha256": sha256,
+            "unpacked": str(unpacked),
+            "endpoints": endpoints,
+        }
         state_dir.mkdir(exist_ok=True)
         write_atomic(root / DEPLOYMENT_FILE, json.dumps(state, indent=2, sort_keys=True).encode(), mode=0o600)
         _prune_unpacked(state_dir / "deploy", keep=unpacked)
         return state
 
     def _start(
-        self, root: Path, unpacked: Path, name: str, resource: Mapping[str, Any], key: str, fingerprint: str
+        self,
+        root: Path,
+        unpacked: Path,
+        name: str,
+        resource: Mapping[str, Any],
+        key: str,
+        secret: str,
+        fingerprint: str,
     ) -> Endpoint:
         port = _free_port()
         endpoint_id = f"local-{resource['handler_module'].rsplit('.', 1)[-1].removeprefix('handler_')}"
         logs = root / ".flash" / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         log = logs / f"{endpoint_id.removeprefix('local-')}.log"
-        env = {**os.environ, "FLASHC_API_KEY": key, "PYTHONPATH": str(unpacked / "_flashc"), "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            "FLASHC_API_KEY": key,
+            "FLASHC_PICKLE_SECRET": secret,
+            "PYTHONPATH": str(unpacked / "_flashc"),
+            "PYTHONUNBUFFERED": "1",
+        }
         command = [
             sys.executable, "-m", "flashc_runtime.server", "--root", str(unpacked), "--resource", name,
             "--endpoint-id", endpoint_id, "--port", str(port),

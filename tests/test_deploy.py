@@ -225,3 +225,50 @@ def test_a_deployed_generator_streams_through_the_worker_process(
         assert seen == ["HELLO", "BIG", "WORLD"]
     finally:
         cli("undeploy", str(root))
+
+
+PICKLE_APP = """
+import fractions
+
+from flashc_runtime import CpuLiveServerless, remote
+
+
+@remote(CpuLiveServerless(name="objects"))
+def halves(values):
+    return {fractions.Fraction(v, 2) for v in values}
+"""
+
+
+def test_python_objects_travel_as_signed_pickles_and_unsigned_ones_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    import fractions
+    import importlib
+
+    from flashc_runtime.signing import dumps, sign
+
+    monkeypatch.setenv("FLASHC_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "objects"
+    root.mkdir()
+    (root / "objects_app.py").write_text(PICKLE_APP)
+    monkeypatch.syspath_prepend(str(root))
+    app = importlib.import_module("objects_app")
+    try:
+        assert cli("deploy", str(root))[0] == 0
+        # A set of Fractions is no JSON: it travels pickled, signed with the deployment's secret.
+        assert asyncio.run(app.halves((1, 2, 3))) == {fractions.Fraction(1, 2), 1, fractions.Fraction(3, 2)}
+        deployment = state(root)
+        assert "secret" in deployment
+        url = deployment["endpoints"]["objects"]["url"]  # type: ignore[index]
+        headers = {"Authorization": f"Bearer {deployment['key']}"}
+        pickled = dumps(((1,), {}))
+        for job_input, reason in [
+            ({"pickled": pickled}, "a pickled input needs 'pickled' and 'signature' strings"),
+            ({"pickled": pickled, "signature": sign("wrong secret", pickled)}, "unsigned pickles are refused"),
+        ]:
+            refused = httpx.post(f"{url}/runsync", json={"input": job_input}, headers=headers)
+            assert refused.status_code == 400 and reason in refused.json()["error"]
+    finally:
+        cli("undeploy", str(root))
+        sys.modules.pop("objects_app", None)

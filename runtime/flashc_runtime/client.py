@@ -53,8 +53,25 @@ async def call_remote(obj: Any, options: Mapping[str, Any], args: tuple[Any, ...
         return await asyncio.to_thread(
             _route_call, endpoint["url"], options["method"], options["path"], kwargs, headers
         )
+    secret = deployment.get("secret")
+    if secret:  # signed pickles: any Python value travels, both ways
+        from .signing import dumps, sign
+
+        pickled = dumps((args, kwargs))
+        job_input = {"function": name, "pickled": pickled, "signature": sign(secret, pickled)}
+        output = await asyncio.to_thread(_job_call, endpoint["url"], {"input": job_input}, headers)
+        return _unpickle(output)
     body = {"input": {"function": name, "args": list(args), "kwargs": kwargs}}
     return await asyncio.to_thread(_job_call, endpoint["url"], body, headers)
+
+
+def _unpickle(output: Any) -> Any:
+    import base64
+    import pickle
+
+    if isinstance(output, dict) and set(output) == {"pickled"}:
+        return pickle.loads(base64.b64decode(output["pickled"]))
+    return output
 
 
 def _find_deployment(obj: Any) -> tuple[dict[str, Any], Path]:

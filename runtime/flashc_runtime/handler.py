@@ -20,6 +20,8 @@ import threading
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from .signing import dumps, loads_call, signature_problem
+
 __all__ = ["RequestError", "create_handler", "drain", "in_thread"]
 
 Handler = Callable[[Mapping[str, Any]], Awaitable[Any]]
@@ -67,8 +69,11 @@ def create_handler(registry: Mapping[str, Any]) -> Handler:
             job_input = {}
         if not isinstance(job_input, Mapping):
             raise RequestError(f"'input' must be an object, not {type(job_input).__name__}")
-        args = job_input.get("args", [])
-        kwargs = job_input.get("kwargs", {})
+        problem = signature_problem(job_input)
+        if problem is not None:
+            raise RequestError(problem)
+        pickled = "pickled" in job_input
+        args, kwargs = loads_call(job_input) if pickled else (job_input.get("args", []), job_input.get("kwargs", {}))
         if not isinstance(args, list):
             raise RequestError("'args' must be a list")
         if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
@@ -80,11 +85,12 @@ def create_handler(registry: Mapping[str, Any]) -> Handler:
         elif job_input.get("method") is not None:
             raise RequestError(f"'{fid}' is a function: 'method' does not apply")
         if inspect.iscoroutinefunction(target):
-            return await target(*args, **kwargs)
-        result = await in_thread(target, *args, **kwargs)
-        if inspect.isawaitable(result):
-            return await result
-        return result
+            result = await target(*args, **kwargs)
+        else:
+            result = await in_thread(target, *args, **kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+        return {"pickled": dumps(result)} if pickled else result
 
     return handler
 

@@ -35,6 +35,7 @@ from .client import RESOURCE_ENV
 from .handler import RequestError, drain
 from .manifest import load_manifest
 from .routes import MethodNotAllowed, RouteNotFound
+from .signing import signature_problem
 
 __all__ = ["MAX_BODY", "Endpoint", "JobFailed", "WorkerProcess", "import_handler", "main"]
 
@@ -156,6 +157,9 @@ class Endpoint:
                 return 400, {"error": "the body is not JSON"}
             if not isinstance(request, dict) or not isinstance(request.get("input", {}), dict):
                 return 400, {"error": 'the body must be {"input": {...}}'}
+            problem = signature_problem(request.get("input") or {})
+            if problem is not None:
+                return 400, {"error": problem}
             job = self._submit(request.get("input"))
             if action == "runsync":
                 # Past the wait, the answer says the job is still running; /status tells the rest.
