@@ -111,7 +111,14 @@ class LocalTarget:
                 continue
             if kept:
                 _stop(kept["pid"])
-            started = self._start(root, unpacked, name, resource, key, secret, fingerprint)
+            try:
+                started = self._start(root, unpacked, name, resource, key, secret, fingerprint)
+            except BaseException:
+                # Leave nothing running that deployment.json would not know about.
+                for started_now in endpoints.values():
+                    if started_now is not old.get(started_now["resource"]):
+                        _stop(started_now["pid"])
+                raise
             endpoints[name] = dataclasses.asdict(started)
         for name, gone in old.items():
             if name not in endpoints:

@@ -272,3 +272,26 @@ def test_python_objects_travel_as_signed_pickles_and_unsigned_ones_are_refused(
     finally:
         cli("undeploy", str(root))
         sys.modules.pop("objects_app", None)
+
+
+def test_an_endpoint_that_cannot_start_leaves_nothing_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLASHC_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "broken"
+    root.mkdir()
+    (root / "a_ok.py").write_text(
+        "from flashc_runtime import CpuLiveLoadBalancer, remote\n\n"
+        '@remote(CpuLiveLoadBalancer(name="a-ok"), method="GET", path="/x")\ndef x():\n    return 1\n'
+    )
+    (root / "b_bad.py").write_text(
+        "import missing_module_for_the_test\nfrom flashc_runtime import CpuLiveLoadBalancer, remote\n\n"
+        '@remote(CpuLiveLoadBalancer(name="b-bad"), method="GET", path="/y")\ndef y():\n    return 2\n'
+    )
+    code, output = cli("deploy", str(root))
+    assert code == 1
+    assert "the endpoint process exited with status 1 while starting" in output
+    assert "ModuleNotFoundError: No module named 'missing_module_for_the_test'" in output
+    assert not (root / ".flash" / "deployment.json").exists()
+    import subprocess
+
+    running = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    assert str(root) not in running  # a-ok had started: it was stopped again
