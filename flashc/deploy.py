@@ -6,8 +6,12 @@ Each endpoint is `python -m flashc_runtime.server` from the archive's own runtim
 loopback port, in its own process group, with its output in `.flash/logs/<resource>.log`. A key
 made per deployment guards every request; it is kept, with the endpoints, ports, process ids,
 the archive's sha256 and the config hashes, in `.flash/deployment.json` (mode 600), never in the
-archive. Redeploying an unchanged archive restarts nothing; an endpoint whose resource changed
-restarts; a resource that is gone is stopped.
+archive. Redeploying an unchanged archive restarts nothing; an endpoint restarts only when
+something it can run changed: its config or functions, a project file in the import closure of
+its functions' modules (the manifest's per-resource `source_fingerprint`, see `closure.py`), any
+non-Python file, the runtime, or the installed wheels. A resource that is gone is stopped. An
+endpoint left running keeps running from the unpacked archive it started from; that folder is
+kept until no endpoint uses it.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ class Endpoint:
     config_hash: str
     fingerprint: str  # what the endpoint runs: a change restarts it
     log: str
+    root: str  # the unpacked archive it runs from, kept while it runs
 
 
 class DeployTarget(Protocol):
@@ -104,9 +109,9 @@ class LocalTarget:
         old = {name: e for name, e in previous.get("endpoints", {}).items()}
         endpoints: dict[str, dict[str, Any]] = {}
         for name, resource in sorted(manifest["resources"].items()):
-            fingerprint = _fingerprint(manifest, name)
+            fingerprint = _fingerprint(manifest, name, unpacked)
             kept = old.get(name)
-            if kept and kept["fingerprint"] == fingerprint and alive(kept["pid"]):
+            if kept and kept["fingerprint"] == fingerprint and "root" in kept and alive(kept["pid"]):
                 endpoints[name] = kept
                 continue
             if kept:
@@ -132,7 +137,7 @@ class LocalTarget:
         }
         state_dir.mkdir(exist_ok=True)
         write_atomic(root / DEPLOYMENT_FILE, json.dumps(state, indent=2, sort_keys=True).encode(), mode=0o600)
-        _prune_unpacked(state_dir / "deploy", keep=unpacked)
+        _prune_unpacked(state_dir / "deploy", keep={unpacked, *(Path(e["root"]) for e in endpoints.values())})
         return state
 
     def _start(
@@ -169,7 +174,15 @@ class LocalTarget:
         _wait_until_listening(port, process, log)
         base = url if resource["kind"] == "load_balanced" else f"{url}/v2/{endpoint_id}"
         return Endpoint(
-            name, resource["kind"], endpoint_id, base, process.pid, resource["config_hash"], fingerprint, str(log)
+            name,
+            resource["kind"],
+            endpoint_id,
+            base,
+            process.pid,
+            resource["config_hash"],
+            fingerprint,
+            str(log),
+            str(unpacked),
         )
 
     def undeploy(self, root: Path) -> list[str]:
@@ -185,14 +198,31 @@ class LocalTarget:
         return stopped
 
 
-def _fingerprint(manifest: Mapping[str, Any], name: str) -> str:
-    """What a resource's endpoint runs: its config, its functions and the shipped sources."""
+def _fingerprint(manifest: Mapping[str, Any], name: str, unpacked: Path) -> str:
+    """What a resource's endpoint runs: its config and functions, the project files it can run
+    (the manifest's per-resource fingerprint), the runtime and handlers, and the installed wheels."""
     import hashlib
 
     resource = manifest["resources"][name]
     functions = {f: manifest["functions"][f] for f in resource["functions"]}
-    data = json.dumps([resource, functions, manifest["source_fingerprint"]], sort_keys=True)
-    return hashlib.sha256(data.encode()).hexdigest()
+    digest = hashlib.sha256(json.dumps([resource, functions], sort_keys=True).encode())
+    shipped = unpacked / "_flashc"
+    site = shipped / "site"
+    handlers = shipped / "flashc_handlers"
+    own_handler = unpacked / resource["handler_path"]
+    generated = sorted(
+        p
+        for p in shipped.rglob("*")
+        if p.is_file()
+        and site not in p.parents
+        and "__pycache__" not in p.parts
+        and (handlers not in p.parents or p == own_handler)
+    )
+    records = sorted(site.glob("*.dist-info/RECORD")) if site.is_dir() else []
+    for path in [*generated, *records]:
+        digest.update(str(path.relative_to(unpacked)).encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
 
 
 def _free_port() -> int:
@@ -235,7 +265,7 @@ def _stop(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def _prune_unpacked(folder: Path, keep: Path) -> None:
+def _prune_unpacked(folder: Path, keep: set[Path]) -> None:
     for old in folder.iterdir() if folder.is_dir() else ():
-        if old != keep:
+        if old not in keep:
             shutil.rmtree(old, ignore_errors=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -105,6 +105,9 @@ class ManifestResource(BaseModel):
     functions: list[str]
     dependencies: list[str]
     system_dependencies: list[str]
+    # The shipped files its functions can run (their import closure) and every non-Python file:
+    # a redeploy restarts the endpoint only when this changes.
+    source_fingerprint: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
 class ManifestFunction(BaseModel):
@@ -187,8 +190,19 @@ class Manifest(BaseModel):
         return self
 
 
-def build_manifest(plan: BuildPlan, *, python_version: str, source_fingerprint: str) -> Manifest:
-    """The manifest of a build plan. Pure; raises ValueError on a malformed version or fingerprint."""
+def build_manifest(
+    plan: BuildPlan,
+    *,
+    python_version: str,
+    source_fingerprint: str,
+    resource_fingerprints: Mapping[str, str] | None = None,
+) -> Manifest:
+    """The manifest of a build plan. Pure; raises ValueError on a malformed version or fingerprint.
+
+    `resource_fingerprints` gives each resource the fingerprint of the files it can run; a
+    resource left out gets `source_fingerprint`, the fingerprint of everything shipped.
+    """
+    per_resource = resource_fingerprints or {}
     functions = [f for g in plan.groups for f in g.functions]
     bare_names = Counter(_bare_name(f) for f in functions)
     try:
@@ -196,7 +210,7 @@ def build_manifest(plan: BuildPlan, *, python_version: str, source_fingerprint: 
             schema_version=MANIFEST_SCHEMA_VERSION,
             project=plan.project,
             target=Target(python_version=python_version, platform=_PLATFORM),
-            resources={g.name: _resource(g) for g in plan.groups},
+            resources={g.name: _resource(g, per_resource.get(g.name, source_fingerprint)) for g in plan.groups},
             functions={f.id: _function(f) for f in sorted(functions, key=lambda f: f.id)},
             function_registry={_bare_name(f): f.resource for f in functions if bare_names[_bare_name(f)] == 1},
             source_fingerprint=source_fingerprint,
@@ -264,7 +278,7 @@ def manifest_json_schema() -> dict[str, Any]:
     return document
 
 
-def _resource(g: Group) -> ManifestResource:
+def _resource(g: Group, fingerprint: str) -> ManifestResource:
     return ManifestResource(
         name=g.name,
         type=g.type,
@@ -279,6 +293,7 @@ def _resource(g: Group) -> ManifestResource:
         functions=[f.id for f in g.functions],
         dependencies=list(g.dependencies),
         system_dependencies=list(g.system_dependencies),
+        source_fingerprint=fingerprint,
     )
 
 

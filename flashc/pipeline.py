@@ -22,6 +22,7 @@ import flashc_runtime
 
 from ._atomic import write_atomic
 from .analyze import analyze_project
+from .closure import resource_files
 from .dependencies import SITE_DIR, Dependencies, Settings, plan_dependencies, target_for
 from .errors import DiagnosticsError, ProjectError, UsageError
 from .group import BuildPlan, group
@@ -51,10 +52,16 @@ def generate(root: Path, *, python_version: str | None = None, use_cache: bool =
     if analysis.has_errors:
         raise DiagnosticsError(analysis.diagnostics, root.resolve())
     project = walk_project(root)
-    fingerprint = source_fingerprint((p, (project.root / p).read_bytes()) for p in project.files)
+    contents = {p: (project.root / p).read_bytes() for p in project.files}
+    fingerprint = source_fingerprint(contents.items())
     plan = group(analysis)
+    per_resource = {
+        g.name: source_fingerprint(resource_files(contents, {f.module for f in g.functions})) for g in plan.groups
+    }
     version = python_version or f"{sys.version_info.major}.{sys.version_info.minor}"
-    manifest = build_manifest(plan, python_version=version, source_fingerprint=fingerprint)
+    manifest = build_manifest(
+        plan, python_version=version, source_fingerprint=fingerprint, resource_fingerprints=per_resource
+    )
     return Generated(project, analysis, plan, manifest, render(plan, manifest))
 
 

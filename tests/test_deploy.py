@@ -295,3 +295,53 @@ def test_an_endpoint_that_cannot_start_leaves_nothing_running(tmp_path: Path, mo
 
     running = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
     assert str(root) not in running  # a-ok had started: it was stopped again
+
+
+def test_a_redeploy_restarts_only_the_endpoints_whose_code_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLASHC_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "two"
+    (root / "shared").mkdir(parents=True)
+    (root / "shared" / "__init__.py").write_text("")
+    (root / "shared" / "words.py").write_text('GREETING = "hello"\n')
+    (root / "greeter.py").write_text(
+        "from flashc_runtime import CpuLiveLoadBalancer, remote\n\n"
+        '@remote(CpuLiveLoadBalancer(name="greeter"), method="GET", path="/greet")\n'
+        "def greet():\n    from shared.words import GREETING\n\n    return GREETING\n"
+    )
+    (root / "counter.py").write_text(
+        "from flashc_runtime import CpuLiveLoadBalancer, remote\n\n"
+        '@remote(CpuLiveLoadBalancer(name="counter"), method="GET", path="/count")\ndef count():\n    return 1\n'
+    )
+
+    def answer(name: str, path: str) -> object:
+        deployment = state(root)
+        url = deployment["endpoints"][name]["url"]  # type: ignore[index]
+        return httpx.get(f"{url}{path}", headers={"Authorization": f"Bearer {deployment['key']}"}).json()
+
+    try:
+        assert cli("deploy", str(root))[0] == 0
+        first = pids(root)
+        (root / "counter.py").write_text((root / "counter.py").read_text().replace("return 1", "return 2"))
+        assert cli("deploy", str(root))[0] == 0
+        second = pids(root)
+        assert second["greeter"] == first["greeter"] and second["counter"] != first["counter"]
+        assert answer("counter", "/count") == 2
+        assert answer("greeter", "/greet") == "hello"  # still running from the archive it started with
+        # A module imported inside the function body belongs to greeter alone.
+        (root / "shared" / "words.py").write_text('GREETING = "hi"\n')
+        assert cli("deploy", str(root))[0] == 0
+        third = pids(root)
+        assert third["counter"] == second["counter"] and third["greeter"] != second["greeter"]
+        assert answer("greeter", "/greet") == "hi"
+        (root / "counter.py").unlink()
+        assert cli("deploy", str(root))[0] == 0
+        assert pids(root) == {"greeter": third["greeter"]}
+        assert not alive(third["counter"])
+        # Kept: the archive greeter runs from and the newest; gone: the one only counter ran from.
+        deployment = state(root)
+        kept = {Path(deployment["endpoints"]["greeter"]["root"]), Path(str(deployment["unpacked"]))}  # type: ignore[index]
+        assert set((root / ".flash" / "deploy").iterdir()) == kept and len(kept) == 2
+    finally:
+        cli("undeploy", str(root))

@@ -106,6 +106,7 @@ def test_demo_manifest_contents() -> None:
         "functions": ["api:greet", "api:health"],
         "dependencies": [],
         "system_dependencies": [],
+        "source_fingerprint": FINGERPRINT,  # no per-resource fingerprints given: everything shipped
     }
     assert api["config"]["name"] == "demo-api"
     assert re.fullmatch(r"[0-9a-f]{64}", api["config_hash"])

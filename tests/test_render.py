@@ -12,11 +12,9 @@ import pytest
 from flashc_runtime.manifest import load_manifest
 from syrupy.assertion import SnapshotAssertion
 
-from flashc.analyze import analyze_project
-from flashc.group import group
-from flashc.manifest import build_manifest, parse_manifest, source_fingerprint
-from flashc.render import MANIFEST_PATH, RenderedFile, render
-from flashc.sources import walk_project
+from flashc.manifest import parse_manifest
+from flashc.pipeline import generate
+from flashc.render import MANIFEST_PATH, RenderedFile
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 RUNTIME = Path(__file__).resolve().parent.parent / "runtime"
@@ -27,13 +25,7 @@ IMPORTABLE = [name for name in BUILDABLE if name != "seed_style"]
 
 
 def rendered(name: str) -> tuple[RenderedFile, ...]:
-    root = FIXTURES / name
-    analysis = analyze_project(root, use_cache=False)
-    assert not analysis.has_errors
-    files = walk_project(root).files
-    fingerprint = source_fingerprint((p, (root / p).read_bytes()) for p in files)
-    plan = group(analysis)
-    return render(plan, build_manifest(plan, python_version="3.11", source_fingerprint=fingerprint))
+    return generate(FIXTURES / name, python_version="3.11", use_cache=False).files
 
 
 @pytest.mark.parametrize("name", BUILDABLE)
