@@ -90,6 +90,22 @@ def test_run_then_status(queue: str) -> None:
     assert status["output"] == 1
 
 
+def test_finished_results_expire_like_runpods(queue: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import flashc_runtime.server as server
+
+    monkeypatch.setattr(server, "RETAIN_RUNSYNC", 0.2)
+    monkeypatch.setattr(server, "RETAIN_RUN", 0.6)
+    sync = httpx.post(f"{queue}/v2/ep1/runsync", json={"input": {"function": "add", "args": [1]}}, headers=AUTH)
+    queued = httpx.post(f"{queue}/v2/ep1/run", json={"input": {"function": "add", "args": [2]}}, headers=AUTH)
+    time.sleep(0.4)
+    assert httpx.get(f"{queue}/v2/ep1/status/{sync.json()['id']}", headers=AUTH).status_code == 404
+    assert httpx.get(f"{queue}/v2/ep1/status/{queued.json()['id']}", headers=AUTH).json()["output"] == 2
+    time.sleep(0.5)
+    assert httpx.get(f"{queue}/v2/ep1/status/{queued.json()['id']}", headers=AUTH).status_code == 404
+    # Expired jobs still count in the endpoint's totals.
+    assert httpx.get(f"{queue}/v2/ep1/health", headers=AUTH).json()["jobs"]["completed"] == 2
+
+
 def test_failures_end_failed_with_type_message_and_traceback(queue: str) -> None:
     body = httpx.post(f"{queue}/v2/ep1/runsync", json={"input": {"function": "boom"}}, headers=AUTH).json()
     assert body["status"] == "FAILED" and "output" not in body

@@ -41,6 +41,9 @@ __all__ = ["MAX_BODY", "Endpoint", "JobFailed", "WorkerProcess", "import_handler
 
 MAX_BODY = 10_000_000  # bytes of request body, Runpod's payload limit
 _RUNSYNC_WAIT = 90.0  # seconds /runsync waits before answering with the job still running
+# How long a finished job's result stays readable at /status, as on Runpod: then it is 404.
+RETAIN_RUNSYNC = 60.0
+RETAIN_RUN = 30 * 60.0
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
             413: "Payload Too Large", 500: "Internal Server Error"}  # fmt: skip
 
@@ -59,6 +62,7 @@ class _Job:
     task: asyncio.Task[None] | None = None
     stream: list[Any] = dataclasses.field(default_factory=list)  # a generator's items so far
     streamed: int = 0  # how many of them /stream has handed out
+    retain: float = RETAIN_RUN  # seconds its result is kept once it has finished
 
     def envelope(self) -> dict[str, Any]:
         body: dict[str, Any] = {"id": self.id, "status": self.status}
@@ -84,7 +88,8 @@ class Endpoint:
         self.api_key = api_key
         self.timeout = (config.get("executionTimeoutMs") or 0) / 1000 or None
         self.slots = asyncio.Semaphore(max(1, int(config.get("workersMax") or 1)))
-        self.jobs: dict[str, _Job] = {}
+        self.jobs: dict[str, _Job] = {}  # queued, running, and finished ones until they expire
+        self.finished = dict.fromkeys(_STATUSES, 0)  # every job that ever finished, by status
 
     # --- HTTP ------------------------------------------------------------------------------
 
@@ -160,7 +165,7 @@ class Endpoint:
             problem = signature_problem(request.get("input") or {})
             if problem is not None:
                 return 400, {"error": problem}
-            job = self._submit(request.get("input"))
+            job = self._submit(request.get("input"), RETAIN_RUNSYNC if action == "runsync" else RETAIN_RUN)
             if action == "runsync":
                 # Past the wait, the answer says the job is still running; /status tells the rest.
                 with contextlib.suppress(asyncio.TimeoutError):
@@ -189,11 +194,11 @@ class Endpoint:
                 self._cancel(job_or_none)
             return 200, job_or_none.envelope()
         if action == "health" and not rest:
-            counts = {s: sum(1 for j in self.jobs.values() if j.status == s) for s in _STATUSES}
+            counts = {s: sum(1 for j in self.jobs.values() if j.status == s) for s in ("IN_QUEUE", "IN_PROGRESS")}
             return 200, {
                 "jobs": {
-                    "completed": counts["COMPLETED"],
-                    "failed": counts["FAILED"] + counts["TIMED_OUT"],
+                    "completed": self.finished["COMPLETED"],
+                    "failed": self.finished["FAILED"] + self.finished["TIMED_OUT"],
                     "inProgress": counts["IN_PROGRESS"],
                     "inQueue": counts["IN_QUEUE"],
                     "retried": 0,
@@ -206,8 +211,8 @@ class Endpoint:
             }
         return 404, {"error": f"no such route: {method} {path}"}
 
-    def _submit(self, job_input: Any) -> _Job:
-        job = _Job(f"{uuid.uuid4()}", job_input)
+    def _submit(self, job_input: Any, retain: float) -> _Job:
+        job = _Job(f"{uuid.uuid4()}", job_input, retain=retain)
         self.jobs[job.id] = job
         job.task = asyncio.get_running_loop().create_task(self._run(job))
         return job
@@ -230,7 +235,15 @@ class Endpoint:
                 job.status, job.error = "FAILED", _failure(exc)
             finally:
                 job.finished_at = time.monotonic()
-                job.done.set()
+                self._finish(job)
+
+    def _finish(self, job: _Job) -> None:
+        """Wake whoever waits for the job; its result expires `job.retain` seconds later."""
+        if job.done.is_set():
+            return
+        job.done.set()
+        self.finished[job.status] += 1
+        asyncio.get_running_loop().call_later(job.retain, self.jobs.pop, job.id, None)
 
     async def _call(self, job: _Job) -> Any:
         payload = {"id": job.id, "input": job.input}
@@ -244,7 +257,7 @@ class Endpoint:
             job.finished_at = time.monotonic()
             if job.task is not None:
                 job.task.cancel()
-            job.done.set()
+            self._finish(job)
 
 
 _STATUSES = ("IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
