@@ -293,7 +293,7 @@ def test_an_endpoint_that_cannot_start_leaves_nothing_running(tmp_path: Path, mo
     assert not (root / ".flash" / "deployment.json").exists()
     import subprocess
 
-    running = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    running = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True, check=True).stdout
     assert str(root) not in running  # a-ok had started: it was stopped again
 
 
@@ -345,3 +345,45 @@ def test_a_redeploy_restarts_only_the_endpoints_whose_code_changed(
         assert set((root / ".flash" / "deploy").iterdir()) == kept and len(kept) == 2
     finally:
         cli("undeploy", str(root))
+
+
+def test_a_queue_endpoint_runs_one_worker_and_refuses_to_deploy_one_that_cannot_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    import subprocess
+
+    monkeypatch.setenv("FLASHC_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "slow"
+    root.mkdir()
+    (root / "slow_app.py").write_text(SLOW_APP)
+
+    def workers() -> int:
+        running = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+        return sum("flashc_runtime.worker" in line and str(root) in line for line in running.splitlines())
+
+    try:
+        assert cli("deploy", str(root))[0] == 0
+        assert workers() == 1  # started with the endpoint, before the first job
+        deployment = state(root)
+        url = deployment["endpoints"]["slow"]["url"]  # type: ignore[index]
+        headers = {"Authorization": f"Bearer {deployment['key']}"}
+
+        async def burst() -> list[int]:
+            async with httpx.AsyncClient(timeout=30) as client:
+                body = {"input": {"args": [0.05]}}
+                answers = await asyncio.gather(
+                    *(client.post(f"{url}/runsync", json=body, headers=headers) for _ in range(32))
+                )
+            return [a.status_code for a in answers]
+
+        assert asyncio.run(burst()) == [200] * 32
+        assert workers() == 1  # concurrent first jobs share the one worker
+    finally:
+        cli("undeploy", str(root))
+    (root / "slow_app.py").write_text("import missing_module_for_the_test\n" + SLOW_APP)
+    code, output = cli("deploy", str(root))
+    assert code == 1
+    assert "ModuleNotFoundError: No module named 'missing_module_for_the_test'" in output
+    assert "the worker process exited with status 1 while starting" in output
+    assert not (root / ".flash" / "deployment.json").exists() and workers() == 0

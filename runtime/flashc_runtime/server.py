@@ -333,6 +333,10 @@ class JobFailed(Exception):
         self.error = error
 
 
+class WorkerStartFailed(Exception):
+    pass
+
+
 class WorkerProcess:
     """Runs jobs in a child process (`flashc_runtime.worker`), restarted whenever it dies.
 
@@ -346,17 +350,24 @@ class WorkerProcess:
         self.emitters: dict[str, Callable[[Any], None]] = {}
         self.reader: asyncio.Task[None] | None = None
         self.restarts = 0
+        self.ready = asyncio.Event()  # set while a started worker takes jobs
 
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
 
     async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
+        """Start the worker and wait until it has imported the handler; WorkerStartFailed if it cannot."""
+        process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "flashc_runtime.worker", "--root", str(self.root), "--resource", self.resource,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=64 * 1024 * 1024,
         )  # fmt: skip
-        self.reader = asyncio.get_running_loop().create_task(self._read(self.process))
+        assert process.stdout is not None
+        if not await process.stdout.readline():  # the worker says it is ready once the handler imported
+            raise WorkerStartFailed(f"the worker process exited with status {await process.wait()} while starting")
+        self.process = process
+        self.reader = asyncio.get_running_loop().create_task(self._read(process))
+        self.ready.set()
 
     async def _read(self, process: asyncio.subprocess.Process) -> None:
         assert process.stdout is not None
@@ -375,16 +386,25 @@ class WorkerProcess:
         died = JobFailed(
             f"the worker process died (exit status {status}) while running this job; a new one was started"
         )
+        self.process = None
+        self.ready.clear()
         for future in self.pending.values():
             if not future.done():
                 future.set_exception(died)
         self.pending.clear()
         self.restarts += 1
-        await self.start()
+        delay = 0.1
+        while True:
+            try:
+                await self.start()
+                return
+            except WorkerStartFailed as exc:  # e.g. user code it imports broke: retry, slower each time
+                print(f"flashc_runtime: {exc}; retrying in {delay:g} s", file=sys.stderr, flush=True)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     async def __call__(self, job: Mapping[str, Any], emit: Callable[[Any], None] | None = None) -> Any:
-        if self.process is None:
-            await self.start()
+        await self.ready.wait()  # while a dead worker is replaced, jobs wait (their timeout still runs)
         assert self.process is not None and self.process.stdin is not None
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.pending[job["id"]] = future
@@ -422,6 +442,11 @@ def load_endpoint(root: Path, resource_name: str, endpoint_id: str, api_key: str
 
 
 async def _serve(endpoint: Endpoint, host: str, port: int) -> None:
+    if isinstance(endpoint.handler, WorkerProcess):
+        try:
+            await endpoint.handler.start()  # before listening: deploy sees a worker that cannot start
+        except WorkerStartFailed as exc:
+            raise SystemExit(f"flashc_runtime.server: {exc}") from None
     server = await asyncio.start_server(endpoint.connection, host, port, limit=MAX_BODY + 65536)
     async with server:
         await server.serve_forever()

@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     handler, _ = import_handler(args.root, args.resource)
+    protocol.write('{"ready": true}\n')  # the server waits for this before it serves
     asyncio.run(_serve(handler, protocol))
 
 
