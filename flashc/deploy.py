@@ -212,11 +212,10 @@ def _fingerprint(manifest: Mapping[str, Any], name: str, unpacked: Path) -> str:
     own_handler = unpacked / resource["handler_path"]
     generated = sorted(
         p
-        for p in shipped.rglob("*")
-        if p.is_file()
-        and site not in p.parents
-        and "__pycache__" not in p.parts
-        and (handlers not in p.parents or p == own_handler)
+        for top in shipped.iterdir()
+        if top != site  # the wheels count through their RECORDs, without walking every file
+        for p in (top.rglob("*") if top.is_dir() else [top])
+        if p.is_file() and "__pycache__" not in p.parts and (handlers not in p.parents or p == own_handler)
     )
     records = sorted(site.glob("*.dist-info/RECORD")) if site.is_dir() else []
     for path in [*generated, *records]:
