@@ -90,6 +90,22 @@ def test_run_then_status(queue: str) -> None:
     assert status["output"] == 1
 
 
+def test_runsync_answers_in_progress_past_its_wait(queue: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import flashc_runtime.server as server
+
+    monkeypatch.setattr(server, "_RUNSYNC_WAIT", 0.2)
+    started = time.monotonic()
+    body = {"input": {"function": "slow", "args": [0.8]}}
+    job = httpx.post(f"{queue}/v2/ep1/runsync", json=body, headers=AUTH).json()
+    assert job["status"] == "IN_PROGRESS" and time.monotonic() - started < 0.7
+    for _ in range(100):
+        status = httpx.get(f"{queue}/v2/ep1/status/{job['id']}", headers=AUTH).json()
+        if status["status"] != "IN_PROGRESS":
+            break
+        time.sleep(0.05)
+    assert status["status"] == "COMPLETED" and status["output"] == "done"
+
+
 def test_finished_results_expire_like_runpods(queue: str, monkeypatch: pytest.MonkeyPatch) -> None:
     import flashc_runtime.server as server
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import hmac
 import importlib
@@ -63,6 +62,7 @@ class _Job:
     stream: list[Any] = dataclasses.field(default_factory=list)  # a generator's items so far
     streamed: int = 0  # how many of them /stream has handed out
     retain: float = RETAIN_RUN  # seconds its result is kept once it has finished
+    waiters: list[asyncio.Future[None]] = dataclasses.field(default_factory=list)  # /runsync calls waiting
 
     def envelope(self) -> dict[str, Any]:
         body: dict[str, Any] = {"id": self.id, "status": self.status}
@@ -90,6 +90,7 @@ class Endpoint:
         self.slots = asyncio.Semaphore(max(1, int(config.get("workersMax") or 1)))
         self.jobs: dict[str, _Job] = {}  # queued, running, and finished ones until they expire
         self.finished = dict.fromkeys(_STATUSES, 0)  # every job that ever finished, by status
+        self._in_worker = isinstance(handler, WorkerProcess)
 
     # --- HTTP ------------------------------------------------------------------------------
 
@@ -166,10 +167,17 @@ class Endpoint:
             if problem is not None:
                 return 400, {"error": problem}
             job = self._submit(request.get("input"), RETAIN_RUNSYNC if action == "runsync" else RETAIN_RUN)
-            if action == "runsync":
+            if action == "runsync" and not job.done.is_set():
                 # Past the wait, the answer says the job is still running; /status tells the rest.
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(job.done.wait()), _RUNSYNC_WAIT)
+                # A bare future and one timer: this is every /runsync call's path.
+                loop = asyncio.get_running_loop()
+                waiter: asyncio.Future[None] = loop.create_future()
+                job.waiters.append(waiter)
+                timer = loop.call_later(_RUNSYNC_WAIT, _wake, waiter)
+                try:
+                    await waiter
+                finally:
+                    timer.cancel()
             return 200, job.envelope()
         if action == "stream" and len(rest) == 1:
             streaming = self.jobs.get(rest[0])
@@ -224,7 +232,8 @@ class Endpoint:
             job.status, job.started_at = "IN_PROGRESS", time.monotonic()
             try:
                 output = await asyncio.wait_for(self._call(job), self.timeout)
-                job.status, job.output = "COMPLETED", _jsonable(output)
+                # A worker's output arrived as JSON already; in-process results are checked here.
+                job.status, job.output = "COMPLETED", output if self._in_worker else _jsonable(output)
             except asyncio.TimeoutError:
                 job.status, job.error = "TIMED_OUT", f"the job ran longer than executionTimeoutMs ({self.timeout} s)"
             except asyncio.CancelledError:
@@ -242,6 +251,9 @@ class Endpoint:
         if job.done.is_set():
             return
         job.done.set()
+        for waiter in job.waiters:
+            _wake(waiter)
+        job.waiters.clear()
         self.finished[job.status] += 1
         asyncio.get_running_loop().call_later(job.retain, self.jobs.pop, job.id, None)
 
@@ -261,6 +273,11 @@ class Endpoint:
 
 
 _STATUSES = ("IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _failure(exc: BaseException) -> str:
