@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 
 from .modules import module_files
 
-__all__ = ["import_closure"]
+__all__ = ["import_closure", "resource_files"]
 
 # The patterns start with a literal so `re` can scan for it fast; word boundaries are checked on
 # each match instead (`_standalone`), which costs far less than `\b` in the pattern.
@@ -36,29 +36,45 @@ def import_closure(sources: Mapping[str, bytes], entry_modules: Iterable[str]) -
     `sources` maps every Python file of the project to its content. None means a reachable file
     imports by computed name, so any file may run.
     """
-    files = module_files(sources)
-    by_module = {f.module: f for f in files.values() if f.module}
-    reached: set[str] = set()
-    pending = [m for m in entry_modules]
-    seen_modules: set[str] = set()
-    while pending:
-        module = pending.pop()
-        if module in seen_modules:
-            continue
-        seen_modules.add(module)
-        parts = module.split(".")
-        # Importing a.b.c first imports a and a.b.
-        pending.extend(".".join(parts[:i]) for i in range(1, len(parts)))
-        found = by_module.get(module)
-        if found is None or found.path in reached:
-            continue
-        reached.add(found.path)
-        text = sources[found.path]
-        if any(_standalone(text, m, after_dot=True) for m in _DYNAMIC.finditer(text)):
-            return None
-        package = module if found.is_package else module.rpartition(".")[0]
-        pending.extend(_imported(text, package))
-    return frozenset(reached)
+    return _ImportGraph(sources).closure(entry_modules)
+
+
+class _ImportGraph:
+    """The project's modules and what each file imports, read once for any number of closures."""
+
+    def __init__(self, sources: Mapping[str, bytes]) -> None:
+        self.sources = sources
+        self.by_module = {f.module: f for f in module_files(sources).values() if f.module}
+        self.imports: dict[str, list[str] | None] = {}  # per path; None: imports by computed name
+
+    def closure(self, entry_modules: Iterable[str]) -> frozenset[str] | None:
+        reached: set[str] = set()
+        pending = list(entry_modules)
+        seen: set[str] = set()
+        while pending:
+            module = pending.pop()
+            if module in seen:
+                continue
+            seen.add(module)
+            parts = module.split(".")
+            # Importing a.b.c first imports a and a.b.
+            pending.extend(".".join(parts[:i]) for i in range(1, len(parts)))
+            found = self.by_module.get(module)
+            if found is None:
+                continue
+            reached.add(found.path)
+            imported = self._imports_of(found.path, module if found.is_package else module.rpartition(".")[0])
+            if imported is None:
+                return None
+            pending.extend(imported)
+        return frozenset(reached)
+
+    def _imports_of(self, path: str, package: str) -> list[str] | None:
+        if path not in self.imports:
+            text = self.sources[path]
+            dynamic = any(_standalone(text, m, after_dot=True) for m in _DYNAMIC.finditer(text))
+            self.imports[path] = None if dynamic else _imported(text, package)
+        return self.imports[path]
 
 
 def _imported(text: bytes, package: str) -> list[str]:
@@ -107,12 +123,19 @@ def _absolute(level: int, name: str, package: str) -> str | None:
     return ".".join([*base, name] if name else base)
 
 
-def resource_files(contents: Mapping[str, bytes], modules: Iterable[str]) -> list[tuple[str, bytes]]:
-    """The shipped files an endpoint serving functions of `modules` can run or read.
+def resource_files(
+    contents: Mapping[str, bytes], modules_by_resource: Mapping[str, Iterable[str]]
+) -> dict[str, list[tuple[str, bytes]]]:
+    """Per resource, the shipped files an endpoint serving functions of its modules can run or read.
 
-    `contents` holds every shipped project file. The Python files outside the import closure are
-    left out; every other file is kept, since any code may open it.
+    `contents` holds every shipped project file. The Python files outside a resource's import
+    closure are left out; every other file is kept, since any code may open it.
     """
-    python = {path: data for path, data in contents.items() if path.endswith(".py")}
-    closure = import_closure(python, modules)
-    return [(p, d) for p, d in contents.items() if closure is None or not p.endswith(".py") or p in closure]
+    graph = _ImportGraph({path: data for path, data in contents.items() if path.endswith(".py")})
+    out = {}
+    for resource, modules in modules_by_resource.items():
+        closure = graph.closure(modules)
+        out[resource] = [
+            (p, d) for p, d in contents.items() if closure is None or not p.endswith(".py") or p in closure
+        ]
+    return out

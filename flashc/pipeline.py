@@ -55,9 +55,8 @@ def generate(root: Path, *, python_version: str | None = None, use_cache: bool =
     contents = {p: (project.root / p).read_bytes() for p in project.files}
     fingerprint = source_fingerprint(contents.items())
     plan = group(analysis)
-    per_resource = {
-        g.name: source_fingerprint(resource_files(contents, {f.module for f in g.functions})) for g in plan.groups
-    }
+    shipped_by_resource = resource_files(contents, {g.name: {f.module for f in g.functions} for g in plan.groups})
+    per_resource = {name: source_fingerprint(files) for name, files in shipped_by_resource.items()}
     version = python_version or f"{sys.version_info.major}.{sys.version_info.minor}"
     manifest = build_manifest(
         plan, python_version=version, source_fingerprint=fingerprint, resource_fingerprints=per_resource

@@ -53,7 +53,9 @@ def test_an_import_by_computed_name_means_anything_may_run() -> None:
 
 def test_resource_files_keep_every_non_python_file() -> None:
     contents = {"app.py": b"", "other.py": b"", "data/model.json": b"{}", "requirements.txt": b"numpy\n"}
-    kept = dict(resource_files(contents, ["app"]))
+    kept = dict(resource_files(contents, {"r": ["app"]})["r"])
     assert set(kept) == {"app.py", "data/model.json", "requirements.txt"}
+    both = resource_files(contents, {"r": ["app"], "s": ["other"]})
+    assert [p for p, _ in both["s"]] == ["other.py", "data/model.json", "requirements.txt"]
     dynamic = {**contents, "app.py": b"exec(open('other.py').read())\n"}
-    assert set(dict(resource_files(dynamic, ["app"]))) == set(dynamic)
+    assert set(dict(resource_files(dynamic, {"r": ["app"]})["r"])) == set(dynamic)

@@ -38,6 +38,13 @@ def state(root: Path) -> dict[str, object]:
     return data
 
 
+def running_commands() -> list[str]:
+    """Every process's full command line (`-ww`: ps cuts them at the terminal width otherwise)."""
+    import subprocess
+
+    return subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True, check=True).stdout.splitlines()
+
+
 def pids(root: Path) -> dict[str, int]:
     endpoints = state(root)["endpoints"]
     assert isinstance(endpoints, dict)
@@ -291,10 +298,7 @@ def test_an_endpoint_that_cannot_start_leaves_nothing_running(tmp_path: Path, mo
     assert "the endpoint process exited with status 1 while starting" in output
     assert "ModuleNotFoundError: No module named 'missing_module_for_the_test'" in output
     assert not (root / ".flash" / "deployment.json").exists()
-    import subprocess
-
-    running = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True, check=True).stdout
-    assert str(root) not in running  # a-ok had started: it was stopped again
+    assert not any(str(root) in line for line in running_commands())  # a-ok had started: it was stopped again
 
 
 def test_a_redeploy_restarts_only_the_endpoints_whose_code_changed(
@@ -351,7 +355,6 @@ def test_a_queue_endpoint_runs_one_worker_and_refuses_to_deploy_one_that_cannot_
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import asyncio
-    import subprocess
 
     monkeypatch.setenv("FLASHC_CACHE_DIR", str(tmp_path / "cache"))
     root = tmp_path / "slow"
@@ -359,8 +362,7 @@ def test_a_queue_endpoint_runs_one_worker_and_refuses_to_deploy_one_that_cannot_
     (root / "slow_app.py").write_text(SLOW_APP)
 
     def workers() -> int:
-        running = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True, check=True).stdout
-        return sum("flashc_runtime.worker" in line and str(root) in line for line in running.splitlines())
+        return sum("flashc_runtime.worker" in line and str(root) in line for line in running_commands())
 
     try:
         assert cli("deploy", str(root))[0] == 0

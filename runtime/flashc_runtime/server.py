@@ -57,7 +57,7 @@ class _Job:
     queued_at: float = dataclasses.field(default_factory=time.monotonic)
     started_at: float | None = None
     finished_at: float | None = None
-    done: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    done: bool = False  # finished, failed, cancelled or timed out
     task: asyncio.Task[None] | None = None
     stream: list[Any] = dataclasses.field(default_factory=list)  # a generator's items so far
     streamed: int = 0  # how many of them /stream has handed out
@@ -167,7 +167,7 @@ class Endpoint:
             if problem is not None:
                 return 400, {"error": problem}
             job = self._submit(request.get("input"), RETAIN_RUNSYNC if action == "runsync" else RETAIN_RUN)
-            if action == "runsync" and not job.done.is_set():
+            if action == "runsync" and not job.done:
                 # Past the wait, the answer says the job is still running; /status tells the rest.
                 # A bare future and one timer: this is every /runsync call's path.
                 loop = asyncio.get_running_loop()
@@ -248,9 +248,9 @@ class Endpoint:
 
     def _finish(self, job: _Job) -> None:
         """Wake whoever waits for the job; its result expires `job.retain` seconds later."""
-        if job.done.is_set():
+        if job.done:
             return
-        job.done.set()
+        job.done = True
         for waiter in job.waiters:
             _wake(waiter)
         job.waiters.clear()
@@ -259,7 +259,7 @@ class Endpoint:
 
     async def _call(self, job: _Job) -> Any:
         payload = {"id": job.id, "input": job.input}
-        if isinstance(self.handler, WorkerProcess):
+        if self._in_worker:
             return await self.handler(payload, emit=job.stream.append)
         return await drain(await self.handler(payload), job.stream.append)
 
