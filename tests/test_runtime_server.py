@@ -39,12 +39,16 @@ def not_json() -> object:
 def serve(handler: Any, resource: dict[str, Any]) -> Iterator[str]:
     """Run an endpoint on a free loopback port in a thread; stop it, and its jobs, afterwards."""
     loop = asyncio.new_event_loop()
+    errors: list[str] = []  # anything the server let escape into the event loop is a bug
+    loop.set_exception_handler(
+        lambda _, context: errors.append(f"{context.get('message')}: {context.get('exception')!r}")
+    )
     started = threading.Event()
     servers: list[asyncio.Server] = []
 
     async def run() -> None:
         endpoint = Endpoint(handler, resource, "ep1", KEY)
-        server = await asyncio.start_server(endpoint.connection, "127.0.0.1", 0)
+        server = await asyncio.get_running_loop().create_server(endpoint.protocol, "127.0.0.1", 0)
         servers.append(server)
         started.set()
         with contextlib.suppress(asyncio.CancelledError):
@@ -53,6 +57,9 @@ def serve(handler: Any, resource: dict[str, Any]) -> Iterator[str]:
         for task in others:
             task.cancel()
         await asyncio.gather(*others, return_exceptions=True)
+        # Sync jobs that were cancelled or timed out still run in threads: wait for them here,
+        # or they finish against a closed loop and log from a thread while the next test runs.
+        await asyncio.get_running_loop().shutdown_default_executor()
 
     thread = threading.Thread(target=loop.run_until_complete, args=(run(),), daemon=True)
     thread.start()
@@ -62,6 +69,7 @@ def serve(handler: Any, resource: dict[str, Any]) -> Iterator[str]:
     loop.call_soon_threadsafe(servers[0].close)
     thread.join(10)
     loop.close()
+    assert not errors
 
 
 @pytest.fixture
@@ -218,3 +226,74 @@ def test_generator_functions_stream(tmp_path: object) -> None:
         assert final["output"] == [0, 1, 2, 3, 4]
         done = httpx.post(f"{url}/v2/ep1/runsync", json={"input": {"function": "letters"}}, headers=AUTH).json()
         assert done["output"] == ["a", "b"]
+
+
+def _raw(url: str, data: bytes, *, pieces: int = 1) -> list[bytes]:
+    """Send `data` on one connection in `pieces` writes; the answers, read until there is one
+    per request sent or the server closes the connection."""
+    import socket
+
+    host, port = url.removeprefix("http://").split(":")
+    wanted = data.count(b" HTTP/1.1\r\n")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        step = max(1, len(data) // pieces)
+        for start in range(0, len(data), step):
+            sock.sendall(data[start : start + step])
+        received, answers = b"", []
+        while len(answers) < wanted:
+            end = received.find(b"\r\n\r\n")
+            if end >= 0:
+                length = int(received[:end].lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                if len(received) >= end + 4 + length:
+                    answers.append(received[: end + 4 + length])
+                    received = received[end + 4 + length :]
+                    continue
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+        return answers
+
+
+def _post(path: str, body: bytes) -> bytes:
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\nContent-Length: {len(body)}\r\n\r\n"
+    return head.encode() + body
+
+
+def test_pipelined_and_trickled_requests_are_answered_in_order(queue: str) -> None:
+    first = _post("/v2/ep1/runsync", b'{"input": {"function": "add", "args": [1]}}')
+    second = _post("/v2/ep1/runsync", b'{"input": {"function": "add", "args": [2]}}')
+    answers = _raw(queue, first + second)
+    assert len(answers) == 2 and b'"output": 1' in answers[0] and b'"output": 2' in answers[1]
+    (trickled,) = _raw(queue, first, pieces=len(first))  # one byte per write
+    assert trickled.startswith(b"HTTP/1.1 200 OK\r\n") and b'"output": 1' in trickled
+
+
+def test_bad_heads_get_400_and_an_oversized_body_413_before_it_is_sent(queue: str) -> None:
+    huge_head = b"GET /v2/ep1/health HTTP/1.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n"
+    assert _raw(queue, huge_head)[0].startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    negative = b"POST /v2/ep1/run HTTP/1.1\r\nContent-Length: -5\r\n\r\n"
+    assert _raw(queue, negative)[0].startswith(b"HTTP/1.1 400 ")
+    assert _raw(queue, b"GARBAGE HTTP/1.1\r\n\r\n")[0].startswith(b"HTTP/1.1 400 ")
+    announced = f"POST /v2/ep1/run HTTP/1.1\r\nAuthorization: Bearer {KEY}\r\nContent-Length: 20000000\r\n\r\n"
+    assert _raw(queue, announced.encode())[0].startswith(b"HTTP/1.1 413 ")  # no body was sent
+    assert httpx.get(f"{queue}/v2/ep1/health", headers=AUTH).status_code == 200
+
+
+def test_a_cancelled_running_job_frees_its_slot_and_a_gone_client_harms_nothing(queue: str) -> None:
+    # workersMax is 1: the slow job holds the only slot until it is cancelled.
+    slow = httpx.post(f"{queue}/v2/ep1/run", json={"input": {"function": "slow", "args": [1.0]}}, headers=AUTH).json()
+    time.sleep(0.05)
+    assert httpx.post(f"{queue}/v2/ep1/cancel/{slow['id']}", headers=AUTH).json()["status"] == "CANCELLED"
+    started = time.monotonic()
+    quick = httpx.post(f"{queue}/v2/ep1/runsync", json={"input": {"function": "add", "args": [5]}}, headers=AUTH)
+    assert quick.json()["output"] == 5 and time.monotonic() - started < 0.5
+    # A client that hangs up while its /runsync waits: the job still ends, the server goes on.
+    import socket
+
+    host, port = queue.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(_post("/v2/ep1/runsync", b'{"input": {"function": "slow", "args": [0.2]}}'))
+    time.sleep(0.4)
+    health = httpx.get(f"{queue}/v2/ep1/health", headers=AUTH).json()
+    assert health["jobs"]["completed"] == 2 and health["jobs"]["inProgress"] == 0

@@ -15,6 +15,7 @@ exception raised by user code propagates unchanged, so the job ends FAILED with 
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import threading
 from collections.abc import Awaitable, Callable, Mapping
@@ -22,7 +23,7 @@ from typing import Any
 
 from .signing import dumps, loads_call, signature_problem
 
-__all__ = ["RequestError", "create_handler", "drain", "in_thread"]
+__all__ = ["Call", "RequestError", "create_handler", "create_resolver", "drain", "in_thread"]
 
 Handler = Callable[[Mapping[str, Any]], Awaitable[Any]]
 
@@ -31,8 +32,25 @@ class RequestError(ValueError):
     """The job's input does not say what to call, or how to call it."""
 
 
-def create_handler(registry: Mapping[str, Any]) -> Handler:
-    """A job handler over `registry`, which maps function ids (`module:qualname`) to user objects."""
+@dataclasses.dataclass(frozen=True)
+class Call:
+    """A job's input, resolved: the user callable to run, its arguments, and how its result travels."""
+
+    target: Callable[..., Any]
+    args: list[Any]
+    kwargs: Mapping[str, Any]
+    pickled: bool  # the arguments came pickled, so the result goes back pickled
+
+    def wrap(self, result: Any) -> Any:
+        return {"pickled": dumps(result)} if self.pickled else result
+
+
+def create_resolver(registry: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], Call]:
+    """What a job asks to call in `registry` (function ids, `module:qualname`, to user objects).
+
+    The returned function raises `RequestError` or `LookupError` for an input that names nothing
+    it can call. A class is instantiated on the first job that uses it and kept.
+    """
     targets = {fid: getattr(obj, "__wrapped__", obj) for fid, obj in registry.items()}
     by_name: dict[str, list[str]] = {}
     for fid in targets:
@@ -63,7 +81,7 @@ def create_handler(registry: Mapping[str, Any]) -> Handler:
             raise RequestError(f"'{name}' is ambiguous here: use one of {', '.join(sorted(matches))}")
         raise LookupError(f"unknown function '{name}'; this endpoint serves: {', '.join(sorted(targets))}")
 
-    async def handler(job: Mapping[str, Any]) -> Any:
+    def resolve(job: Mapping[str, Any]) -> Call:
         job_input = job.get("input") if isinstance(job, Mapping) else None
         if job_input is None:
             job_input = {}
@@ -84,13 +102,24 @@ def create_handler(registry: Mapping[str, Any]) -> Handler:
             target = _method(instance(fid, target), fid, job_input.get("method"))
         elif job_input.get("method") is not None:
             raise RequestError(f"'{fid}' is a function: 'method' does not apply")
-        if inspect.iscoroutinefunction(target):
-            result = await target(*args, **kwargs)
+        return Call(target, args, kwargs, pickled)
+
+    return resolve
+
+
+def create_handler(registry: Mapping[str, Any]) -> Handler:
+    """A job handler over `registry`, which maps function ids (`module:qualname`) to user objects."""
+    resolve = create_resolver(registry)
+
+    async def handler(job: Mapping[str, Any]) -> Any:
+        call = resolve(job)
+        if inspect.iscoroutinefunction(call.target):
+            result = await call.target(*call.args, **call.kwargs)
         else:
-            result = await in_thread(target, *args, **kwargs)
+            result = await in_thread(call.target, *call.args, **call.kwargs)
             if inspect.isawaitable(result):
                 result = await result
-        return {"pickled": dumps(result)} if pickled else result
+        return call.wrap(result)
 
     return handler
 

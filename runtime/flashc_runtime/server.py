@@ -9,7 +9,7 @@ jobs run at once; `executionTimeoutMs` ends a job as TIMED_OUT. Load-balanced re
 their routes and `GET /ping`. Every request needs `Authorization: Bearer <key>`. Nothing sent
 in a request is ever executed: requests only name functions the archive's handlers registered.
 
-A small HTTP/1.1 server on asyncio streams (keep-alive, Content-Length bodies, JSON), standard
+A small HTTP/1.1 server on an asyncio protocol (keep-alive, Content-Length bodies, JSON), standard
 library only, so an endpoint starts in milliseconds and depends on nothing but the archive.
 """
 
@@ -17,18 +17,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import dataclasses
 import hmac
 import importlib
 import json
 import os
+import subprocess
 import sys
 import time
 import traceback
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
+from urllib.parse import unquote_plus
 
 from .client import RESOURCE_ENV
 from .handler import RequestError, drain
@@ -36,15 +40,21 @@ from .manifest import load_manifest
 from .routes import MethodNotAllowed, RouteNotFound
 from .signing import signature_problem
 
-__all__ = ["MAX_BODY", "Endpoint", "JobFailed", "WorkerProcess", "import_handler", "main"]
+__all__ = ["MAX_BODY", "Endpoint", "WorkerProcess", "import_resource", "main"]
 
 MAX_BODY = 10_000_000  # bytes of request body, Runpod's payload limit
+_HEAD_LIMIT = 64 * 1024  # bytes of request line and headers
+_LINGER = 2.0  # seconds a connection stays open, reading and dropping, after its last answer
 _RUNSYNC_WAIT = 90.0  # seconds /runsync waits before answering with the job still running
 # How long a finished job's result stays readable at /status, as on Runpod: then it is 404.
 RETAIN_RUNSYNC = 60.0
 RETAIN_RUN = 30 * 60.0
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
             413: "Payload Too Large", 500: "Internal Server Error"}  # fmt: skip
+_STATUSES = ("IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
+
+Respond = Callable[[int, Any], None]  # answers the request being served: status, JSON payload
+Request = tuple[str, str, dict[str, str], dict[str, str], bytes]  # method, path, query, headers, body
 
 
 @dataclasses.dataclass
@@ -58,11 +68,12 @@ class _Job:
     started_at: float | None = None
     finished_at: float | None = None
     done: bool = False  # finished, failed, cancelled or timed out
-    task: asyncio.Task[None] | None = None
+    task: asyncio.Task[None] | None = None  # the in-process run, when there is no worker process
+    timer: asyncio.TimerHandle | None = None  # ends it TIMED_OUT
     stream: list[Any] = dataclasses.field(default_factory=list)  # a generator's items so far
     streamed: int = 0  # how many of them /stream has handed out
     retain: float = RETAIN_RUN  # seconds its result is kept once it has finished
-    waiters: list[asyncio.Future[None]] = dataclasses.field(default_factory=list)  # /runsync calls waiting
+    waiters: list[_Waiter] = dataclasses.field(default_factory=list)  # /runsync calls waiting
 
     def envelope(self) -> dict[str, Any]:
         body: dict[str, Any] = {"id": self.id, "status": self.status}
@@ -77,61 +88,63 @@ class _Job:
         return body
 
 
+class _Waiter:
+    """A /runsync call waiting for its job: answered when the job ends, or when its wait runs out."""
+
+    __slots__ = ("respond", "timer")
+
+    def __init__(self, respond: Respond, timer: asyncio.TimerHandle | None = None) -> None:
+        self.respond, self.timer = respond, timer
+
+
+Settle = Callable[[_Job, str, Any], None]  # a running job's end: the job, COMPLETED or FAILED, output or error
+
+
 class Endpoint:
-    """The HTTP face of one resource: its handler, its jobs, its key."""
+    """The HTTP face of one resource: its handler, its jobs, its key.
+
+    Jobs move by callbacks, not one task each: a job starts when a slot is free (at most
+    `workersMax` run), its result settles it, a timer times it out, and whoever waits is answered.
+    """
 
     def __init__(self, handler: Any, resource: Mapping[str, Any], endpoint_id: str, api_key: str) -> None:
         self.handler = handler
         self.load_balanced = resource["kind"] == "load_balanced"
         config = resource["config"]
         self.endpoint_id = endpoint_id
-        self.api_key = api_key
+        self.api_key = api_key.encode()
         self.timeout = (config.get("executionTimeoutMs") or 0) / 1000 or None
-        self.slots = asyncio.Semaphore(max(1, int(config.get("workersMax") or 1)))
+        self.capacity = max(1, int(config.get("workersMax") or 1))
+        self.running = 0
+        self.waiting: collections.deque[_Job] = collections.deque()  # cancelled ones are skipped
         self.jobs: dict[str, _Job] = {}  # queued, running, and finished ones until they expire
         self.finished = dict.fromkeys(_STATUSES, 0)  # every job that ever finished, by status
         self._in_worker = isinstance(handler, WorkerProcess)
 
-    # --- HTTP ------------------------------------------------------------------------------
+    def protocol(self) -> asyncio.Protocol:
+        """A connection's protocol: pass this method to `loop.create_server`."""
+        return _Connection(self)
 
-    async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                request = await _read_request(reader)
-                if request is None:
-                    break
-                if isinstance(request, int):  # a malformed or oversized request: answer, then close
-                    await _respond(writer, request, {"error": _REASONS[request]}, keep_alive=False)
-                    break
-                method, path, query, headers, body = request
-                status, payload = await self.dispatch(method, path, query, headers, body)
-                keep = headers.get("connection", "").lower() != "close"
-                await _respond(writer, status, payload, keep_alive=keep)
-                if not keep:
-                    break
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-
-    async def dispatch(
-        self, method: str, path: str, query: dict[str, str], headers: Mapping[str, str], body: bytes
-    ) -> tuple[int, Any]:
+    def handle(self, request: Request, respond: Respond) -> None:
+        """Serve one request; `respond` is called once, now or when the answer is ready."""
+        method, path, query, headers, body = request
         if not self._authorized(headers.get("authorization", "")):
-            return 401, {"error": "missing or wrong API key: send Authorization: Bearer <key>"}
-        if self.load_balanced:
-            return await self._route(method, path, query, body)
-        return await self._queue(method, path, body)
+            respond(401, {"error": "missing or wrong API key: send Authorization: Bearer <key>"})
+        elif not self.load_balanced:
+            self._queue(method, path, body, respond)
+        elif path == "/ping" and method == "GET":
+            respond(200, {"status": "healthy"})
+        else:
+            task = asyncio.get_running_loop().create_task(self._route(method, path, query, body))
+            task.add_done_callback(lambda done: None if done.cancelled() else respond(*done.result()))
 
     def _authorized(self, header: str) -> bool:
         scheme, _, token = header.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.api_key.encode())
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.api_key)
 
     # --- load-balanced ---------------------------------------------------------------------
 
     async def _route(self, method: str, path: str, query: dict[str, str], body: bytes) -> tuple[int, Any]:
-        if path == "/ping" and method == "GET":
-            return 200, {"status": "healthy"}
         try:
             parsed = json.loads(body) if body else None
         except ValueError:
@@ -149,40 +162,35 @@ class Endpoint:
 
     # --- queue-based -----------------------------------------------------------------------
 
-    async def _queue(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
+    def _queue(self, method: str, path: str, body: bytes, respond: Respond) -> None:
         parts = path.strip("/").split("/")
         if len(parts) < 3 or parts[0] != "v2" or parts[1] != self.endpoint_id:
-            return 404, {"error": f"no such route: {method} {path}"}
+            return respond(404, {"error": f"no such route: {method} {path}"})
         action, rest = parts[2], parts[3:]
         if action in ("run", "runsync") and not rest:
             if method != "POST":
-                return 405, {"error": f"{action} takes POST"}
+                return respond(405, {"error": f"{action} takes POST"})
             try:
                 request = json.loads(body)
             except ValueError:
-                return 400, {"error": "the body is not JSON"}
+                return respond(400, {"error": "the body is not JSON"})
             if not isinstance(request, dict) or not isinstance(request.get("input", {}), dict):
-                return 400, {"error": 'the body must be {"input": {...}}'}
+                return respond(400, {"error": 'the body must be {"input": {...}}'})
             problem = signature_problem(request.get("input") or {})
             if problem is not None:
-                return 400, {"error": problem}
+                return respond(400, {"error": problem})
             job = self._submit(request.get("input"), RETAIN_RUNSYNC if action == "runsync" else RETAIN_RUN)
             if action == "runsync" and not job.done:
                 # Past the wait, the answer says the job is still running; /status tells the rest.
-                # A bare future and one timer: this is every /runsync call's path.
-                loop = asyncio.get_running_loop()
-                waiter: asyncio.Future[None] = loop.create_future()
+                waiter = _Waiter(respond)
+                waiter.timer = asyncio.get_running_loop().call_later(_RUNSYNC_WAIT, self._stop_waiting, job, waiter)
                 job.waiters.append(waiter)
-                timer = loop.call_later(_RUNSYNC_WAIT, _wake, waiter)
-                try:
-                    await waiter
-                finally:
-                    timer.cancel()
-            return 200, job.envelope()
+                return None
+            return respond(200, job.envelope())
         if action == "stream" and len(rest) == 1:
             streaming = self.jobs.get(rest[0])
             if streaming is None:
-                return 404, {"error": f"no job {rest[0]}"}
+                return respond(404, {"error": f"no job {rest[0]}"})
             new, streaming.streamed = streaming.stream[streaming.streamed :], len(streaming.stream)
             reply: dict[str, Any] = {
                 "id": streaming.id,
@@ -191,93 +199,124 @@ class Endpoint:
             }
             if streaming.error is not None:
                 reply["error"] = streaming.error
-            return 200, reply
+            return respond(200, reply)
         if action in ("status", "cancel") and len(rest) == 1:
             job_or_none = self.jobs.get(rest[0])
             if job_or_none is None:
-                return 404, {"error": f"no job {rest[0]}"}
+                return respond(404, {"error": f"no job {rest[0]}"})
             if action == "cancel":
                 if method != "POST":
-                    return 405, {"error": "cancel takes POST"}
+                    return respond(405, {"error": "cancel takes POST"})
                 self._cancel(job_or_none)
-            return 200, job_or_none.envelope()
+            return respond(200, job_or_none.envelope())
         if action == "health" and not rest:
-            counts = {s: sum(1 for j in self.jobs.values() if j.status == s) for s in ("IN_QUEUE", "IN_PROGRESS")}
-            return 200, {
-                "jobs": {
-                    "completed": self.finished["COMPLETED"],
-                    "failed": self.finished["FAILED"] + self.finished["TIMED_OUT"],
-                    "inProgress": counts["IN_PROGRESS"],
-                    "inQueue": counts["IN_QUEUE"],
-                    "retried": 0,
-                },
-                "workers": {
-                    "running": counts["IN_PROGRESS"],
-                    "idle": 0,
-                    "pid": getattr(self.handler, "pid", os.getpid()),
-                },
-            }
-        return 404, {"error": f"no such route: {method} {path}"}
+            return respond(200, self._health())
+        return respond(404, {"error": f"no such route: {method} {path}"})
+
+    def _health(self) -> dict[str, Any]:
+        counts = {s: sum(1 for j in self.jobs.values() if j.status == s) for s in ("IN_QUEUE", "IN_PROGRESS")}
+        return {
+            "jobs": {
+                "completed": self.finished["COMPLETED"],
+                "failed": self.finished["FAILED"] + self.finished["TIMED_OUT"],
+                "inProgress": counts["IN_PROGRESS"],
+                "inQueue": counts["IN_QUEUE"],
+                "retried": 0,
+            },
+            "workers": {
+                "running": counts["IN_PROGRESS"],
+                "idle": 0,
+                "pid": getattr(self.handler, "pid", os.getpid()),
+            },
+        }
 
     def _submit(self, job_input: Any, retain: float) -> _Job:
         job = _Job(f"{uuid.uuid4()}", job_input, retain=retain)
         self.jobs[job.id] = job
-        job.task = asyncio.get_running_loop().create_task(self._run(job))
+        if self.running < self.capacity:
+            self._start(job)
+        else:
+            self.waiting.append(job)
         return job
 
-    async def _run(self, job: _Job) -> None:
-        async with self.slots:
-            if job.status != "IN_QUEUE":
-                return  # cancelled while waiting
-            job.status, job.started_at = "IN_PROGRESS", time.monotonic()
-            try:
-                output = await asyncio.wait_for(self._call(job), self.timeout)
-                # A worker's output arrived as JSON already; in-process results are checked here.
-                job.status, job.output = "COMPLETED", output if self._in_worker else _jsonable(output)
-            except asyncio.TimeoutError:
-                job.status, job.error = "TIMED_OUT", f"the job ran longer than executionTimeoutMs ({self.timeout} s)"
-            except asyncio.CancelledError:
-                job.status = "CANCELLED"
-            except JobFailed as exc:
-                job.status, job.error = "FAILED", exc.error
-            except Exception as exc:
-                job.status, job.error = "FAILED", _failure(exc)
-            finally:
-                job.finished_at = time.monotonic()
-                self._finish(job)
+    def _start(self, job: _Job) -> None:
+        self.running += 1
+        job.status, job.started_at = "IN_PROGRESS", time.monotonic()
+        loop = asyncio.get_running_loop()
+        if self.timeout is not None:
+            job.timer = loop.call_later(self.timeout, self._time_out, job)
+        if self._in_worker:
+            self.handler.submit(job, self._settle)
+        else:
+            job.task = loop.create_task(self._run_here(job))
 
-    def _finish(self, job: _Job) -> None:
-        """Wake whoever waits for the job; its result expires `job.retain` seconds later."""
+    async def _run_here(self, job: _Job) -> None:
+        """Run a job with an in-process handler (tests, and Runpod-style handlers without a worker)."""
+        try:
+            output = await drain(await self.handler({"id": job.id, "input": job.input}), job.stream.append)
+            json.dumps(output)  # a result that is not JSON fails the job with a clear TypeError
+        except asyncio.CancelledError:
+            return  # it timed out or was cancelled, and has ended so already
+        except Exception as exc:
+            self._settle(job, "FAILED", _failure(exc))
+        else:
+            self._settle(job, "COMPLETED", output)
+
+    def _settle(self, job: _Job, status: str, value: Any) -> None:
+        """A running job's result, unless the job has ended already (timed out, cancelled)."""
         if job.done:
             return
-        job.done = True
-        for waiter in job.waiters:
-            _wake(waiter)
-        job.waiters.clear()
-        self.finished[job.status] += 1
-        asyncio.get_running_loop().call_later(job.retain, self.jobs.pop, job.id, None)
+        job.status = status
+        if status == "COMPLETED":
+            job.output = value
+        else:
+            job.error = value
+        self._release(job)
 
-    async def _call(self, job: _Job) -> Any:
-        payload = {"id": job.id, "input": job.input}
-        if self._in_worker:
-            return await self.handler(payload, emit=job.stream.append)
-        return await drain(await self.handler(payload), job.stream.append)
+    def _time_out(self, job: _Job) -> None:
+        if not job.done:
+            job.status, job.error = "TIMED_OUT", f"the job ran longer than executionTimeoutMs ({self.timeout} s)"
+            self._release(job)
 
     def _cancel(self, job: _Job) -> None:
-        if job.status in ("IN_QUEUE", "IN_PROGRESS"):
-            job.status = "CANCELLED"
-            job.finished_at = time.monotonic()
-            if job.task is not None:
-                job.task.cancel()
+        if job.status == "IN_QUEUE":
+            job.status, job.finished_at = "CANCELLED", time.monotonic()
             self._finish(job)
+        elif job.status == "IN_PROGRESS":
+            job.status = "CANCELLED"
+            self._release(job)
 
+    def _release(self, job: _Job) -> None:
+        """A running job has ended: its slot goes to the next queued job."""
+        job.finished_at = time.monotonic()
+        if job.timer is not None:
+            job.timer.cancel()
+        if job.task is not None and not job.task.done():
+            job.task.cancel()  # a sync function's thread cannot be stopped; its result is ignored
+        if self._in_worker:
+            self.handler.forget(job.id)
+        self.running -= 1
+        self._finish(job)
+        while self.waiting and self.running < self.capacity:
+            queued = self.waiting.popleft()
+            if queued.status == "IN_QUEUE":
+                self._start(queued)
 
-_STATUSES = ("IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
+    def _finish(self, job: _Job) -> None:
+        """Answer whoever waits for the job; its result expires `job.retain` seconds later."""
+        job.done = True
+        self.finished[job.status] += 1
+        waiters, job.waiters = job.waiters, []
+        for waiter in waiters:
+            if waiter.timer is not None:
+                waiter.timer.cancel()
+            waiter.respond(200, job.envelope())
+        asyncio.get_running_loop().call_later(job.retain, self.jobs.pop, job.id, None)
 
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
+    def _stop_waiting(self, job: _Job, waiter: _Waiter) -> None:
+        if waiter in job.waiters:
+            job.waiters.remove(waiter)
+            waiter.respond(200, job.envelope())
 
 
 def _failure(exc: BaseException) -> str:
@@ -286,22 +325,99 @@ def _failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}\n{text}"
 
 
-def _jsonable(value: Any) -> Any:
-    json.dumps(value)  # a result that is not JSON fails the job with a clear TypeError
-    return value
+# --- HTTP -------------------------------------------------------------------------------------
 
 
-async def _read_request(
-    reader: asyncio.StreamReader,
-) -> tuple[str, str, dict[str, str], dict[str, str], bytes] | int | None:
-    """One request, None at a clean end of the connection, or an HTTP status for a bad one."""
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except asyncio.IncompleteReadError as exc:
-        return None if not exc.partial.strip() else 400
-    except asyncio.LimitOverrunError:
-        return 400
-    lines = head.decode("latin-1").split("\r\n")
+class _Connection(asyncio.Protocol):
+    """One client connection: HTTP/1.1 requests read from the bytes as they come, answered in order."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.busy = False  # a request is being answered; the next waits in the buffer
+        self.serving = False  # inside _serve, which goes on by itself once an answer is written
+        self.keep_alive = True
+        self.paused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None  # an answer that comes later is dropped
+
+    def eof_received(self) -> bool:
+        if self.busy and self.transport is not None:
+            self.keep_alive = False  # the client sends no more but waits for its answer
+            return True
+        return False  # closes the connection
+
+    def data_received(self, data: bytes) -> None:
+        if self.transport is None:
+            return  # answered with Connection: close; the rest is dropped
+        self.buffer += data
+        if not self.busy:
+            self._serve()
+        elif len(self.buffer) > _HEAD_LIMIT + MAX_BODY and self.transport is not None:
+            self.transport.pause_reading()  # a client sending ahead of its answers waits for them
+            self.paused = True
+
+    def _serve(self) -> None:
+        self.serving = True
+        try:
+            while not self.busy and self.transport is not None and self.buffer:
+                parsed = _parse_request(self.buffer)
+                if parsed is None:
+                    return  # the rest of the request has not arrived
+                self.busy = True
+                if isinstance(parsed, int):  # malformed or oversized: answer, then close
+                    self.keep_alive = False
+                    self._answer(parsed, {"error": _REASONS[parsed]})
+                    return
+                size, request = parsed
+                del self.buffer[:size]
+                self.keep_alive = request[3].get("connection", "").lower() != "close"
+                self.endpoint.handle(request, self._answer)
+        finally:
+            self.serving = False
+
+    def _answer(self, status: int, payload: Any) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        body = json.dumps(payload).encode()
+        head = (
+            f"HTTP/1.1 {status} {_REASONS.get(status, 'OK')}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: {'keep-alive' if self.keep_alive else 'close'}\r\n\r\n"
+        )
+        transport.write(head.encode() + body)
+        self.busy = False
+        if not self.keep_alive:
+            # Closing a socket with unread bytes resets it, which can destroy the answer before
+            # the client reads it: end the sending side, drop what still comes, close soon.
+            self.transport, self.buffer = None, bytearray()
+            try:
+                transport.write_eof()
+            except OSError:  # the client has gone already
+                transport.close()
+                return
+            asyncio.get_running_loop().call_later(_LINGER, transport.close)
+            return
+        if self.paused:
+            self.paused = False
+            transport.resume_reading()
+        if not self.serving:
+            self._serve()
+
+
+def _parse_request(buffer: bytearray) -> tuple[int, Request] | int | None:
+    """The first request in `buffer` and its size in bytes, None until all of it has arrived,
+    or an HTTP status for a malformed or oversized one."""
+    end = buffer.find(b"\r\n\r\n", 0, _HEAD_LIMIT + 4)
+    if end < 0:
+        return 400 if len(buffer) > _HEAD_LIMIT else None
+    lines = buffer[:end].decode("latin-1").split("\r\n")
     try:
         method, target, _ = lines[0].split(" ", 2)
     except ValueError:
@@ -315,39 +431,22 @@ async def _read_request(
         length = int(headers.get("content-length", "0"))
     except ValueError:
         return 400
+    if length < 0:
+        return 400
     if length > MAX_BODY:
         return 413
-    body = await reader.readexactly(length) if length else b""
+    size = end + 4 + length
+    if len(buffer) < size:
+        return None
     path, _, raw_query = target.partition("?")
     query = {}
     for pair in raw_query.split("&") if raw_query else ():
         key, _, value = pair.partition("=")
-        query[_unquote(key)] = _unquote(value)
-    return method.upper(), _unquote(path), query, headers, body
+        query[unquote_plus(key)] = unquote_plus(value)
+    return size, (method.upper(), unquote_plus(path), query, headers, bytes(buffer[end + 4 : size]))
 
 
-def _unquote(text: str) -> str:
-    from urllib.parse import unquote_plus
-
-    return unquote_plus(text)
-
-
-async def _respond(writer: asyncio.StreamWriter, status: int, payload: Any, *, keep_alive: bool) -> None:
-    body = json.dumps(payload).encode()
-    head = (
-        f"HTTP/1.1 {status} {_REASONS.get(status, 'OK')}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
-    )
-    writer.write(head.encode() + body)
-    await writer.drain()
-
-
-class JobFailed(Exception):
-    """A job failed in the worker process; `error` is the text the job reports."""
-
-    def __init__(self, error: str) -> None:
-        super().__init__(error)
-        self.error = error
+# --- the worker process -----------------------------------------------------------------------
 
 
 class WorkerStartFailed(Exception):
@@ -357,59 +456,82 @@ class WorkerStartFailed(Exception):
 class WorkerProcess:
     """Runs jobs in a child process (`flashc_runtime.worker`), restarted whenever it dies.
 
-    Jobs it was running when it died fail with a clear error; nothing waits forever.
+    Jobs it was running when it died fail with a clear error; jobs submitted while a new one
+    starts wait for it (their timeout still runs), so nothing waits forever.
     """
 
     def __init__(self, root: Path, resource: str) -> None:
         self.root, self.resource = root, resource
-        self.process: asyncio.subprocess.Process | None = None
-        self.pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self.emitters: dict[str, Callable[[Any], None]] = {}
-        self.reader: asyncio.Task[None] | None = None
+        self.pipes: _WorkerPipes | None = None  # the running worker's, None while it (re)starts
+        self.pending: dict[str, tuple[_Job, Settle]] = {}  # sent to the worker, not answered yet
+        self.backlog: list[tuple[_Job, Settle]] = []  # submitted while no worker runs
+        self.outgoing: list[bytes] = []  # job lines not written yet
         self.restarts = 0
-        self.ready = asyncio.Event()  # set while a started worker takes jobs
 
     @property
     def pid(self) -> int | None:
-        return self.process.pid if self.process else None
+        return self.pipes.pid if self.pipes else None
 
     async def start(self) -> None:
         """Start the worker and wait until it has imported the handler; WorkerStartFailed if it cannot."""
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "flashc_runtime.worker", "--root", str(self.root), "--resource", self.resource,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=64 * 1024 * 1024,
+        pipes = _WorkerPipes(self)
+        await asyncio.get_running_loop().subprocess_exec(
+            lambda: pipes, sys.executable, "-m", "flashc_runtime.worker", "--root", str(self.root),
+            "--resource", self.resource, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None,
         )  # fmt: skip
-        assert process.stdout is not None
-        if not await process.stdout.readline():  # the worker says it is ready once the handler imported
-            raise WorkerStartFailed(f"the worker process exited with status {await process.wait()} while starting")
-        self.process = process
-        self.reader = asyncio.get_running_loop().create_task(self._read(process))
-        self.ready.set()
+        if not await pipes.ready:  # the worker says it is ready once the handler imported
+            raise WorkerStartFailed(f"the worker process exited with status {await pipes.exited} while starting")
+        self.pipes = pipes
+        backlog, self.backlog = self.backlog, []
+        for job, settle in backlog:
+            if not job.done:
+                self.submit(job, settle)
 
-    async def _read(self, process: asyncio.subprocess.Process) -> None:
-        assert process.stdout is not None
-        while line := await process.stdout.readline():
-            message = json.loads(line)
-            if "chunk" in message:
-                emit = self.emitters.get(message["id"])
-                if emit is not None:
-                    emit(message["chunk"])
-                continue
-            self.emitters.pop(message["id"], None)
-            future = self.pending.pop(message["id"], None)
-            if future is not None and not future.done():
-                future.set_result(message)
-        status = await process.wait()
-        died = JobFailed(
-            f"the worker process died (exit status {status}) while running this job; a new one was started"
-        )
-        self.process = None
-        self.ready.clear()
-        for future in self.pending.values():
-            if not future.done():
-                future.set_exception(died)
-        self.pending.clear()
+    def submit(self, job: _Job, settle: Settle) -> None:
+        """Send a job to the worker; `settle` gets its result (chunks go to `job.stream`)."""
+        if self.pipes is None:
+            self.backlog.append((job, settle))
+            return
+        self.pending[job.id] = (job, settle)
+        if not self.outgoing:  # jobs submitted in one turn of the event loop go in one write
+            asyncio.get_running_loop().call_soon(self._send)
+        self.outgoing.append(json.dumps({"id": job.id, "input": job.input}).encode() + b"\n")
+
+    def _send(self) -> None:
+        lines, self.outgoing = self.outgoing, []
+        if self.pipes is not None:  # else it died meanwhile, and its jobs failed
+            self.pipes.send(b"".join(lines))
+
+    def forget(self, job_id: str) -> None:
+        """The job has ended without the worker (timed out, cancelled): ignore what it still sends."""
+        self.pending.pop(job_id, None)
+
+    def received(self, message: dict[str, Any]) -> None:
+        entry = self.pending.get(str(message.get("id")))
+        if entry is None:
+            return
+        job, settle = entry
+        if "chunk" in message:
+            job.stream.append(message["chunk"])
+            return
+        del self.pending[job.id]
+        if message.get("status") == "COMPLETED":
+            settle(job, "COMPLETED", message.get("output"))
+        else:
+            settle(job, "FAILED", message.get("error", "the job failed"))
+
+    def died(self, pipes: _WorkerPipes, status: int) -> None:
+        if pipes is not self.pipes:
+            return  # a worker that never started; start() reports it
+        self.pipes = None
+        pending, self.pending = self.pending, {}
+        error = f"the worker process died (exit status {status}) while running this job; a new one was started"
+        for job, settle in pending.values():
+            settle(job, "FAILED", error)
         self.restarts += 1
+        asyncio.get_running_loop().create_task(self._restart())
+
+    async def _restart(self) -> None:
         delay = 0.1
         while True:
             try:
@@ -420,30 +542,75 @@ class WorkerProcess:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    async def __call__(self, job: Mapping[str, Any], emit: Callable[[Any], None] | None = None) -> Any:
-        await self.ready.wait()  # while a dead worker is replaced, jobs wait (their timeout still runs)
-        assert self.process is not None and self.process.stdin is not None
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.pending[job["id"]] = future
-        if emit is not None:
-            self.emitters[job["id"]] = emit
-        self.process.stdin.write(json.dumps({"id": job["id"], "input": job["input"]}).encode() + b"\n")
-        await self.process.stdin.drain()
-        message = await future
-        if message["status"] == "COMPLETED":
-            return message["output"]
-        raise JobFailed(message.get("error", "the job failed"))
+
+class _WorkerPipes(asyncio.SubprocessProtocol):
+    """One worker process's pipes: job lines out, result lines in, and its exit."""
+
+    def __init__(self, owner: WorkerProcess) -> None:
+        loop = asyncio.get_running_loop()
+        self.owner = owner
+        self.ready: asyncio.Future[bool] = loop.create_future()  # its first line came, or it exited
+        self.exited: asyncio.Future[int] = loop.create_future()  # its exit status
+        self.transport: asyncio.SubprocessTransport | None = None
+        self.buffer = bytearray()
+        self.stdout_closed = False
+
+    @property
+    def pid(self) -> int | None:
+        return self.transport.get_pid() if self.transport else None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.SubprocessTransport)
+        self.transport = transport
+
+    def send(self, data: bytes) -> None:
+        assert self.transport is not None
+        stdin = self.transport.get_pipe_transport(0)
+        assert isinstance(stdin, asyncio.WriteTransport)
+        stdin.write(data)
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        assert isinstance(data, bytes)
+        self.buffer += data
+        if b"\n" not in data:
+            return
+        *lines, rest = self.buffer.split(b"\n")
+        self.buffer = rest
+        for line in lines:
+            if not self.ready.done():
+                self.ready.set_result(True)  # the first line says the handler imported
+            else:
+                self.owner.received(json.loads(line))
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if fd == 1:
+            self.stdout_closed = True
+            self._check_ended()
+
+    def process_exited(self) -> None:
+        self._check_ended()
+
+    def _check_ended(self) -> None:
+        # Dead once it has exited and all it wrote has been read, in whichever order those come.
+        assert self.transport is not None
+        status = self.transport.get_returncode()
+        if status is None or not self.stdout_closed or self.exited.done():
+            return
+        if not self.ready.done():
+            self.ready.set_result(False)
+        self.exited.set_result(status)
+        self.transport.close()
+        self.owner.died(self, status)
 
 
-def import_handler(root: Path, resource_name: str) -> tuple[Any, Mapping[str, Any]]:
-    """A resource's handler and manifest entry, imported from the unpacked archive at `root`."""
+def import_resource(root: Path, resource_name: str) -> tuple[ModuleType, Mapping[str, Any]]:
+    """A resource's handler module and manifest entry, imported from the unpacked archive at `root`."""
     manifest = load_manifest(root / "flash_manifest.json")
     resource = manifest["resources"].get(resource_name)
     if resource is None:
         raise SystemExit(f"flashc_runtime: no resource '{resource_name}' in {root / 'flash_manifest.json'}")
     sys.path[:0] = [str(root / "_flashc"), str(root), str(root / "src"), str(root / "_flashc" / "site")]
-    module = importlib.import_module(resource["handler_module"])
-    return module.handler, resource
+    return importlib.import_module(resource["handler_module"]), resource
 
 
 def load_endpoint(root: Path, resource_name: str, endpoint_id: str, api_key: str) -> Endpoint:
@@ -453,8 +620,8 @@ def load_endpoint(root: Path, resource_name: str, endpoint_id: str, api_key: str
     if resource is None:
         raise SystemExit(f"flashc_runtime.server: no resource '{resource_name}' in {root / 'flash_manifest.json'}")
     if resource["kind"] == "load_balanced":
-        handler, resource = import_handler(root, resource_name)
-        return Endpoint(handler, resource, endpoint_id, api_key)
+        module, resource = import_resource(root, resource_name)
+        return Endpoint(module.handler, resource, endpoint_id, api_key)
     return Endpoint(WorkerProcess(root, resource_name), resource, endpoint_id, api_key)
 
 
@@ -464,7 +631,7 @@ async def _serve(endpoint: Endpoint, host: str, port: int) -> None:
             await endpoint.handler.start()  # before listening: deploy sees a worker that cannot start
         except WorkerStartFailed as exc:
             raise SystemExit(f"flashc_runtime.server: {exc}") from None
-    server = await asyncio.start_server(endpoint.connection, host, port, limit=MAX_BODY + 65536)
+    server = await asyncio.get_running_loop().create_server(endpoint.protocol, host, port)
     async with server:
         await server.serve_forever()
 
