@@ -47,7 +47,7 @@ REQUESTS = 2000
 CONCURRENCY = 32
 WARMUP = 50
 LOAD_TIMEOUT_SECONDS = 120.0  # the warm-up and the measured load of one side
-REQUEST_TIMEOUT_SECONDS = 30.0
+REQUEST_TIMEOUT_SECONDS = 30.0  # unanswered this long: an error, and its connection ends
 DEPLOY_TIMEOUT_SECONDS = 300
 INSTALL_TIMEOUT_SECONDS = 600
 START_TIMEOUT_SECONDS = 60.0  # until the runpod server accepts connections
@@ -252,8 +252,10 @@ def _measure(side: str, url: str, headers: dict[str, str], body: dict[str, Any],
 async def _load(url: str, headers: dict[str, str], body: dict[str, Any], check: Check) -> Load:
     """Warm up, then send `REQUESTS` requests over `CONCURRENCY` keep-alive connections.
 
-    A bare asyncio HTTP/1.1 client: httpx's pool costs more CPU than either server at this
-    concurrency (it measured the client, not the endpoint), and the client shares 2 CPUs here.
+    A bare asyncio HTTP/1.1 client, one protocol per connection that sends the next request
+    from the callback that read the last answer: httpx's pool, or even asyncio streams with a
+    timeout per request, cost more CPU than the endpoint under test, and the client shares
+    2 CPUs with it here.
     """
     parts = urlsplit(url)
     lines = [f"POST {parts.path or '/'} HTTP/1.1", f"Host: {parts.netloc}", "Content-Type: application/json"]
@@ -261,10 +263,10 @@ async def _load(url: str, headers: dict[str, str], body: dict[str, Any], check: 
     payload = json.dumps(body).encode()
     request = ("\r\n".join([*lines, f"Content-Length: {len(payload)}", "", ""])).encode() + payload
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    await _run_workers(host, port, request, check, WARMUP, Load())
+    await _run_connections(host, port, _Run(request, check, WARMUP, Load()))
     load = Load()
     started = time.perf_counter()
-    await _run_workers(host, port, request, check, REQUESTS, load)
+    await _run_connections(host, port, _Run(request, check, REQUESTS, load))
     load.seconds = time.perf_counter() - started
     return load
 
@@ -276,36 +278,98 @@ def _content_length(head: bytes) -> int:
     raise ValueError("no Content-Length")
 
 
-async def _run_workers(host: str, port: int, request: bytes, check: Check, total: int, load: Load) -> None:
-    remaining = total
+@dataclass
+class _Run:
+    """One load: the request, how to judge answers, how many are left to send, what came back."""
 
-    async def worker() -> None:
-        nonlocal remaining
-        reader, writer = await asyncio.open_connection(host, port)
+    request: bytes
+    check: Check
+    remaining: int
+    load: Load
+
+    def record(self, elapsed: float, error: str | None) -> None:
+        if error is None:
+            self.load.latencies.append(elapsed)
+        else:
+            self.load.errors += 1
+            self.load.first_error = self.load.first_error or error
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection sending requests one after the other until none are left."""
+
+    def __init__(self, run: _Run, done: asyncio.Future[None]) -> None:
+        self.run, self.done = run, done
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.started: float | None = None  # when the request in flight was sent
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self._send()
+
+    def _send(self) -> None:
+        assert self.transport is not None
+        if self.run.remaining <= 0:
+            self.started = None
+            self.transport.close()
+            return
+        self.run.remaining -= 1
+        self.buffer.clear()
+        self.started = time.perf_counter()
+        self.transport.write(self.run.request)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
         try:
-            # One event loop: the check and the decrement run with no await between them.
-            while remaining > 0:
-                remaining -= 1
-                started = time.perf_counter()
-                try:
-                    writer.write(request)
-                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT_SECONDS)
-                    status = int(head.split(b" ", 2)[1])
-                    length = _content_length(head)
-                    data = await reader.readexactly(length)
-                    elapsed = time.perf_counter() - started
-                    error = f"HTTP {status}: {data[:200]!r}" if status != 200 else check(json.loads(data), load)
-                except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
-                    elapsed, error = time.perf_counter() - started, f"{type(exc).__name__}: {exc}"
-                if error is None:
-                    load.latencies.append(elapsed)
-                else:
-                    load.errors += 1
-                    load.first_error = load.first_error or error
-        finally:
-            writer.close()
+            head = bytes(self.buffer[:end])
+            status = int(head.split(b" ", 2)[1])
+            length = _content_length(head)
+            if len(self.buffer) < end + 4 + length:
+                return
+            elapsed = time.perf_counter() - (self.started or 0.0)
+            data = bytes(self.buffer[end + 4 : end + 4 + length])
+            error = (
+                f"HTTP {status}: {data[:200]!r}" if status != 200 else self.run.check(json.loads(data), self.run.load)
+            )
+        except (ValueError, IndexError) as exc:
+            elapsed, error = time.perf_counter() - (self.started or 0.0), f"{type(exc).__name__}: {exc}"
+        self.run.record(elapsed, error)
+        self._send()
 
-    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    def timed_out(self) -> bool:
+        return self.started is not None and time.perf_counter() - self.started > REQUEST_TIMEOUT_SECONDS
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.started is not None:  # a request was in flight
+            self.run.record(0.0, f"connection lost: {exc or 'closed by the server'}")
+            self.started = None
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+async def _run_connections(host: str, port: int, run: _Run) -> None:
+    """Run the load on `CONCURRENCY` connections; a request unanswered for too long is an error
+    and ends its connection, and the others send the rest."""
+    loop = asyncio.get_running_loop()
+    connections = []
+    for _ in range(CONCURRENCY):
+        done: asyncio.Future[None] = loop.create_future()
+        try:
+            _, connection = await loop.create_connection(lambda done=done: _Connection(run, done), host, port)
+        except OSError as exc:
+            run.record(0.0, f"cannot connect: {exc}")
+            continue
+        connections.append(connection)
+    while not all(c.done.done() for c in connections):
+        await asyncio.wait([c.done for c in connections], timeout=1.0)
+        for connection in connections:
+            if connection.timed_out() and connection.transport is not None:
+                connection.transport.abort()
 
 
 def _flashc_check(response: dict[str, Any], load: Load) -> str | None:
