@@ -8,6 +8,7 @@ import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -389,3 +390,104 @@ def test_a_queue_endpoint_runs_one_worker_and_refuses_to_deploy_one_that_cannot_
     assert "ModuleNotFoundError: No module named 'missing_module_for_the_test'" in output
     assert "the worker process exited with status 1 while starting" in output
     assert not (root / ".flash" / "deployment.json").exists() and workers() == 0
+
+
+HARD_APP = """
+import asyncio
+import os
+import time
+from pathlib import Path
+
+from flashc_runtime import CpuLiveServerless, remote
+
+jobs = CpuLiveServerless(name="jobs", workersMax=2, executionTimeoutMs=500)
+forky = CpuLiveServerless(name="forky")
+
+
+@remote(jobs)
+def echo(x):
+    return x
+
+
+@remote(jobs)
+def nest(depth):
+    value = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@remote(jobs)
+def nap(seconds):
+    time.sleep(seconds)
+    return "rested"
+
+
+@remote(jobs)
+async def then_write(seconds, path):
+    await asyncio.sleep(seconds)
+    Path(path).write_text("ran to the end")
+
+
+@remote(forky)
+def fork_and_die():
+    if os.fork() == 0:  # the child keeps the worker's pipes open for a while
+        time.sleep(20)
+        os._exit(0)
+    os._exit(3)
+"""
+
+
+def test_jobs_that_break_the_rules_fail_alone_and_the_endpoint_recovers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    monkeypatch.setenv("FLASHC_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "hard"
+    root.mkdir()
+    (root / "hard_app.py").write_text(HARD_APP)
+    try:
+        assert cli("deploy", str(root))[0] == 0
+        deployment = state(root)
+        headers = {"Authorization": f"Bearer {deployment['key']}"}
+        url = deployment["endpoints"]["jobs"]["url"]  # type: ignore[index]
+
+        def runsync(function: str, *args: object) -> dict[str, Any]:
+            body = {"input": {"function": function, "args": list(args)}}
+            answer: dict[str, Any] = httpx.post(f"{url}/runsync", json=body, headers=headers, timeout=30).json()
+            return answer
+
+        def worker_pid(base: str) -> int:
+            pid: int = httpx.get(f"{base}/health", headers=headers).json()["workers"]["pid"]
+            return pid
+
+        # A body written over several lines reaches the worker whole.
+        pretty = b'{\r\n  "input": {\n    "function": "echo",\n    "args": ["a\\nb"]\n  }\n}\n'
+        answer = httpx.post(f"{url}/runsync", content=pretty, headers=headers).json()
+        assert answer["output"] == "a\nb"
+        # A result too deep to encode fails its job only.
+        deep = runsync("nest", 5000)
+        assert deep["status"] == "FAILED" and deep["error"].startswith("RecursionError: ")
+        assert runsync("echo", 1)["output"] == 1
+        # A body too deep to decode is refused.
+        deep_body = b'{"input": {"args": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}"
+        assert httpx.post(f"{url}/runsync", content=deep_body, headers=headers).status_code == 400
+        # An async job that times out is cancelled in the worker, as on Runpod.
+        marker = tmp_path / "marker"
+        first = worker_pid(url)
+        assert runsync("then_write", 1.0, str(marker))["status"] == "TIMED_OUT"
+        time.sleep(1.0)
+        assert not marker.exists() and worker_pid(url) == first
+        # Sync jobs cannot be stopped: once workersMax of them outlive their timeout, the worker is replaced.
+        assert [runsync("nap", 30)["status"] for _ in range(2)] == ["TIMED_OUT", "TIMED_OUT"]
+        assert runsync("echo", 2)["output"] == 2
+        assert worker_pid(url) != first
+        # A worker that dies while a process it forked holds its pipes is noticed all the same.
+        forky = deployment["endpoints"]["forky"]["url"]  # type: ignore[index]
+        started = time.monotonic()
+        died = httpx.post(f"{forky}/runsync", json={"input": {}}, headers=headers, timeout=30).json()
+        assert died["status"] == "FAILED" and "died (exit status 3)" in died["error"]
+        assert time.monotonic() - started < 5
+    finally:
+        cli("undeploy", str(root))

@@ -228,56 +228,9 @@ def test_generator_functions_stream(tmp_path: object) -> None:
         assert done["output"] == ["a", "b"]
 
 
-def _raw(url: str, data: bytes, *, pieces: int = 1) -> list[bytes]:
-    """Send `data` on one connection in `pieces` writes; the answers, read until there is one
-    per request sent or the server closes the connection."""
-    import socket
-
-    host, port = url.removeprefix("http://").split(":")
-    wanted = data.count(b" HTTP/1.1\r\n")
-    with socket.create_connection((host, int(port)), timeout=5) as sock:
-        step = max(1, len(data) // pieces)
-        for start in range(0, len(data), step):
-            sock.sendall(data[start : start + step])
-        received, answers = b"", []
-        while len(answers) < wanted:
-            end = received.find(b"\r\n\r\n")
-            if end >= 0:
-                length = int(received[:end].lower().split(b"content-length: ")[1].split(b"\r\n")[0])
-                if len(received) >= end + 4 + length:
-                    answers.append(received[: end + 4 + length])
-                    received = received[end + 4 + length :]
-                    continue
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            received += chunk
-        return answers
-
-
 def _post(path: str, body: bytes) -> bytes:
     head = f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\nContent-Length: {len(body)}\r\n\r\n"
     return head.encode() + body
-
-
-def test_pipelined_and_trickled_requests_are_answered_in_order(queue: str) -> None:
-    first = _post("/v2/ep1/runsync", b'{"input": {"function": "add", "args": [1]}}')
-    second = _post("/v2/ep1/runsync", b'{"input": {"function": "add", "args": [2]}}')
-    answers = _raw(queue, first + second)
-    assert len(answers) == 2 and b'"output": 1' in answers[0] and b'"output": 2' in answers[1]
-    (trickled,) = _raw(queue, first, pieces=len(first))  # one byte per write
-    assert trickled.startswith(b"HTTP/1.1 200 OK\r\n") and b'"output": 1' in trickled
-
-
-def test_bad_heads_get_400_and_an_oversized_body_413_before_it_is_sent(queue: str) -> None:
-    huge_head = b"GET /v2/ep1/health HTTP/1.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n"
-    assert _raw(queue, huge_head)[0].startswith(b"HTTP/1.1 400 Bad Request\r\n")
-    negative = b"POST /v2/ep1/run HTTP/1.1\r\nContent-Length: -5\r\n\r\n"
-    assert _raw(queue, negative)[0].startswith(b"HTTP/1.1 400 ")
-    assert _raw(queue, b"GARBAGE HTTP/1.1\r\n\r\n")[0].startswith(b"HTTP/1.1 400 ")
-    announced = f"POST /v2/ep1/run HTTP/1.1\r\nAuthorization: Bearer {KEY}\r\nContent-Length: 20000000\r\n\r\n"
-    assert _raw(queue, announced.encode())[0].startswith(b"HTTP/1.1 413 ")  # no body was sent
-    assert httpx.get(f"{queue}/v2/ep1/health", headers=AUTH).status_code == 200
 
 
 def test_a_cancelled_running_job_frees_its_slot_and_a_gone_client_harms_nothing(queue: str) -> None:
@@ -297,3 +250,32 @@ def test_a_cancelled_running_job_frees_its_slot_and_a_gone_client_harms_nothing(
     time.sleep(0.4)
     health = httpx.get(f"{queue}/v2/ep1/health", headers=AUTH).json()
     assert health["jobs"]["completed"] == 2 and health["jobs"]["inProgress"] == 0
+
+
+def test_bodies_too_deep_to_read_get_400(queue: str, routes_url: str) -> None:
+    deep = b'{"input": {"args": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}"
+    assert httpx.post(f"{queue}/v2/ep1/runsync", content=deep, headers=AUTH).status_code == 400
+    assert httpx.post(f"{routes_url}/api/process", content=deep, headers=AUTH).status_code == 400
+
+
+@pytest.fixture
+def routes_url() -> Iterator[str]:
+    def process(x: int, y: int) -> dict[str, int]:
+        return {"result": x + y}
+
+    def odd() -> object:
+        return {1, 2}
+
+    def leave() -> None:
+        raise SystemExit(3)
+
+    handler = create_route_handler({("POST", "/api/process"): process, ("GET", "/odd"): odd, ("GET", "/leave"): leave})
+    yield from serve(handler, {"kind": "load_balanced", "config": {"workersMax": 2}})
+
+
+def test_a_route_that_returns_no_json_or_exits_gets_500_and_the_server_goes_on(routes_url: str) -> None:
+    odd = httpx.get(f"{routes_url}/odd", headers=AUTH)
+    assert odd.status_code == 500 and odd.json()["error"].startswith("TypeError: Object of type set")
+    leave = httpx.get(f"{routes_url}/leave", headers=AUTH)
+    assert leave.status_code == 500 and leave.json()["error"].startswith("SystemExit: 3")
+    assert httpx.post(f"{routes_url}/api/process", json={"x": 1, "y": 2}, headers=AUTH).json() == {"result": 3}

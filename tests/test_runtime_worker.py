@@ -77,6 +77,14 @@ def not_json():
 
 
 @remote(cpu)
+def nest(depth):
+    value = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@remote(cpu)
 class Counter:
     def __init__(self):
         self.calls = 0
@@ -111,7 +119,7 @@ class Worker:
 
     def send(self, *jobs: tuple[str, dict[str, Any]]) -> None:
         assert self.process.stdin is not None
-        data = b"".join(json.dumps({"id": i, "input": job}).encode() + b"\n" for i, job in jobs)
+        data = b"".join(b'{"id": "%s"}\x1f%s\n' % (i.encode(), json.dumps({"input": job}).encode()) for i, job in jobs)
         self.process.stdin.write(data)  # in one write: the worker reads them together
         self.process.stdin.flush()
 
@@ -126,7 +134,12 @@ class Worker:
             assert chunk, "the worker closed its output"
             self.buffer += chunk
         line, _, self.buffer = self.buffer.partition(b"\n")
-        message: dict[str, Any] = json.loads(line)
+        head, _, payload = line.partition(b"\x1f")  # a JSON header, then the output or item as JSON
+        message: dict[str, Any] = json.loads(head)
+        if "chunk" in message:
+            message["chunk"] = json.loads(payload)
+        elif message.get("status") == "COMPLETED":
+            message["output"] = json.loads(payload)
         return message
 
     def results(self, count: int, timeout: float = 10) -> list[dict[str, Any]]:
@@ -229,10 +242,34 @@ def test_a_class_is_created_once_per_worker_process(worker: Worker) -> None:
     assert {m["output"][1] for m in done} == {worker.process.pid}
 
 
-def test_prints_go_to_stderr_and_the_end_of_input_waits_for_running_jobs(worker: Worker) -> None:
-    worker.send(("loud", {"function": "loud", "args": [4]}), ("nap", {"function": "nap", "args": [0.3, "late"]}))
+def test_prints_go_to_stderr_and_the_end_of_input_ends_the_worker_at_once(worker: Worker) -> None:
+    worker.send(("loud", {"function": "loud", "args": [4]}), ("nap", {"function": "nap", "args": [30, "late"]}))
     assert worker.results(1)[0] == {"id": "loud", "status": "COMPLETED", "output": 4}
-    status, stderr = worker.close()  # the nap is still running: its answer comes before the exit
-    assert worker.results(1)[0]["output"] == "late"
-    assert status == 0
+    started = time.monotonic()
+    status, stderr = worker.close()  # the server has gone: nobody would read the nap's result
+    assert status == 0 and time.monotonic() - started < 5
     assert "a line for the log" in stderr
+
+
+def test_a_cancel_stops_an_async_job(worker: Worker) -> None:
+    assert worker.process.stdin is not None
+    worker.send(("sleepy", {"function": "later", "args": [1]}))
+    worker.process.stdin.write(b'{"cancel": "sleepy"}\n')
+    worker.process.stdin.flush()
+    assert worker.results(1)[0] == {"id": "sleepy", "status": "CANCELLED"}
+
+
+def test_results_too_deep_to_encode_fail_their_job_and_the_worker_goes_on(worker: Worker) -> None:
+    worker.send(("deep", {"function": "nest", "args": [5000]}), ("next", {"function": "echo", "args": [1]}))
+    done = {m["id"]: m for m in worker.results(2)}
+    assert done["deep"]["status"] == "FAILED" and done["deep"]["error"].startswith("RecursionError: ")
+    assert done["next"]["output"] == 1
+    worker.send(("after", {"function": "echo", "args": [2]}))
+    assert worker.results(1)[0]["output"] == 2
+
+
+def test_lines_longer_than_a_read_arrive_whole(worker: Worker) -> None:
+    big = "x" * 3_000_000  # about 46 reads of 64 KiB
+    worker.send(("big", {"function": "echo", "args": [big]}), ("small", {"function": "echo", "args": [1]}))
+    done = {m["id"]: m for m in worker.results(2)}
+    assert done["big"]["output"] == big and done["small"]["output"] == 1

@@ -9,8 +9,9 @@ jobs run at once; `executionTimeoutMs` ends a job as TIMED_OUT. Load-balanced re
 their routes and `GET /ping`. Every request needs `Authorization: Bearer <key>`. Nothing sent
 in a request is ever executed: requests only name functions the archive's handlers registered.
 
-A small HTTP/1.1 server on an asyncio protocol (keep-alive, Content-Length bodies, JSON), standard
-library only, so an endpoint starts in milliseconds and depends on nothing but the archive.
+HTTP comes from `_http` (an asyncio protocol, standard library only), so an endpoint starts in
+milliseconds and depends on nothing but the archive. Outputs a worker sends are JSON text that
+goes into answers as it is, never decoded here.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import argparse
 import asyncio
 import collections
 import dataclasses
-import functools
 import hmac
 import importlib
 import json
@@ -33,39 +33,34 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
-from urllib.parse import unquote_plus
 
+from ._http import Connection, Request, Respond
 from .client import RESOURCE_ENV
 from .handler import RequestError, drain
 from .manifest import load_manifest
 from .routes import MethodNotAllowed, RouteNotFound
 from .signing import signature_problem
+from .worker import SEPARATOR
 
 __all__ = ["MAX_BODY", "Endpoint", "WorkerProcess", "import_resource", "main"]
 
 MAX_BODY = 10_000_000  # bytes of request body, Runpod's payload limit
-_HEAD_LIMIT = 64 * 1024  # bytes of request line and headers
-_READ_SIZE = 64 * 1024  # bytes taken from a socket at once
-_LINGER = 2.0  # seconds a connection stays open, reading and dropping, after its last answer
 _RUNSYNC_WAIT = 90.0  # seconds /runsync waits before answering with the job still running
 # How long a finished job's result stays readable at /status, as on Runpod: then it is 404.
 RETAIN_RUNSYNC = 60.0
 RETAIN_RUN = 30 * 60.0
 _SWEEP_EVERY = 0.1  # seconds: sweeps of expired results come no closer, so not every turn under load
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
-            413: "Payload Too Large", 500: "Internal Server Error"}  # fmt: skip
+_EXIT_GRACE = 1.0  # seconds to wait, after the worker exits, for the rest of its output
 _STATUSES = ("IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
-
-Respond = Callable[[int, Any], None]  # answers the request being served: status, JSON payload
-Request = tuple[str, str, dict[str, str], dict[str, str], bytes]  # method, path, query, headers, body
 
 
 @dataclasses.dataclass(slots=True)
 class _Job:
     id: str
-    input: Any
+    input: Any  # for an in-process handler; dropped once the job starts
+    body: bytes | None = None  # the request as a worker gets it; dropped once the job starts
     status: str = "IN_QUEUE"
-    output: Any = None
+    output: bytes = b"null"  # JSON text
     error: str | None = None
     queued_at: float = dataclasses.field(default_factory=time.monotonic)
     started_at: float | None = None
@@ -73,22 +68,28 @@ class _Job:
     done: bool = False  # finished, failed, cancelled or timed out
     task: asyncio.Task[None] | None = None  # the in-process run, when there is no worker process
     timer: asyncio.TimerHandle | None = None  # ends it TIMED_OUT
-    stream: list[Any] = dataclasses.field(default_factory=list)  # a generator's items so far
+    stream: list[bytes] = dataclasses.field(default_factory=list)  # a generator's items so far, as JSON
     streamed: int = 0  # how many of them /stream has handed out
     retain: float = RETAIN_RUN  # seconds its result is kept once it has finished
     waiters: list[_Waiter] = dataclasses.field(default_factory=list)  # /runsync calls waiting
 
-    def envelope(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"id": self.id, "status": self.status}
+    def envelope(self) -> bytes:
+        """The job as Runpod's API shows it, encoded: the output goes in as the JSON it came as."""
+        fields: dict[str, Any] = {"id": self.id, "status": self.status}
         if self.started_at is not None:
-            body["delayTime"] = round((self.started_at - self.queued_at) * 1000)
+            fields["delayTime"] = round((self.started_at - self.queued_at) * 1000)
         if self.started_at is not None and self.finished_at is not None:
-            body["executionTime"] = round((self.finished_at - self.started_at) * 1000)
-        if self.status == "COMPLETED":
-            body["output"] = self.output
+            fields["executionTime"] = round((self.finished_at - self.started_at) * 1000)
         if self.error is not None:
-            body["error"] = self.error
-        return body
+            fields["error"] = self.error
+        if self.status == "COMPLETED":
+            return _with_raw(fields, "output", self.output)
+        return json.dumps(fields).encode()
+
+
+def _with_raw(fields: dict[str, Any], name: str, raw: bytes) -> bytes:
+    """`fields` as a JSON object, with one more member whose value is JSON text already."""
+    return b'%s, "%s": %s}' % (json.dumps(fields).encode()[:-1], name.encode(), raw)
 
 
 class _Waiter:
@@ -100,7 +101,8 @@ class _Waiter:
         self.respond, self.timer = respond, timer
 
 
-Settle = Callable[[_Job, str, Any], None]  # a running job's end: the job, COMPLETED or FAILED, output or error
+# A running job's end: the job, COMPLETED or FAILED, and its output (JSON text) or error.
+Settle = Callable[[_Job, str, Any], None]
 
 
 class Endpoint:
@@ -126,10 +128,11 @@ class Endpoint:
         self.sweeper: asyncio.TimerHandle | None = None
         self.sweep_at: float | None = None
         self._in_worker = isinstance(handler, WorkerProcess)
+        self.routes: set[asyncio.Task[tuple[int, Any]]] = set()  # load-balanced requests being served
 
     def protocol(self) -> asyncio.BaseProtocol:
         """A connection's protocol: pass this method to `loop.create_server`."""
-        return _Connection(self)
+        return Connection(self.handle, MAX_BODY)
 
     def handle(self, request: Request, respond: Respond) -> None:
         """Serve one request; `respond` is called once, now or when the answer is ready."""
@@ -143,6 +146,8 @@ class Endpoint:
         else:
             task = asyncio.get_running_loop().create_task(self._route(method, path, query, body))
             task.add_done_callback(lambda done: None if done.cancelled() else respond(*done.result()))
+            self.routes.add(task)  # the loop keeps only weak references to tasks
+            task.add_done_callback(self.routes.discard)
 
     def _authorized(self, header: str) -> bool:
         scheme, _, token = header.partition(" ")
@@ -153,17 +158,20 @@ class Endpoint:
     async def _route(self, method: str, path: str, query: dict[str, str], body: bytes) -> tuple[int, Any]:
         try:
             parsed = json.loads(body) if body else None
-        except ValueError:
-            return 400, {"error": "the body is not JSON"}
+        except (ValueError, RecursionError):
+            return 400, {"error": "the body is not JSON (or is nested too deeply)"}
         try:
-            return 200, await self.handler(method, path, query=query, body=parsed)
+            result = await self.handler(method, path, query=query, body=parsed)
+            return 200, json.dumps(result).encode()
         except RouteNotFound as exc:
             return 404, {"error": str(exc)}
         except MethodNotAllowed as exc:
             return 405, {"error": str(exc)}
         except RequestError as exc:
             return 400, {"error": str(exc)}
-        except Exception as exc:  # user code: the caller gets the failure, the endpoint stays up
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # user code (SystemExit too), or a result that is not JSON
             return 500, {"error": _failure(exc)}
 
     # --- queue-based -----------------------------------------------------------------------
@@ -178,14 +186,14 @@ class Endpoint:
                 return respond(405, {"error": f"{action} takes POST"})
             try:
                 request = json.loads(body)
-            except ValueError:
-                return respond(400, {"error": "the body is not JSON"})
+            except (ValueError, RecursionError):
+                return respond(400, {"error": "the body is not JSON (or is nested too deeply)"})
             if not isinstance(request, dict) or not isinstance(request.get("input", {}), dict):
                 return respond(400, {"error": 'the body must be {"input": {...}}'})
             problem = signature_problem(request.get("input") or {})
             if problem is not None:
                 return respond(400, {"error": problem})
-            job = self._submit(request.get("input"), RETAIN_RUNSYNC if action == "runsync" else RETAIN_RUN)
+            job = self._submit(request.get("input"), body, RETAIN_RUNSYNC if action == "runsync" else RETAIN_RUN)
             if action == "runsync" and not job.done:
                 # Past the wait, the answer says the job is still running; /status tells the rest.
                 waiter = _Waiter(respond)
@@ -198,14 +206,11 @@ class Endpoint:
             if streaming is None:
                 return respond(404, {"error": f"no job {rest[0]}"})
             new, streaming.streamed = streaming.stream[streaming.streamed :], len(streaming.stream)
-            reply: dict[str, Any] = {
-                "id": streaming.id,
-                "status": streaming.status,
-                "stream": [{"output": item} for item in new],
-            }
+            fields: dict[str, Any] = {"id": streaming.id, "status": streaming.status}
             if streaming.error is not None:
-                reply["error"] = streaming.error
-            return respond(200, reply)
+                fields["error"] = streaming.error
+            items = b", ".join(b'{"output": %s}' % item for item in new)
+            return respond(200, _with_raw(fields, "stream", b"[%s]" % items))
         if action in ("status", "cancel") and len(rest) == 1:
             job_or_none = self.jobs.get(rest[0])
             if job_or_none is None:
@@ -236,8 +241,11 @@ class Endpoint:
             },
         }
 
-    def _submit(self, job_input: Any, retain: float) -> _Job:
-        job = _Job(f"{uuid.uuid4()}", job_input, retain=retain)
+    def _submit(self, job_input: Any, body: bytes, retain: float) -> _Job:
+        if self._in_worker:  # the worker reads the request itself; nothing is encoded again here
+            job = _Job(f"{uuid.uuid4()}", None, body, retain=retain)
+        else:
+            job = _Job(f"{uuid.uuid4()}", job_input, retain=retain)
         self.jobs[job.id] = job
         if self.running < self.capacity:
             self._start(job)
@@ -254,19 +262,20 @@ class Endpoint:
         if self._in_worker:
             self.handler.submit(job, self._settle)
         else:
-            job.task = loop.create_task(self._run_here(job))
+            job.task = loop.create_task(self._run_here(job, job.input))
+        job.input = job.body = None  # a finished job keeps its output, not its request
 
-    async def _run_here(self, job: _Job) -> None:
+    async def _run_here(self, job: _Job, job_input: Any) -> None:
         """Run a job with an in-process handler (tests, and Runpod-style handlers without a worker)."""
         try:
-            output = await drain(await self.handler({"id": job.id, "input": job.input}), job.stream.append)
-            json.dumps(output)  # a result that is not JSON fails the job with a clear TypeError
+            result = await self.handler({"id": job.id, "input": job_input})
+            output = json.dumps(await drain(result, lambda item: job.stream.append(json.dumps(item).encode())))
         except asyncio.CancelledError:
             return  # it timed out or was cancelled, and has ended so already
-        except Exception as exc:
+        except Exception as exc:  # a result that is not JSON too: the job fails with a clear TypeError
             self._settle(job, "FAILED", _failure(exc))
         else:
-            self._settle(job, "COMPLETED", output)
+            self._settle(job, "COMPLETED", output.encode())
 
     def _settle(self, job: _Job, status: str, value: Any) -> None:
         """A running job's result, unless the job has ended already (timed out, cancelled)."""
@@ -300,7 +309,7 @@ class Endpoint:
         if job.task is not None and not job.task.done():
             job.task.cancel()  # a sync function's thread cannot be stopped; its result is ignored
         if self._in_worker:
-            self.handler.forget(job.id)
+            self.handler.abandon(job.id)
         self.running -= 1
         self._finish(job)
         while self.waiting and self.running < self.capacity:
@@ -353,143 +362,6 @@ def _failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}\n{text}"
 
 
-# --- HTTP -------------------------------------------------------------------------------------
-
-
-class _Connection(asyncio.BufferedProtocol):
-    """One client connection: HTTP/1.1 requests read from the bytes as they come, answered in order.
-
-    A buffered protocol: asyncio's plain one receives into a new 256 KiB bytes object per read,
-    and allocating that much costs the kernel an mmap and an munmap each time, more than the
-    rest of a small request. Reads land in one scratch buffer instead, shared by all
-    connections (the event loop runs one callback at a time), and are copied out at once.
-    """
-
-    scratch = memoryview(bytearray(_READ_SIZE))
-
-    def __init__(self, endpoint: Endpoint) -> None:
-        self.endpoint = endpoint
-        self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
-        self.busy = False  # a request is being answered; the next waits in the buffer
-        self.serving = False  # inside _serve, which goes on by itself once an answer is written
-        self.keep_alive = True
-        self.paused = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None  # an answer that comes later is dropped
-
-    def eof_received(self) -> bool:
-        if self.busy and self.transport is not None:
-            self.keep_alive = False  # the client sends no more but waits for its answer
-            return True
-        return False  # closes the connection
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self.scratch
-
-    def buffer_updated(self, nbytes: int) -> None:
-        if self.transport is None:
-            return  # answered with Connection: close; the rest is dropped
-        self.buffer += self.scratch[:nbytes]
-        if not self.busy:
-            self._serve()
-        elif len(self.buffer) > _HEAD_LIMIT + MAX_BODY and self.transport is not None:
-            self.transport.pause_reading()  # a client sending ahead of its answers waits for them
-            self.paused = True
-
-    def _serve(self) -> None:
-        self.serving = True
-        try:
-            while not self.busy and self.transport is not None and self.buffer:
-                parsed = _parse_request(self.buffer)
-                if parsed is None:
-                    return  # the rest of the request has not arrived
-                self.busy = True
-                if isinstance(parsed, int):  # malformed or oversized: answer, then close
-                    self.keep_alive = False
-                    self._answer(parsed, {"error": _REASONS[parsed]})
-                    return
-                size, request = parsed
-                del self.buffer[:size]
-                self.keep_alive = request[3].get("connection", "").lower() != "close"
-                self.endpoint.handle(request, self._answer)
-        finally:
-            self.serving = False
-
-    def _answer(self, status: int, payload: Any) -> None:
-        transport = self.transport
-        if transport is None:
-            return
-        body = json.dumps(payload).encode()
-        transport.write(b"%s%d\r\n\r\n%s" % (_head(status, self.keep_alive), len(body), body))
-        self.busy = False
-        if not self.keep_alive:
-            # Closing a socket with unread bytes resets it, which can destroy the answer before
-            # the client reads it: end the sending side, drop what still comes, close soon.
-            self.transport, self.buffer = None, bytearray()
-            try:
-                transport.write_eof()
-            except OSError:  # the client has gone already
-                transport.close()
-                return
-            asyncio.get_running_loop().call_later(_LINGER, transport.close)
-            return
-        if self.paused:
-            self.paused = False
-            transport.resume_reading()
-        if not self.serving:
-            self._serve()
-
-
-@functools.cache
-def _head(status: int, keep_alive: bool) -> bytes:
-    """An answer's head up to the value of its Content-Length."""
-    return (
-        f"HTTP/1.1 {status} {_REASONS.get(status, 'OK')}\r\nContent-Type: application/json\r\n"
-        f"Connection: {'keep-alive' if keep_alive else 'close'}\r\nContent-Length: "
-    ).encode()
-
-
-def _parse_request(buffer: bytearray) -> tuple[int, Request] | int | None:
-    """The first request in `buffer` and its size in bytes, None until all of it has arrived,
-    or an HTTP status for a malformed or oversized one."""
-    end = buffer.find(b"\r\n\r\n", 0, _HEAD_LIMIT + 4)
-    if end < 0:
-        return 400 if len(buffer) > _HEAD_LIMIT else None
-    lines = buffer[:end].decode("latin-1").split("\r\n")
-    try:
-        method, target, _ = lines[0].split(" ", 2)
-    except ValueError:
-        return 400
-    headers = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if sep:
-            headers[name.strip().lower()] = value.strip()
-    try:
-        length = int(headers.get("content-length", "0"))
-    except ValueError:
-        return 400
-    if length < 0:
-        return 400
-    if length > MAX_BODY:
-        return 413
-    size = end + 4 + length
-    if len(buffer) < size:
-        return None
-    path, _, raw_query = target.partition("?")
-    query = {}
-    for pair in raw_query.split("&") if raw_query else ():
-        key, _, value = pair.partition("=")
-        query[unquote_plus(key)] = unquote_plus(value)
-    return size, (method.upper(), unquote_plus(path), query, headers, bytes(buffer[end + 4 : size]))
-
-
 # --- the worker process -----------------------------------------------------------------------
 
 
@@ -501,15 +373,18 @@ class WorkerProcess:
     """Runs jobs in a child process (`flashc_runtime.worker`), restarted whenever it dies.
 
     Jobs it was running when it died fail with a clear error; jobs submitted while a new one
-    starts wait for it (their timeout still runs), so nothing waits forever.
+    starts wait for it (their timeout still runs), so nothing waits forever. A job that ended
+    here (timed out, cancelled) is cancelled in the worker too; a sync function cannot be
+    stopped there, so once `limit` such jobs still run in it, the worker is replaced.
     """
 
-    def __init__(self, root: Path, resource: str) -> None:
-        self.root, self.resource = root, resource
+    def __init__(self, root: Path, resource: str, limit: int = 1) -> None:
+        self.root, self.resource, self.limit = root, resource, limit
         self.pipes: _WorkerPipes | None = None  # the running worker's, None while it (re)starts
         self.pending: dict[str, tuple[_Job, Settle]] = {}  # sent to the worker, not answered yet
-        self.backlog: list[tuple[_Job, Settle]] = []  # submitted while no worker runs
-        self.outgoing: list[bytes] = []  # job lines not written yet
+        self.backlog: list[tuple[_Job, Settle, bytes]] = []  # submitted while no worker runs
+        self.outgoing: list[bytes] = []  # lines not written yet
+        self.abandoned: set[str] = set()  # ended here, still running in the worker
         self.restarts = 0
 
     @property
@@ -527,40 +402,59 @@ class WorkerProcess:
             raise WorkerStartFailed(f"the worker process exited with status {await pipes.exited} while starting")
         self.pipes = pipes
         backlog, self.backlog = self.backlog, []
-        for job, settle in backlog:
+        for job, settle, line in backlog:
             if not job.done:
-                self.submit(job, settle)
+                self._submit_line(job, settle, line)
 
     def submit(self, job: _Job, settle: Settle) -> None:
         """Send a job to the worker; `settle` gets its result (chunks go to `job.stream`)."""
+        body = job.body or b""
+        if b"\n" in body or b"\r" in body:  # whitespace between tokens: JSON strings cannot hold them
+            body = body.replace(b"\n", b" ").replace(b"\r", b" ")
+        self._submit_line(job, settle, b'{"id": "%s"}%s%s\n' % (job.id.encode(), SEPARATOR, body))
+
+    def _submit_line(self, job: _Job, settle: Settle, line: bytes) -> None:
         if self.pipes is None:
-            self.backlog.append((job, settle))
+            self.backlog.append((job, settle, line))
             return
         self.pending[job.id] = (job, settle)
-        if not self.outgoing:  # jobs submitted in one turn of the event loop go in one write
-            asyncio.get_running_loop().call_soon(self._send)
-        self.outgoing.append(json.dumps({"id": job.id, "input": job.input}).encode() + b"\n")
+        self._send(line)
 
-    def _send(self) -> None:
+    def abandon(self, job_id: str) -> None:
+        """The job has ended here (timed out, cancelled): stop it in the worker if it can be."""
+        if self.pending.pop(job_id, None) is None:
+            return  # it was answered already, or never sent
+        self.abandoned.add(job_id)
+        self._send(b'{"cancel": "%s"}\n' % job_id.encode())
+        if len(self.abandoned) >= self.limit and self.pipes is not None:
+            self.pipes.kill(
+                f"{len(self.abandoned)} jobs that had ended here (timed out or cancelled) were still running in it"
+            )
+
+    def _send(self, line: bytes) -> None:
+        if not self.outgoing:  # lines sent in one turn of the event loop go in one write
+            asyncio.get_running_loop().call_soon(self._write)
+        self.outgoing.append(line)
+
+    def _write(self) -> None:
         lines, self.outgoing = self.outgoing, []
         if self.pipes is not None:  # else it died meanwhile, and its jobs failed
             self.pipes.send(b"".join(lines))
 
-    def forget(self, job_id: str) -> None:
-        """The job has ended without the worker (timed out, cancelled): ignore what it still sends."""
-        self.pending.pop(job_id, None)
-
-    def received(self, message: dict[str, Any]) -> None:
-        entry = self.pending.get(str(message.get("id")))
+    def received(self, message: dict[str, Any], payload: bytes) -> None:
+        job_id = str(message.get("id"))
+        if "chunk" not in message:
+            self.abandoned.discard(job_id)  # it has ended in the worker too
+        entry = self.pending.get(job_id)
         if entry is None:
             return
         job, settle = entry
         if "chunk" in message:
-            job.stream.append(message["chunk"])
+            job.stream.append(payload)
             return
         del self.pending[job.id]
         if message.get("status") == "COMPLETED":
-            settle(job, "COMPLETED", message.get("output"))
+            settle(job, "COMPLETED", payload)
         else:
             settle(job, "FAILED", message.get("error", "the job failed"))
 
@@ -569,7 +463,12 @@ class WorkerProcess:
             return  # a worker that never started; start() reports it
         self.pipes = None
         pending, self.pending = self.pending, {}
-        error = f"the worker process died (exit status {status}) while running this job; a new one was started"
+        self.abandoned.clear()
+        if pipes.killed_because:
+            error = f"the worker process was replaced while running this job, because {pipes.killed_because}"
+        else:
+            error = f"the worker process died (exit status {status}) while running this job"
+        error += "; a new one was started"
         for job, settle in pending.values():
             settle(job, "FAILED", error)
         self.restarts += 1
@@ -598,6 +497,7 @@ class _WorkerPipes(asyncio.SubprocessProtocol):
         self.transport: asyncio.SubprocessTransport | None = None
         self.buffer = bytearray()
         self.stdout_closed = False
+        self.killed_because: str | None = None
 
     @property
     def pid(self) -> int | None:
@@ -613,6 +513,11 @@ class _WorkerPipes(asyncio.SubprocessProtocol):
         assert isinstance(stdin, asyncio.WriteTransport)
         stdin.write(data)
 
+    def kill(self, why: str) -> None:
+        assert self.transport is not None
+        self.killed_because = why
+        self.transport.kill()
+
     def pipe_data_received(self, fd: int, data: bytes | str) -> None:
         assert isinstance(data, bytes)
         self.buffer += data
@@ -623,8 +528,14 @@ class _WorkerPipes(asyncio.SubprocessProtocol):
         for line in lines:
             if not self.ready.done():
                 self.ready.set_result(True)  # the first line says the handler imported
-            else:
-                self.owner.received(json.loads(line))
+                continue
+            head, _, payload = line.partition(SEPARATOR)
+            try:
+                message = json.loads(head)
+            except ValueError:  # not from the protocol: a bug; the other lines still count
+                print(f"flashc_runtime: a line from the worker is not JSON: {head[:200]!r}", file=sys.stderr)
+                continue
+            self.owner.received(message, bytes(payload))
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
         if fd == 1:
@@ -632,6 +543,12 @@ class _WorkerPipes(asyncio.SubprocessProtocol):
             self._check_ended()
 
     def process_exited(self) -> None:
+        self._check_ended()
+        # A process the worker forked may hold its output open: do not wait for that forever.
+        asyncio.get_running_loop().call_later(_EXIT_GRACE, self._stop_waiting_for_output)
+
+    def _stop_waiting_for_output(self) -> None:
+        self.stdout_closed = True
         self._check_ended()
 
     def _check_ended(self) -> None:
@@ -666,7 +583,8 @@ def load_endpoint(root: Path, resource_name: str, endpoint_id: str, api_key: str
     if resource["kind"] == "load_balanced":
         module, resource = import_resource(root, resource_name)
         return Endpoint(module.handler, resource, endpoint_id, api_key)
-    return Endpoint(WorkerProcess(root, resource_name), resource, endpoint_id, api_key)
+    limit = max(1, int(resource["config"].get("workersMax") or 1))
+    return Endpoint(WorkerProcess(root, resource_name, limit), resource, endpoint_id, api_key)
 
 
 async def _serve(endpoint: Endpoint, host: str, port: int) -> None:

@@ -2,22 +2,36 @@
 
     python -m flashc_runtime.worker --root DIR --resource NAME
 
-It imports the resource's handler module and reads jobs as JSON lines on stdin
-(`{"id": ..., "input": {...}}`), runs each as it arrives, and writes one JSON line per finished
-job on stdout: `{"id": ..., "status": "COMPLETED", "output": ...}` or
-`{"id": ..., "status": "FAILED", "error": ...}`, after a `{"id": ..., "chunk": ...}` line per item
-a generator yields. If user code kills this process, the server fails the jobs it was running
-and starts a new one.
+It imports the resource's handler module and talks with the server in lines on stdin and a
+private copy of stdout. A line is a small JSON header, then for some lines a 0x1f byte and a
+JSON payload that the other side passes on as it is (JSON escapes 0x1f and newlines inside
+strings, so neither can occur in the header or the payload):
+
+| direction        | header                                   | payload                      |
+|------------------|------------------------------------------|------------------------------|
+| server to worker | `{"id": ID}`: run a job                  | the request body, `{"input": {...}}` |
+| server to worker | `{"cancel": ID}`: the job has ended      | none                         |
+| worker to server | `{"ready": true}`: the handler imported  | none                         |
+| worker to server | `{"id": ID, "chunk": true}`              | an item a generator yielded  |
+| worker to server | `{"id": ID, "status": "COMPLETED"}`      | the output                   |
+| worker to server | `{"id": ID, "status": "FAILED", "error": TEXT}` | none                  |
+| worker to server | `{"id": ID, "status": "CANCELLED"}`      | none                         |
+
+The server never parses an output, so what the worker could encode, the server can answer with.
+If user code kills this process, the server fails the jobs it was running and starts a new one;
+when its input ends (the server has gone) it exits at once.
 
 How jobs run. Async functions run on an event loop in a thread of its own, started by the first
-async job. Sync functions run in threads, never on that loop, and never hold up other jobs for
-long, but most of them do not need a thread of their own: handing each job to a pool thread
-costs two thread wake-ups, which on a virtual machine cost more than a short job itself. So the
-thread that reads jobs (the reader) runs a sync job itself, and a watchdog thread hands reading
-to a new thread when that job has run for `HANDOFF` seconds; the old reader finishes its job
-and ends. A slow job holds up the jobs behind it by `HANDOFF` at most, or by the interpreter's
-switch interval (5 ms) when it keeps the GIL. Results are written once the reader has run all
-the jobs one read brought, so jobs that arrive together are answered with one write.
+async job, and a cancel cancels them. Sync functions run in threads, never on that loop, and
+never hold up other jobs for long, but most of them do not need a thread of their own: handing
+each job to a pool thread costs two thread wake-ups, which on a virtual machine cost more than
+a short job itself. So the thread that reads jobs (the reader) runs a sync job itself, and a
+watchdog thread hands reading to a new thread when that job has run for `HANDOFF` seconds; the
+old reader finishes its job and ends. A slow job holds up the jobs behind it by `HANDOFF` at
+most, or by the interpreter's switch interval (5 ms) when it keeps the GIL. A sync job cannot
+be stopped from outside: a cancel leaves it running and its result is dropped by the server.
+Results are written once the reader has run all the jobs one read brought, so jobs that arrive
+together are answered with one write.
 """
 
 from __future__ import annotations
@@ -25,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import concurrent.futures
 import inspect
 import json
 import os
@@ -38,9 +53,10 @@ from typing import Any
 
 from .handler import Call, create_resolver, drain
 
-__all__ = ["HANDOFF", "main"]
+__all__ = ["HANDOFF", "SEPARATOR", "main"]
 
 HANDOFF = 0.002  # seconds a sync job runs on the reader before reading moves to another thread
+SEPARATOR = b"\x1f"  # between a line's header and its payload
 _READ_SIZE = 1 << 16
 
 
@@ -56,76 +72,76 @@ class _Worker:
         self.resolve, self.source, self.out = resolve, source, out
         self.lock = threading.Lock()  # guards the state below
         self.watch = threading.Condition(self.lock)  # wakes the watchdog
-        self.drained = threading.Condition(self.lock)  # wakes the reader waiting for the last jobs
         self.lines: collections.deque[bytes] = collections.deque()  # read, not yet started
-        self.partial = b""  # the start of a line whose end has not been read yet
+        self.pieces: list[bytes] = []  # a line whose end has not been read yet, in pieces
         self.reader: object = None  # the token of the thread that reads now
         self.inline: tuple[object, float] | None = None  # the reader's sync job: its token, its start
         self.watchdog_idle = False  # waiting with no timeout, so a job start must wake it
-        self.active = 0  # jobs started and not finished
-        self.eof = False
-        self.finished = threading.Event()
+        self.tasks: dict[str, concurrent.futures.Future[None]] = {}  # async jobs running, by id
         self.out_lock = threading.Lock()  # one writer at a time, and lines in the order posted
         self.outbox: list[bytes] = []
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def serve(self) -> None:
-        """Run every job until the input ends and they have all finished."""
+        """Run jobs until the input ends; then the process exits, whatever still runs."""
         threading.Thread(target=self._watchdog, name="flashc-watchdog", daemon=True).start()
         token = object()
         with self.lock:
             self.reader = token
         self._read(token)
-        self.finished.wait()  # this thread may have handed reading to another
+        threading.Event().wait()  # reading moved to another thread: it ends the process
 
     def say_ready(self) -> None:
-        self._post({"ready": True}, flush=True)
+        self._send(b'{"ready": true}', flush=True)
 
     # --- the reader -------------------------------------------------------------------------
 
     def _read(self, token: object) -> None:
-        while True:
-            with self.lock:
-                if self.reader is not token:
-                    return  # reading moved to another thread while this one ran a slow job
-                raw = self.lines.popleft() if self.lines else None
-            if raw is not None:
-                self._start(raw, token)
-                continue
-            self._flush()  # what the jobs of the last read gave, before this thread blocks
-            data = os.read(self.source, _READ_SIZE)
-            if not data:
-                self._close()
-                return
-            *lines, self.partial = (self.partial + data).split(b"\n")
-            with self.lock:
-                self.lines.extend(lines)
+        try:
+            while True:
+                with self.lock:
+                    if self.reader is not token:
+                        return  # reading moved to another thread while this one ran a slow job
+                    raw = self.lines.popleft() if self.lines else None
+                if raw is not None:
+                    self._take(raw, token)
+                    continue
+                self._flush()  # what the jobs of the last read gave, before this thread blocks
+                data = os.read(self.source, _READ_SIZE)
+                if not data:
+                    self._flush()
+                    os._exit(0)  # the server has gone: nobody is left to read a result
+                if b"\n" not in data:
+                    self.pieces.append(data)  # joined once the line ends, not on every read
+                    continue
+                lines = b"".join([*self.pieces, data]).split(b"\n")
+                rest = lines.pop()  # the start of the next line, or b"" when the read ended one
+                self.pieces = [rest] if rest else []
+                with self.lock:
+                    self.lines.extend(lines)
+        except BaseException:  # a reader that stopped would leave a live worker that answers nothing
+            traceback.print_exc()
+            sys.stderr.flush()
+            os._exit(70)  # the server sees the exit, fails the running jobs and starts a new worker
 
-    def _start(self, raw: bytes, token: object) -> None:
+    def _take(self, raw: bytes, token: object) -> None:
+        head, _, body = raw.partition(SEPARATOR)
+        meta = json.loads(head)  # written by the server: a failure here is a bug, and ends the worker
+        if "cancel" in meta:
+            self._cancel(meta["cancel"])
+            return
+        job_id = meta["id"]
         with self.lock:
-            self.active += 1
             self.inline = (token, time.monotonic())
             if self.watchdog_idle:
                 self.watch.notify()
-        message = self._run(json.loads(raw))
+        result = self._run(job_id, body)
         with self.lock:
             if self.inline is not None and self.inline[0] is token:
                 self.inline = None
             still_reader = self.reader is token
-        if message is not None:
-            self._post(message, flush=not still_reader)
-            self._done()
-
-    def _close(self) -> None:
-        """The input has ended: wait for the jobs still running, then let the process exit."""
-        with self.lock:
-            self.eof = True
-            while self.active:
-                self.drained.wait()
-        self._flush()
-        if self.loop is not None:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-        self.finished.set()
+        if result is not None:
+            self._send(result, flush=not still_reader)
 
     def _watchdog(self) -> None:
         with self.lock:
@@ -147,47 +163,53 @@ class _Worker:
 
     # --- running jobs -----------------------------------------------------------------------
 
-    def _run(self, job: dict[str, Any]) -> dict[str, Any] | None:
-        """Run a job here (a sync function), or hand it to the event loop (None)."""
-        job_id = job.get("id")
+    def _run(self, job_id: str, body: bytes) -> bytes | None:
+        """Run a job here (a sync function) and return its result line, or hand it to the event
+        loop (None)."""
         try:
-            call = self.resolve(job)  # may create a class's instance: user code, so it is timed too
+            request = json.loads(body) if body else {}
+            call = self.resolve({"id": job_id, "input": request.get("input")})  # may create a class instance
             if inspect.iscoroutinefunction(call.target):
-                asyncio.run_coroutine_threadsafe(self._run_async(job_id, call), self._event_loop())
+                future = asyncio.run_coroutine_threadsafe(self._run_async(job_id, call), self._event_loop())
+                with self.lock:
+                    self.tasks[job_id] = future
                 return None
             result = call.target(*call.args, **call.kwargs)
             if inspect.isgenerator(result):
                 items = []
                 for item in result:
-                    self._post({"id": job_id, "chunk": item}, flush=True)
+                    self._send(_chunk(job_id, item), flush=True)
                     items.append(item)
                 result = items
             elif inspect.isawaitable(result) or inspect.isasyncgen(result):
                 result = asyncio.run_coroutine_threadsafe(self._finish(job_id, result), self._event_loop()).result()
-            return {"id": job_id, "status": "COMPLETED", "output": call.wrap(result)}
+            return _completed(job_id, call.wrap(result))
         except BaseException as exc:  # bad input or failed user code (SystemExit too): the job fails
-            return {"id": job_id, "status": "FAILED", "error": _failure(exc)}
+            return _failed(job_id, exc)
 
-    async def _run_async(self, job_id: Any, call: Call) -> None:
+    async def _run_async(self, job_id: str, call: Call) -> None:
         try:
             result = await self._finish(job_id, await call.target(*call.args, **call.kwargs))
-            message = {"id": job_id, "status": "COMPLETED", "output": call.wrap(result)}
+            line = _completed(job_id, call.wrap(result))
+        except asyncio.CancelledError:
+            line = _header({"id": job_id, "status": "CANCELLED"})
         except BaseException as exc:
-            message = {"id": job_id, "status": "FAILED", "error": _failure(exc)}
-        self._post(message, flush=True)
-        self._done()
+            line = _failed(job_id, exc)
+        with self.lock:
+            self.tasks.pop(job_id, None)
+        self._send(line, flush=True)
 
-    async def _finish(self, job_id: Any, result: Any) -> Any:
+    async def _finish(self, job_id: str, result: Any) -> Any:
         """An awaitable's value, or a generator's items (sent as chunks as they come)."""
         if inspect.isawaitable(result):
             result = await result
-        return await drain(result, lambda item: self._post({"id": job_id, "chunk": item}, flush=True))
+        return await drain(result, lambda item: self._send(_chunk(job_id, item), flush=True))
 
-    def _done(self) -> None:
+    def _cancel(self, job_id: str) -> None:
         with self.lock:
-            self.active -= 1
-            if self.eof and not self.active:
-                self.drained.notify()
+            future = self.tasks.get(job_id)
+        if future is not None:
+            future.cancel()  # the task gets CancelledError on its loop, as on Runpod
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         with self.lock:
@@ -198,13 +220,9 @@ class _Worker:
 
     # --- output -----------------------------------------------------------------------------
 
-    def _post(self, message: dict[str, Any], flush: bool = False) -> None:
-        try:
-            line = json.dumps(message)
-        except (TypeError, ValueError) as exc:  # a result that is not JSON fails the job, clearly
-            line = json.dumps({"id": message.get("id"), "status": "FAILED", "error": _failure(exc)})
+    def _send(self, line: bytes, flush: bool = False) -> None:
         with self.out_lock:
-            self.outbox.append(line.encode() + b"\n")
+            self.outbox.append(line + b"\n")
             if flush:
                 self._write()
 
@@ -219,6 +237,28 @@ class _Worker:
         self.outbox.clear()
         while data:
             data = data[os.write(self.out, data) :]
+
+
+def _header(fields: dict[str, Any]) -> bytes:
+    return json.dumps(fields).encode()
+
+
+def _completed(job_id: str, output: Any) -> bytes:
+    try:
+        payload = json.dumps(output).encode()
+    except Exception as exc:  # not JSON, or nested too deep to encode: the job fails, clearly
+        return _failed(job_id, exc)
+    # Formatted, not json.dumps of a dict: this is every job's path, and the id is a JSON string.
+    return b'{"id": %s, "status": "COMPLETED"}%s%s' % (json.dumps(job_id).encode(), SEPARATOR, payload)
+
+
+def _chunk(job_id: str, item: Any) -> bytes:
+    # An item that cannot be encoded raises here, inside the generator's loop: the job fails.
+    return b'{"id": %s, "chunk": true}%s%s' % (json.dumps(job_id).encode(), SEPARATOR, json.dumps(item).encode())
+
+
+def _failed(job_id: str, exc: BaseException) -> bytes:
+    return _header({"id": job_id, "status": "FAILED", "error": _failure(exc)})
 
 
 def main(argv: list[str] | None = None) -> None:

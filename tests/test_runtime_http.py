@@ -1,0 +1,175 @@
+"""The endpoints' HTTP/1.1 layer (`flashc_runtime._http`), spoken to over raw loopback sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+from flashc_runtime._http import Connection, Request, Respond
+
+MAX_BODY = 1_000_000
+
+
+@pytest.fixture(scope="module")
+def address() -> Iterator[tuple[str, int]]:
+    """A server whose handler answers with what it got; `/slow` answers 0.2 s later."""
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    servers: list[asyncio.Server] = []
+
+    def handle(request: Request, respond: Respond) -> None:
+        method, path, query, _, body = request
+        answer = {"method": method, "path": path, "query": query, "body": body.decode()}
+        if path == "/slow":
+            loop.call_later(0.2, respond, 200, answer)
+        else:
+            respond(200, answer)
+
+    async def run() -> None:
+        server = await loop.create_server(lambda: Connection(handle, MAX_BODY), "127.0.0.1", 0)
+        servers.append(server)
+        started.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await server.serve_forever()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(run(),), daemon=True)
+    thread.start()
+    assert started.wait(5)
+    yield servers[0].sockets[0].getsockname()[:2]
+    loop.call_soon_threadsafe(servers[0].close)
+    thread.join(10)
+    loop.close()
+
+
+def exchange(
+    address: tuple[str, int], data: bytes, *, pieces: int = 1, half_close: bool = False, wanted: int | None = None
+) -> tuple[list[bytes], bool]:
+    """Send `data` on one connection (in `pieces` writes, then maybe shut the sending side); the
+    answers read until `wanted` (default: one per request) have come or the server closes, and
+    whether it closed."""
+    wanted = data.count(b" HTTP/1.") if wanted is None else wanted
+    with socket.create_connection(address, timeout=5) as sock:
+        step = max(1, len(data) // pieces)
+        for start in range(0, len(data), step):
+            sock.sendall(data[start : start + step])
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        received, answers = b"", []
+        while True:
+            end = received.find(b"\r\n\r\n")
+            if end >= 0 and received.startswith(b"HTTP/1.1 100 "):
+                answers.append(received[: end + 4])
+                received = received[end + 4 :]
+                continue
+            if end >= 0:
+                length = int(received[:end].lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                if len(received) >= end + 4 + length:
+                    answers.append(received[: end + 4 + length])
+                    received = received[end + 4 + length :]
+                    continue
+            if len(answers) >= wanted:
+                sock.settimeout(0.3)  # closed right after its last answer, or kept open?
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                return answers, False
+            if not chunk:
+                return answers, True
+            received += chunk
+
+
+def request(method: str, path: str, body: bytes = b"", *, version: str = "HTTP/1.1", headers: str = "") -> bytes:
+    length = f"Content-Length: {len(body)}\r\n" if body else ""
+    return f"{method} {path} {version}\r\nHost: x\r\n{length}{headers}\r\n".encode() + body
+
+
+def status(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1])
+
+
+def test_keep_alive_pipelining_and_trickling(address: tuple[str, int]) -> None:
+    answers, closed = exchange(address, request("POST", "/slow", b"1") + request("GET", "/b?x=1&y=a+b"))
+    assert [status(a) for a in answers] == [200, 200] and not closed
+    assert b'"path": "/slow"' in answers[0] and b'"query": {"x": "1", "y": "a b"}' in answers[1]  # in order
+    one = request("POST", "/%7Eitems", b'{"a": 1}')
+    (answer,), _ = exchange(address, one, pieces=len(one))  # a byte per write
+    assert b'"path": "/~items"' in answer and b'"body": "{\\"a\\": 1}"' in answer
+
+
+def test_http_1_0_closes_unless_asked_and_connection_close_is_honoured(address: tuple[str, int]) -> None:
+    answers, closed = exchange(address, request("GET", "/a", version="HTTP/1.0"))
+    assert status(answers[0]) == 200 and b"Connection: close" in answers[0] and closed
+    answers, closed = exchange(address, request("GET", "/a", version="HTTP/1.0", headers="Connection: keep-alive\r\n"))
+    assert b"Connection: keep-alive" in answers[0] and not closed
+    answers, closed = exchange(address, request("GET", "/a", headers="Connection: close\r\n"))
+    assert b"Connection: close" in answers[0] and closed
+
+
+def test_a_client_that_stops_sending_still_gets_every_answer(address: tuple[str, int]) -> None:
+    answers, closed = exchange(address, request("GET", "/slow") + request("GET", "/a"), half_close=True)
+    assert [status(a) for a in answers] == [200, 200] and closed
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"GET /a HTTP/1.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", 400),  # a head over 64 KiB
+        (b"GARBAGE\r\n\r\n", 400),
+        (b"GET /a HTTP/2.0\r\n\r\n", 400),
+        (b"GET /a HTTP/1.1\nHost: x\n\n", 400),  # lines ended by a bare LF
+        (b"GET /a HTTP/1.1\r\nno colon here\r\n\r\n", 400),
+        (b"POST /a HTTP/1.1\r\nContent-Length: -5\r\n\r\n", 400),
+        (b"POST /a HTTP/1.1\r\nContent-Length: 1_0\r\n\r\n0123456789", 400),
+        (b"POST /a HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc", 400),
+        (b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 501),
+        (b"POST /a HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n", 413),  # refused before the body is sent
+    ],
+    ids=[
+        "huge-head",
+        "no-version",
+        "http2",
+        "bare-lf",
+        "no-colon",
+        "negative",
+        "underscore",
+        "two-lengths",
+        "chunked",
+        "too-big",
+    ],
+)
+def test_refused_requests_get_their_status_and_the_connection_closes(
+    address: tuple[str, int], data: bytes, code: int
+) -> None:
+    answers, closed = exchange(address, data, wanted=1)
+    assert [status(a) for a in answers] == [code] and closed
+    assert b"Connection: close" in answers[0]
+
+
+def test_expect_100_continue_is_answered_before_the_body(address: tuple[str, int]) -> None:
+    head = b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"
+    with socket.create_connection(address, timeout=5) as sock:
+        sock.sendall(head)
+        assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"abc")
+        answer = sock.recv(65536)
+    assert status(answer) == 200 and b'"body": "abc"' in answer
+
+
+def test_a_client_that_reads_no_answers_is_not_read_without_end(address: tuple[str, int]) -> None:
+    # Pipelined requests whose answers it never reads: the server stops reading once its answers
+    # back up, so the client's sends block instead of the server's memory growing.
+    flood = request("GET", "/" + "a" * 8000) * 2000  # 16 MB of requests, 16 MB of answers
+    with socket.create_connection(address, timeout=5) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(2)
+        sent = 0
+        with contextlib.suppress(TimeoutError):
+            while sent < len(flood):
+                sent += sock.send(flood[sent : sent + 65536])
+    assert sent < len(flood) // 2
+    answers, _ = exchange(address, request("GET", "/after"))
+    assert status(answers[0]) == 200
