@@ -52,6 +52,22 @@ def pids(root: Path) -> dict[str, int]:
     return {name: e["pid"] for name, e in endpoints.items()}
 
 
+def one_file_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, source: str) -> Path:
+    """A project of one module, `<name>_app.py`, with the wheel cache kept in `tmp_path`."""
+    monkeypatch.setenv("FLASHC_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / name
+    root.mkdir()
+    (root / f"{name}_app.py").write_text(source)
+    return root
+
+
+def endpoint(root: Path, resource: str) -> tuple[str, dict[str, str]]:
+    """A deployed resource's URL and the headers that authorize a request to it."""
+    deployment = state(root)
+    url: str = deployment["endpoints"][resource]["url"]  # type: ignore[index]
+    return url, {"Authorization": f"Bearer {deployment['key']}"}
+
+
 def test_deploy_serves_routes_with_the_deployment_key(project: Path) -> None:
     code, output = cli("deploy", str(project))
     assert code == 0, output
@@ -129,10 +145,7 @@ def test_calling_remote_functions_from_python(tmp_path: Path, monkeypatch: pytes
 
     from flashc_runtime import RemoteCallError
 
-    monkeypatch.setenv("FLASHC_CACHE_DIR", str(tmp_path / "cache"))
-    root = tmp_path / "calls"
-    root.mkdir()
-    (root / "calls_app.py").write_text(CALLS_APP)
+    root = one_file_project(tmp_path, monkeypatch, "calls", CALLS_APP)
     monkeypatch.syspath_prepend(str(root))
     app = importlib.import_module("calls_app")
     try:
@@ -167,15 +180,10 @@ def test_a_worker_killed_mid_job_fails_the_job_and_is_replaced(tmp_path: Path, m
     import signal
     import time
 
-    monkeypatch.setenv("FLASHC_CACHE_DIR", str(tmp_path / "cache"))
-    root = tmp_path / "slow"
-    root.mkdir()
-    (root / "slow_app.py").write_text(SLOW_APP)
+    root = one_file_project(tmp_path, monkeypatch, "slow", SLOW_APP)
     try:
         assert cli("deploy", str(root))[0] == 0
-        deployment = state(root)
-        url = deployment["endpoints"]["slow"]["url"]  # type: ignore[index]
-        headers = {"Authorization": f"Bearer {deployment['key']}"}
+        url, headers = endpoint(root, "slow")
         job = httpx.post(f"{url}/run", json={"input": {"args": [30]}}, headers=headers).json()
         for _ in range(100):  # wait until the worker process runs it
             if httpx.get(f"{url}/status/{job['id']}", headers=headers).json()["status"] == "IN_PROGRESS":
@@ -213,15 +221,10 @@ def test_a_deployed_generator_streams_through_the_worker_process(
 ) -> None:
     import time
 
-    monkeypatch.setenv("FLASHC_CACHE_DIR", str(tmp_path / "cache"))
-    root = tmp_path / "stream"
-    root.mkdir()
-    (root / "stream_app.py").write_text(STREAM_APP)
+    root = one_file_project(tmp_path, monkeypatch, "stream", STREAM_APP)
     try:
         assert cli("deploy", str(root))[0] == 0
-        deployment = state(root)
-        url = deployment["endpoints"]["stream"]["url"]  # type: ignore[index]
-        headers = {"Authorization": f"Bearer {deployment['key']}"}
+        url, headers = endpoint(root, "stream")
         job = httpx.post(f"{url}/run", json={"input": {"args": ["hello big world"]}}, headers=headers).json()
         seen: list[str] = []
         for _ in range(200):
@@ -256,10 +259,7 @@ def test_python_objects_travel_as_signed_pickles_and_unsigned_ones_are_refused(
 
     from flashc_runtime.signing import dumps, sign
 
-    monkeypatch.setenv("FLASHC_CACHE_DIR", str(tmp_path / "cache"))
-    root = tmp_path / "objects"
-    root.mkdir()
-    (root / "objects_app.py").write_text(PICKLE_APP)
+    root = one_file_project(tmp_path, monkeypatch, "objects", PICKLE_APP)
     monkeypatch.syspath_prepend(str(root))
     app = importlib.import_module("objects_app")
     try:
@@ -357,10 +357,7 @@ def test_a_queue_endpoint_runs_one_worker_and_refuses_to_deploy_one_that_cannot_
 ) -> None:
     import asyncio
 
-    monkeypatch.setenv("FLASHC_CACHE_DIR", str(tmp_path / "cache"))
-    root = tmp_path / "slow"
-    root.mkdir()
-    (root / "slow_app.py").write_text(SLOW_APP)
+    root = one_file_project(tmp_path, monkeypatch, "slow", SLOW_APP)
 
     def workers() -> int:
         return sum("flashc_runtime.worker" in line and str(root) in line for line in running_commands())
@@ -368,9 +365,7 @@ def test_a_queue_endpoint_runs_one_worker_and_refuses_to_deploy_one_that_cannot_
     try:
         assert cli("deploy", str(root))[0] == 0
         assert workers() == 1  # started with the endpoint, before the first job
-        deployment = state(root)
-        url = deployment["endpoints"]["slow"]["url"]  # type: ignore[index]
-        headers = {"Authorization": f"Bearer {deployment['key']}"}
+        url, headers = endpoint(root, "slow")
 
         async def burst() -> list[int]:
             async with httpx.AsyncClient(timeout=30) as client:
@@ -443,15 +438,10 @@ def test_jobs_that_break_the_rules_fail_alone_and_the_endpoint_recovers(
 ) -> None:
     import time
 
-    monkeypatch.setenv("FLASHC_CACHE_DIR", str(tmp_path / "cache"))
-    root = tmp_path / "hard"
-    root.mkdir()
-    (root / "hard_app.py").write_text(HARD_APP)
+    root = one_file_project(tmp_path, monkeypatch, "hard", HARD_APP)
     try:
         assert cli("deploy", str(root))[0] == 0
-        deployment = state(root)
-        headers = {"Authorization": f"Bearer {deployment['key']}"}
-        url = deployment["endpoints"]["jobs"]["url"]  # type: ignore[index]
+        url, headers = endpoint(root, "jobs")
 
         def runsync(function: str, *args: object) -> dict[str, Any]:
             body = {"input": {"function": function, "args": list(args)}}
@@ -484,7 +474,7 @@ def test_jobs_that_break_the_rules_fail_alone_and_the_endpoint_recovers(
         assert runsync("echo", 2)["output"] == 2
         assert worker_pid(url) != first
         # A worker that dies while a process it forked holds its pipes is noticed all the same.
-        forky = deployment["endpoints"]["forky"]["url"]  # type: ignore[index]
+        forky, _ = endpoint(root, "forky")
         started = time.monotonic()
         died = httpx.post(f"{forky}/runsync", json={"input": {}}, headers=headers, timeout=30).json()
         assert died["status"] == "FAILED" and "died (exit status 3)" in died["error"]
