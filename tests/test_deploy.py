@@ -469,9 +469,18 @@ def test_jobs_that_break_the_rules_fail_alone_and_the_endpoint_recovers(
         assert runsync("then_write", 1.0, str(marker))["status"] == "TIMED_OUT"
         time.sleep(1.0)
         assert not marker.exists() and worker_pid(url) == first
-        # Sync jobs cannot be stopped: once workersMax of them outlive their timeout, the worker is replaced.
-        assert [runsync("nap", 30)["status"] for _ in range(2)] == ["TIMED_OUT", "TIMED_OUT"]
-        assert runsync("echo", 2)["output"] == 2
+        # Sync jobs cannot be stopped: once workersMax of them run on a second after their timeout,
+        # the worker is replaced, and no other job fails for it, queued or running.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(8) as pool:
+            naps = [pool.submit(runsync, "nap", 30) for _ in range(2)]
+            time.sleep(0.1)
+            echoes = [pool.submit(runsync, "echo", i) for i in range(6)]  # queued behind the naps
+            assert [n.result()["status"] for n in naps] == ["TIMED_OUT", "TIMED_OUT"]
+            assert [e.result().get("output") for e in echoes] == list(range(6))
+            during = [runsync("echo", i) for i in range(30) if not time.sleep(0.05)]  # across the change
+        assert [answer.get("output") for answer in during] == list(range(30))
         assert worker_pid(url) != first
         # A worker that dies while a process it forked holds its pipes is noticed all the same.
         forky, _ = endpoint(root, "forky")

@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import pytest
 from flashc_runtime._http import Connection, Request, Respond
@@ -29,8 +30,11 @@ def address() -> Iterator[tuple[str, int]]:
         else:
             respond(200, answer)
 
+    def admit(headers: Mapping[str, str]) -> tuple[int, Any] | None:
+        return (401, {"error": "refused"}) if "x-refuse" in headers else None
+
     async def run() -> None:
-        server = await loop.create_server(lambda: Connection(handle, MAX_BODY), "127.0.0.1", 0)
+        server = await loop.create_server(lambda: Connection(handle, MAX_BODY, admit), "127.0.0.1", 0)
         servers.append(server)
         started.set()
         with contextlib.suppress(asyncio.CancelledError):
@@ -107,6 +111,8 @@ def test_http_1_0_closes_unless_asked_and_connection_close_is_honoured(address: 
     assert b"Connection: keep-alive" in answers[0] and not closed
     answers, closed = exchange(address, request("GET", "/a", headers="Connection: close\r\n"))
     assert b"Connection: close" in answers[0] and closed
+    answers, closed = exchange(address, request("GET", "/a", headers="Connection: keep-alive, Close\r\n"))
+    assert b"Connection: close" in answers[0] and closed
 
 
 def test_a_client_that_stops_sending_still_gets_every_answer(address: tuple[str, int]) -> None:
@@ -173,3 +179,9 @@ def test_a_client_that_reads_no_answers_is_not_read_without_end(address: tuple[s
     assert sent < len(flood) // 2
     answers, _ = exchange(address, request("GET", "/after"))
     assert status(answers[0]) == 200
+
+
+def test_a_request_refused_on_its_head_gets_no_100_continue(address: tuple[str, int]) -> None:
+    head = b"POST /a HTTP/1.1\r\nX-Refuse: 1\r\nContent-Length: 900000\r\nExpect: 100-continue\r\n\r\n"
+    answers, closed = exchange(address, head, wanted=1)
+    assert [status(a) for a in answers] == [401] and closed

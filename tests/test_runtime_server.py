@@ -279,3 +279,13 @@ def test_a_route_that_returns_no_json_or_exits_gets_500_and_the_server_goes_on(r
     leave = httpx.get(f"{routes_url}/leave", headers=AUTH)
     assert leave.status_code == 500 and leave.json()["error"].startswith("SystemExit: 3")
     assert httpx.post(f"{routes_url}/api/process", json={"x": 1, "y": 2}, headers=AUTH).json() == {"result": 3}
+
+
+def test_bodies_not_in_utf8_and_pickles_not_in_ascii_get_400(queue: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    body = '{"input": {"function": "add", "args": [1]}}'
+    utf16 = httpx.post(f"{queue}/v2/ep1/runsync", content=body.encode("utf-16"), headers=AUTH)
+    assert utf16.status_code == 400 and utf16.json()["error"] == "the body must be JSON in UTF-8"
+    monkeypatch.setenv("FLASHC_PICKLE_SECRET", "s")
+    odd = {"input": {"pickled": "\u00e9", "signature": "ab"}}
+    refused = httpx.post(f"{queue}/v2/ep1/runsync", json=odd, headers=AUTH)
+    assert refused.status_code == 400 and "both ASCII" in refused.json()["error"]

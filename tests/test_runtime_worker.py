@@ -77,6 +77,28 @@ def not_json():
 
 
 @remote(cpu)
+class Slowstart:
+    def __init__(self):
+        time.sleep(0.1)  # the reader hands reading off before this job is on the event loop
+
+    async def wait(self):
+        await asyncio.sleep(0.3)
+        return "ran to the end"
+
+
+@remote(cpu)
+def hog_threads(seconds):
+    import threading
+
+    threading.stack_size(1 << 44)  # no new thread can be started while this job runs
+    try:
+        time.sleep(seconds)
+    finally:
+        threading.stack_size(0)
+    return "done"
+
+
+@remote(cpu)
 def nest(depth):
     value = []
     for _ in range(depth):
@@ -273,3 +295,19 @@ def test_lines_longer_than_a_read_arrive_whole(worker: Worker) -> None:
     worker.send(("big", {"function": "echo", "args": [big]}), ("small", {"function": "echo", "args": [1]}))
     done = {m["id"]: m for m in worker.results(2)}
     assert done["big"]["output"] == big and done["small"]["output"] == 1
+
+
+def test_a_cancel_that_comes_before_the_job_is_on_the_event_loop_still_cancels_it(worker: Worker) -> None:
+    assert worker.process.stdin is not None
+    worker.send(("early", {"function": "Slowstart", "method": "wait"}))
+    worker.process.stdin.write(b'{"cancel": "early"}\n')
+    worker.process.stdin.flush()
+    assert worker.results(1)[0] == {"id": "early", "status": "CANCELLED"}
+
+
+def test_when_no_thread_can_be_started_the_reader_goes_on_after_its_job(worker: Worker) -> None:
+    worker.send(("hog", {"function": "hog_threads", "args": [0.5]}), ("next", {"function": "echo", "args": [1]}))
+    done = worker.results(2)
+    assert [m["id"] for m in done] == ["hog", "next"]  # in order: nobody else could read
+    worker.send(("after", {"function": "nap", "args": [0.3, "a"]}), ("fast", {"function": "echo", "args": [2]}))
+    assert worker.results(1)[0]["id"] == "fast"  # threads can be started again: hand-offs work

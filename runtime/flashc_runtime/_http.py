@@ -17,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote_plus
 
-__all__ = ["HEAD_LIMIT", "Connection", "Handle", "Request", "Respond", "parse_request"]
+__all__ = ["HEAD_LIMIT", "Admit", "Connection", "Handle", "Request", "Respond", "parse_request"]
 
 HEAD_LIMIT = 64 * 1024  # bytes of request line and headers
 _LINGER = 2.0  # seconds a connection stays open, reading and dropping, after its last answer
@@ -34,15 +35,17 @@ Request = tuple[str, str, dict[str, str], dict[str, str], bytes]  # method, path
 # Answers the request being served: a status and a JSON payload, or bytes already encoded as JSON.
 Respond = Callable[[int, Any], None]
 Handle = Callable[[Request, Respond], None]
+# The answer to a request refused on its head alone (a wrong key), sent before its body is; or None.
+Admit = Callable[[Mapping[str, str]], "tuple[int, Any] | None"]
 
 
 class _MoreBody:
     """The head has arrived, the body not all of it yet."""
 
-    __slots__ = ("expects_continue",)
+    __slots__ = ("headers",)
 
-    def __init__(self, expects_continue: bool) -> None:
-        self.expects_continue = expects_continue
+    def __init__(self, headers: dict[str, str]) -> None:
+        self.headers = headers
 
 
 class Connection(asyncio.BufferedProtocol):
@@ -56,8 +59,8 @@ class Connection(asyncio.BufferedProtocol):
 
     scratch = memoryview(bytearray(_READ_SIZE))
 
-    def __init__(self, handle: Handle, max_body: int) -> None:
-        self.handle, self.max_body = handle, max_body
+    def __init__(self, handle: Handle, max_body: int, admit: Admit | None = None) -> None:
+        self.handle, self.max_body, self.admit = handle, max_body, admit
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.busy = False  # a request is being answered; the next waits in the buffer
@@ -108,7 +111,12 @@ class Connection(asyncio.BufferedProtocol):
             while not self.busy and not self.writing_paused and self.transport is not None:
                 parsed = parse_request(self.buffer, self.max_body)
                 if isinstance(parsed, _MoreBody):
-                    if parsed.expects_continue and not self.continued:
+                    if parsed.headers.get("expect", "").lower() == "100-continue" and not self.continued:
+                        refused = self.admit(parsed.headers) if self.admit else None
+                        if refused is not None:  # no point sending a body that will be refused
+                            self.busy, self.keep_alive = True, False
+                            self.answer(*refused)
+                            return
                         self.continued = True
                         self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                     parsed = None
@@ -124,7 +132,12 @@ class Connection(asyncio.BufferedProtocol):
                 size, request, self.keep_alive = parsed
                 del self.buffer[:size]
                 self.continued = False
-                self.handle(request, self.answer)
+                try:
+                    self.handle(request, self.answer)
+                except Exception:  # a bug: the client gets 500, not a dropped connection
+                    traceback.print_exc()
+                    if self.busy:
+                        self.answer(500, {"error": "the endpoint failed to serve this request; see its log"})
         finally:
             self.serving = False
 
@@ -214,9 +227,9 @@ def parse_request(buffer: bytearray, max_body: int) -> tuple[int, Request, bool]
         return 413
     size = end + 4 + length
     if len(buffer) < size:
-        return _MoreBody(headers.get("expect", "").lower() == "100-continue")
-    connection = headers.get("connection", "").lower()
-    keep_alive = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
+        return _MoreBody(headers)
+    options = {option.strip() for option in headers.get("connection", "").lower().split(",")}
+    keep_alive = "close" not in options if version == "HTTP/1.1" else "keep-alive" in options
     path, _, raw_query = target.partition("?")
     query = {}
     for pair in raw_query.split("&") if raw_query else ():

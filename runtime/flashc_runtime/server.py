@@ -51,6 +51,7 @@ RETAIN_RUNSYNC = 60.0
 RETAIN_RUN = 30 * 60.0
 _SWEEP_EVERY = 0.1  # seconds: sweeps of expired results come no closer, so not every turn under load
 _EXIT_GRACE = 1.0  # seconds to wait, after the worker exits, for the rest of its output
+_STUCK_AFTER = 1.0  # seconds after a job ended here that it counts as stuck in the worker if it runs on
 _STATUSES = ("IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
 
 
@@ -132,13 +133,20 @@ class Endpoint:
 
     def protocol(self) -> asyncio.BaseProtocol:
         """A connection's protocol: pass this method to `loop.create_server`."""
-        return Connection(self.handle, MAX_BODY)
+        return Connection(self.handle, MAX_BODY, self.admit)
+
+    def admit(self, headers: Mapping[str, str]) -> tuple[int, Any] | None:
+        """The answer to a request refused on its head alone (before its body is sent), or None."""
+        if not self._authorized(headers.get("authorization", "")):
+            return 401, {"error": "missing or wrong API key: send Authorization: Bearer <key>"}
+        return None
 
     def handle(self, request: Request, respond: Respond) -> None:
         """Serve one request; `respond` is called once, now or when the answer is ready."""
         method, path, query, headers, body = request
-        if not self._authorized(headers.get("authorization", "")):
-            respond(401, {"error": "missing or wrong API key: send Authorization: Bearer <key>"})
+        refused = self.admit(headers)
+        if refused is not None:
+            respond(*refused)
         elif not self.load_balanced:
             self._queue(method, path, body, respond)
         elif path == "/ping" and method == "GET":
@@ -184,6 +192,8 @@ class Endpoint:
         if action in ("run", "runsync") and not rest:
             if method != "POST":
                 return respond(405, {"error": f"{action} takes POST"})
+            if json.detect_encoding(body) not in ("utf-8", "utf-8-sig"):
+                return respond(400, {"error": "the body must be JSON in UTF-8"})
             try:
                 request = json.loads(body)
             except (ValueError, RecursionError):
@@ -373,26 +383,27 @@ class WorkerProcess:
     """Runs jobs in a child process (`flashc_runtime.worker`), restarted whenever it dies.
 
     Jobs it was running when it died fail with a clear error; jobs submitted while a new one
-    starts wait for it (their timeout still runs), so nothing waits forever. A job that ended
-    here (timed out, cancelled) is cancelled in the worker too; a sync function cannot be
-    stopped there, so once `limit` such jobs still run in it, the worker is replaced.
+    starts wait for it (their timeout still runs), so nothing waits forever.
+
+    A job that ended here (timed out, cancelled) is cancelled in the worker too. An async job
+    stops; a sync one cannot be stopped and runs on. Once `limit` jobs still run there a second
+    after they ended, the worker is retired: new jobs go to a new worker, the old one finishes
+    the jobs it has that have not ended, and is then stopped.
     """
 
     def __init__(self, root: Path, resource: str, limit: int = 1) -> None:
         self.root, self.resource, self.limit = root, resource, limit
-        self.pipes: _WorkerPipes | None = None  # the running worker's, None while it (re)starts
-        self.pending: dict[str, tuple[_Job, Settle]] = {}  # sent to the worker, not answered yet
-        self.backlog: list[tuple[_Job, Settle, bytes]] = []  # submitted while no worker runs
-        self.outgoing: list[bytes] = []  # lines not written yet
-        self.abandoned: set[str] = set()  # ended here, still running in the worker
-        self.restarts = 0
+        self.current: _WorkerPipes | None = None  # the worker that takes jobs; None while one starts
+        self.workers: list[_WorkerPipes] = []  # the current one and any being retired
+        self.backlog: list[tuple[_Job, Settle, bytes]] = []  # submitted while no worker takes jobs
+        self.replacing = False
 
     @property
     def pid(self) -> int | None:
-        return self.pipes.pid if self.pipes else None
+        return self.current.pid if self.current else None
 
     async def start(self) -> None:
-        """Start the worker and wait until it has imported the handler; WorkerStartFailed if it cannot."""
+        """Start a worker and wait until it has imported the handler; WorkerStartFailed if it cannot."""
         pipes = _WorkerPipes(self)
         await asyncio.get_running_loop().subprocess_exec(
             lambda: pipes, sys.executable, "-m", "flashc_runtime.worker", "--root", str(self.root),
@@ -400,94 +411,73 @@ class WorkerProcess:
         )  # fmt: skip
         if not await pipes.ready:  # the worker says it is ready once the handler imported
             raise WorkerStartFailed(f"the worker process exited with status {await pipes.exited} while starting")
-        self.pipes = pipes
+        self.current = pipes
+        self.workers.append(pipes)
         backlog, self.backlog = self.backlog, []
         for job, settle, line in backlog:
             if not job.done:
-                self._submit_line(job, settle, line)
+                pipes.run(job, settle, line)
 
     def submit(self, job: _Job, settle: Settle) -> None:
         """Send a job to the worker; `settle` gets its result (chunks go to `job.stream`)."""
         body = job.body or b""
         if b"\n" in body or b"\r" in body:  # whitespace between tokens: JSON strings cannot hold them
             body = body.replace(b"\n", b" ").replace(b"\r", b" ")
-        self._submit_line(job, settle, b'{"id": "%s"}%s%s\n' % (job.id.encode(), SEPARATOR, body))
-
-    def _submit_line(self, job: _Job, settle: Settle, line: bytes) -> None:
-        if self.pipes is None:
+        line = b'{"id": "%s"}%s%s\n' % (job.id.encode(), SEPARATOR, body)
+        if self.current is None:
             self.backlog.append((job, settle, line))
-            return
-        self.pending[job.id] = (job, settle)
-        self._send(line)
+        else:
+            self.current.run(job, settle, line)
 
     def abandon(self, job_id: str) -> None:
         """The job has ended here (timed out, cancelled): stop it in the worker if it can be."""
-        if self.pending.pop(job_id, None) is None:
-            return  # it was answered already, or never sent
-        self.abandoned.add(job_id)
-        self._send(b'{"cancel": "%s"}\n' % job_id.encode())
-        if len(self.abandoned) >= self.limit and self.pipes is not None:
-            self.pipes.kill(
-                f"{len(self.abandoned)} jobs that had ended here (timed out or cancelled) were still running in it"
-            )
+        for pipes in self.workers:
+            if pipes.abandon(job_id):
+                asyncio.get_running_loop().call_later(_STUCK_AFTER, self._check_stuck, pipes)
+                return
 
-    def _send(self, line: bytes) -> None:
-        if not self.outgoing:  # lines sent in one turn of the event loop go in one write
-            asyncio.get_running_loop().call_soon(self._write)
-        self.outgoing.append(line)
-
-    def _write(self) -> None:
-        lines, self.outgoing = self.outgoing, []
-        if self.pipes is not None:  # else it died meanwhile, and its jobs failed
-            self.pipes.send(b"".join(lines))
-
-    def received(self, message: dict[str, Any], payload: bytes) -> None:
-        job_id = str(message.get("id"))
-        if "chunk" not in message:
-            self.abandoned.discard(job_id)  # it has ended in the worker too
-        entry = self.pending.get(job_id)
-        if entry is None:
-            return
-        job, settle = entry
-        if "chunk" in message:
-            job.stream.append(payload)
-            return
-        del self.pending[job.id]
-        if message.get("status") == "COMPLETED":
-            settle(job, "COMPLETED", payload)
-        else:
-            settle(job, "FAILED", message.get("error", "the job failed"))
+    def _check_stuck(self, pipes: _WorkerPipes) -> None:
+        stuck = pipes.stuck(_STUCK_AFTER)
+        if pipes is self.current and stuck >= self.limit:
+            self.current = None  # new jobs wait for the new worker
+            pipes.retire(f"{stuck} jobs that had ended here (timed out or cancelled) were still running in it")
+            self._replace()
 
     def died(self, pipes: _WorkerPipes, status: int) -> None:
-        if pipes is not self.pipes:
+        if pipes not in self.workers:
             return  # a worker that never started; start() reports it
-        self.pipes = None
-        pending, self.pending = self.pending, {}
-        self.abandoned.clear()
-        if pipes.killed_because:
-            error = f"the worker process was replaced while running this job, because {pipes.killed_because}"
+        self.workers.remove(pipes)
+        if pipes.retired_because:
+            error = f"the worker process was replaced while running this job, because {pipes.retired_because}"
         else:
             error = f"the worker process died (exit status {status}) while running this job"
-        error += "; a new one was started"
-        for job, settle in pending.values():
-            settle(job, "FAILED", error)
-        self.restarts += 1
-        asyncio.get_running_loop().create_task(self._restart())
+        pipes.fail_all(error + "; a new one was started")
+        if pipes is self.current:
+            self.current = None
+            self._replace()
 
-    async def _restart(self) -> None:
+    def _replace(self) -> None:
+        if not self.replacing:
+            self.replacing = True
+            asyncio.get_running_loop().create_task(self._start_again())
+
+    async def _start_again(self) -> None:
         delay = 0.1
-        while True:
-            try:
-                await self.start()
-                return
-            except WorkerStartFailed as exc:  # e.g. user code it imports broke: retry, slower each time
-                print(f"flashc_runtime: {exc}; retrying in {delay:g} s", file=sys.stderr, flush=True)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        try:
+            while True:
+                try:
+                    await self.start()
+                    return
+                except WorkerStartFailed as exc:  # e.g. user code it imports broke: retry, slower each time
+                    print(f"flashc_runtime: {exc}; retrying in {delay:g} s", file=sys.stderr, flush=True)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+        finally:
+            self.replacing = False
 
 
 class _WorkerPipes(asyncio.SubprocessProtocol):
-    """One worker process's pipes: job lines out, result lines in, and its exit."""
+    """One worker process: its pipes (job lines out, result lines in), its jobs, and its exit."""
 
     def __init__(self, owner: WorkerProcess) -> None:
         loop = asyncio.get_running_loop()
@@ -497,7 +487,10 @@ class _WorkerPipes(asyncio.SubprocessProtocol):
         self.transport: asyncio.SubprocessTransport | None = None
         self.buffer = bytearray()
         self.stdout_closed = False
-        self.killed_because: str | None = None
+        self.pending: dict[str, tuple[_Job, Settle]] = {}  # sent to it, not answered yet
+        self.abandoned: dict[str, float] = {}  # ended here, maybe still running there: since when
+        self.outgoing: list[bytes] = []  # lines not written yet
+        self.retired_because: str | None = None  # takes no new jobs, stops once its last one ends
 
     @property
     def pid(self) -> int | None:
@@ -507,16 +500,49 @@ class _WorkerPipes(asyncio.SubprocessProtocol):
         assert isinstance(transport, asyncio.SubprocessTransport)
         self.transport = transport
 
-    def send(self, data: bytes) -> None:
-        assert self.transport is not None
+    def run(self, job: _Job, settle: Settle, line: bytes) -> None:
+        self.pending[job.id] = (job, settle)
+        self._send(line)
+
+    def abandon(self, job_id: str) -> bool:
+        """Cancel a job of this worker's that has ended here; False if it is not one."""
+        if self.pending.pop(job_id, None) is None:
+            return False
+        self.abandoned[job_id] = time.monotonic()
+        self._send(b'{"cancel": "%s"}\n' % job_id.encode())
+        self._stop_if_idle()
+        return True
+
+    def stuck(self, after: float) -> int:
+        """How many of the jobs that ended here still run in it, `after` seconds on."""
+        limit = time.monotonic() - after + 0.001
+        return sum(1 for since in self.abandoned.values() if since <= limit)
+
+    def retire(self, why: str) -> None:
+        self.retired_because = why
+        self._stop_if_idle()
+
+    def _stop_if_idle(self) -> None:
+        if self.retired_because and not self.pending and self.transport is not None:
+            self.transport.kill()  # what still runs in it had ended here already
+
+    def fail_all(self, error: str) -> None:
+        pending, self.pending = self.pending, {}
+        for job, settle in pending.values():
+            settle(job, "FAILED", error)
+
+    def _send(self, line: bytes) -> None:
+        if not self.outgoing:  # lines sent in one turn of the event loop go in one write
+            asyncio.get_running_loop().call_soon(self._write)
+        self.outgoing.append(line)
+
+    def _write(self) -> None:
+        lines, self.outgoing = self.outgoing, []
+        if self.transport is None or self.exited.done():
+            return  # it has died, and its jobs have failed
         stdin = self.transport.get_pipe_transport(0)
         assert isinstance(stdin, asyncio.WriteTransport)
-        stdin.write(data)
-
-    def kill(self, why: str) -> None:
-        assert self.transport is not None
-        self.killed_because = why
-        self.transport.kill()
+        stdin.write(b"".join(lines))
 
     def pipe_data_received(self, fd: int, data: bytes | str) -> None:
         assert isinstance(data, bytes)
@@ -535,7 +561,24 @@ class _WorkerPipes(asyncio.SubprocessProtocol):
             except ValueError:  # not from the protocol: a bug; the other lines still count
                 print(f"flashc_runtime: a line from the worker is not JSON: {head[:200]!r}", file=sys.stderr)
                 continue
-            self.owner.received(message, bytes(payload))
+            self._received(message, bytes(payload))
+
+    def _received(self, message: dict[str, Any], payload: bytes) -> None:
+        job_id = str(message.get("id"))
+        if "chunk" in message:
+            entry = self.pending.get(job_id)
+            if entry is not None:
+                entry[0].stream.append(payload)
+            return
+        self.abandoned.pop(job_id, None)  # it has ended there too
+        entry = self.pending.pop(job_id, None)
+        if entry is not None:
+            job, settle = entry
+            if message.get("status") == "COMPLETED":
+                settle(job, "COMPLETED", payload)
+            else:
+                settle(job, "FAILED", message.get("error", "the job failed"))
+        self._stop_if_idle()
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
         if fd == 1:

@@ -35,6 +35,8 @@ def signature_problem(job_input: Mapping[str, Any]) -> str | None:
         return "this endpoint accepts no pickled input"
     if not isinstance(pickled, str) or not isinstance(signature, str):
         return "a pickled input needs 'pickled' and 'signature' strings"
+    if not pickled.isascii() or not signature.isascii():
+        return "a pickled input's 'pickled' is base64 and its 'signature' hex: both ASCII"
     if not hmac.compare_digest(sign(secret, pickled), signature):
         return "the pickled input's signature is wrong: unsigned pickles are refused"
     return None

@@ -56,6 +56,7 @@ from .handler import Call, create_resolver, drain
 __all__ = ["HANDOFF", "SEPARATOR", "main"]
 
 HANDOFF = 0.002  # seconds a sync job runs on the reader before reading moves to another thread
+_CANCELLED = object()  # a cancel came for a job before it was on the event loop
 SEPARATOR = b"\x1f"  # between a line's header and its payload
 _READ_SIZE = 1 << 16
 
@@ -77,7 +78,9 @@ class _Worker:
         self.reader: object = None  # the token of the thread that reads now
         self.inline: tuple[object, float] | None = None  # the reader's sync job: its token, its start
         self.watchdog_idle = False  # waiting with no timeout, so a job start must wake it
-        self.tasks: dict[str, concurrent.futures.Future[None]] = {}  # async jobs running, by id
+        # Every job from its line until its end: an async job's future once it has one, or
+        # _CANCELLED when a cancel came before it did.
+        self.jobs: dict[str, concurrent.futures.Future[None] | object | None] = {}
         self.out_lock = threading.Lock()  # one writer at a time, and lines in the order posted
         self.outbox: list[bytes] = []
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -132,6 +135,7 @@ class _Worker:
             return
         job_id = meta["id"]
         with self.lock:
+            self.jobs[job_id] = None
             self.inline = (token, time.monotonic())
             if self.watchdog_idle:
                 self.watch.notify()
@@ -140,26 +144,39 @@ class _Worker:
             if self.inline is not None and self.inline[0] is token:
                 self.inline = None
             still_reader = self.reader is token
+            if result is not None:
+                self.jobs.pop(job_id, None)
         if result is not None:
             self._send(result, flush=not still_reader)
 
     def _watchdog(self) -> None:
-        with self.lock:
-            while True:
-                if self.inline is None:
-                    self.watchdog_idle = True
-                    self.watch.wait()
-                    self.watchdog_idle = False
-                    continue
-                _, started = self.inline
-                left = started + HANDOFF - time.monotonic()
-                if left > 0:
-                    self.watch.wait(left)
-                    continue
-                # The reader's job is slow: a new thread reads, the old one ends after its job.
-                self.inline = None
-                self.reader = new = object()
-                threading.Thread(target=self._read, args=(new,), name="flashc-job", daemon=True).start()
+        try:
+            with self.lock:
+                while True:
+                    if self.inline is None:
+                        self.watchdog_idle = True
+                        self.watch.wait()
+                        self.watchdog_idle = False
+                        continue
+                    token, started = self.inline
+                    left = started + HANDOFF - time.monotonic()
+                    if left > 0:
+                        self.watch.wait(left)
+                        continue
+                    # The reader's job is slow: a new thread reads, the old one ends after its job.
+                    self.reader = new = object()
+                    try:
+                        threading.Thread(target=self._read, args=(new,), name="flashc-job", daemon=True).start()
+                    except RuntimeError as exc:  # no thread to be had now: the old reader goes on reading
+                        self.reader = token
+                        print(f"flashc_runtime: cannot start a thread ({exc}); trying again", file=sys.stderr)
+                        self.watch.wait(0.1)
+                        continue
+                    self.inline = None
+        except BaseException:  # without a watchdog a slow job would hold up every other one for good
+            traceback.print_exc()
+            sys.stderr.flush()
+            os._exit(70)
 
     # --- running jobs -----------------------------------------------------------------------
 
@@ -172,7 +189,10 @@ class _Worker:
             if inspect.iscoroutinefunction(call.target):
                 future = asyncio.run_coroutine_threadsafe(self._run_async(job_id, call), self._event_loop())
                 with self.lock:
-                    self.tasks[job_id] = future
+                    if job_id in self.jobs:  # else it has finished already
+                        if self.jobs[job_id] is _CANCELLED:
+                            future.cancel()
+                        self.jobs[job_id] = future
                 return None
             result = call.target(*call.args, **call.kwargs)
             if inspect.isgenerator(result):
@@ -196,7 +216,7 @@ class _Worker:
         except BaseException as exc:
             line = _failed(job_id, exc)
         with self.lock:
-            self.tasks.pop(job_id, None)
+            self.jobs.pop(job_id, None)
         self._send(line, flush=True)
 
     async def _finish(self, job_id: str, result: Any) -> Any:
@@ -207,8 +227,12 @@ class _Worker:
 
     def _cancel(self, job_id: str) -> None:
         with self.lock:
-            future = self.tasks.get(job_id)
-        if future is not None:
+            if job_id not in self.jobs:
+                return  # it has finished
+            future = self.jobs[job_id]
+            if future is None:  # not on the event loop yet (or a sync job, which cannot be stopped)
+                self.jobs[job_id] = _CANCELLED
+        if isinstance(future, concurrent.futures.Future):
             future.cancel()  # the task gets CancelledError on its loop, as on Runpod
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
