@@ -313,6 +313,8 @@ class _Connection(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+
+    def start(self) -> None:
         self._send()
 
     def _send(self) -> None:
@@ -374,6 +376,8 @@ async def _run_connections(host: str, port: int, run: _Run) -> None:
             run.record(0.0, f"cannot connect: {exc}")
             continue
         connections.append(connection)
+    for connection in connections:  # all connected first: setting one up is not part of a request
+        connection.start()
     while not all(c.done.done() for c in connections):
         await asyncio.wait([c.done for c in connections], timeout=1.0)
         for connection in connections:
