@@ -109,7 +109,7 @@ class Connection(asyncio.BufferedProtocol):
         self.serving = True
         try:
             while not self.busy and not self.writing_paused and self.transport is not None:
-                parsed = parse_request(self.buffer, self.max_body)
+                parsed = parse_request(self.buffer, self.max_body) if self.buffer else None
                 if isinstance(parsed, _MoreBody):
                     if parsed.headers.get("expect", "").lower() == "100-continue" and not self.continued:
                         refused = self.admit(parsed.headers) if self.admit else None

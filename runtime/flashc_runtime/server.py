@@ -28,7 +28,6 @@ import subprocess
 import sys
 import time
 import traceback
-import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
@@ -192,10 +191,12 @@ class Endpoint:
         if action in ("run", "runsync") and not rest:
             if method != "POST":
                 return respond(405, {"error": f"{action} takes POST"})
-            if json.detect_encoding(body) not in ("utf-8", "utf-8-sig"):
+            try:
+                text = body.decode("utf-8-sig")
+            except UnicodeDecodeError:
                 return respond(400, {"error": "the body must be JSON in UTF-8"})
             try:
-                request = json.loads(body)
+                request = json.loads(text)
             except (ValueError, RecursionError):
                 return respond(400, {"error": "the body is not JSON (or is nested too deeply)"})
             if not isinstance(request, dict) or not isinstance(request.get("input", {}), dict):
@@ -253,9 +254,9 @@ class Endpoint:
 
     def _submit(self, job_input: Any, body: bytes, retain: float) -> _Job:
         if self._in_worker:  # the worker reads the request itself; nothing is encoded again here
-            job = _Job(f"{uuid.uuid4()}", None, body, retain=retain)
+            job = _Job(_job_id(), None, body, retain=retain)
         else:
-            job = _Job(f"{uuid.uuid4()}", job_input, retain=retain)
+            job = _Job(_job_id(), job_input, retain=retain)
         self.jobs[job.id] = job
         if self.running < self.capacity:
             self._start(job)
@@ -364,6 +365,12 @@ class Endpoint:
         if waiter in job.waiters:
             job.waiters.remove(waiter)
             waiter.respond(200, job.envelope())
+
+
+def _job_id() -> str:
+    """128 random bits in a UUID's layout, like uuid4(), at under half its cost (every job has one)."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _failure(exc: BaseException) -> str:
@@ -557,7 +564,7 @@ class _WorkerPipes(asyncio.SubprocessProtocol):
                 continue
             head, _, payload = line.partition(SEPARATOR)
             try:
-                message = json.loads(head)
+                message = json.loads(head.decode())
             except ValueError:  # not from the protocol: a bug; the other lines still count
                 print(f"flashc_runtime: a line from the worker is not JSON: {head[:200]!r}", file=sys.stderr)
                 continue

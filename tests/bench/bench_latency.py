@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -271,11 +272,14 @@ async def _load(url: str, headers: dict[str, str], body: dict[str, Any], check: 
     return load
 
 
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)", re.IGNORECASE)
+
+
 def _content_length(head: bytes) -> int:
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            return int(line.split(b":", 1)[1])
-    raise ValueError("no Content-Length")
+    found = _CONTENT_LENGTH.search(head)
+    if found is None:
+        raise ValueError("no Content-Length")
+    return int(found.group(1))
 
 
 @dataclass
