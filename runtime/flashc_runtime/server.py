@@ -48,6 +48,7 @@ _RUNSYNC_WAIT = 90.0  # seconds /runsync waits before answering with the job sti
 # How long a finished job's result stays readable at /status, as on Runpod: then it is 404.
 RETAIN_RUNSYNC = 60.0
 RETAIN_RUN = 30 * 60.0
+_PATROL_EVERY = 0.05  # seconds between two looks for /runsync calls whose wait has run out
 _SWEEP_EVERY = 0.1  # seconds: sweeps of expired results come no closer, so not every turn under load
 _EXIT_GRACE = 1.0  # seconds to wait, after the worker exits, for the rest of its output
 _STUCK_AFTER = 1.0  # seconds after a job ended here that it counts as stuck in the worker if it runs on
@@ -95,10 +96,10 @@ def _with_raw(fields: dict[str, Any], name: str, raw: bytes) -> bytes:
 class _Waiter:
     """A /runsync call waiting for its job: answered when the job ends, or when its wait runs out."""
 
-    __slots__ = ("respond", "timer")
+    __slots__ = ("deadline", "respond")
 
-    def __init__(self, respond: Respond, timer: asyncio.TimerHandle | None = None) -> None:
-        self.respond, self.timer = respond, timer
+    def __init__(self, respond: Respond, deadline: float) -> None:
+        self.respond, self.deadline = respond, deadline
 
 
 # A running job's end: the job, COMPLETED or FAILED, and its output (JSON text) or error.
@@ -126,6 +127,8 @@ class Endpoint:
         self.finished = dict.fromkeys(_STATUSES, 0)  # every job that ever finished, by status
         self.expiring: dict[float, collections.deque[tuple[float, str]]] = {}  # retention: (when, job id)
         self.sweeper: asyncio.TimerHandle | None = None
+        self.runsync_waiting: dict[_Waiter, _Job] = {}
+        self.patrol: asyncio.TimerHandle | None = None
         self.sweep_at: float | None = None
         self._in_worker = isinstance(handler, WorkerProcess)
         self.routes: set[asyncio.Task[tuple[int, Any]]] = set()  # load-balanced requests being served
@@ -207,9 +210,12 @@ class Endpoint:
             job = self._submit(request.get("input"), body, RETAIN_RUNSYNC if action == "runsync" else RETAIN_RUN)
             if action == "runsync" and not job.done:
                 # Past the wait, the answer says the job is still running; /status tells the rest.
-                waiter = _Waiter(respond)
-                waiter.timer = asyncio.get_running_loop().call_later(_RUNSYNC_WAIT, self._stop_waiting, job, waiter)
+                waiter = _Waiter(respond, time.monotonic() + _RUNSYNC_WAIT)
                 job.waiters.append(waiter)
+                # One patrol for every waiting call, not a timer each: most are answered in milliseconds.
+                self.runsync_waiting[waiter] = job
+                if self.patrol is None:
+                    self.patrol = asyncio.get_running_loop().call_later(_PATROL_EVERY, self._patrol)
                 return None
             return respond(200, job.envelope())
         if action == "stream" and len(rest) == 1:
@@ -334,8 +340,7 @@ class Endpoint:
         self.finished[job.status] += 1
         waiters, job.waiters = job.waiters, []
         for waiter in waiters:
-            if waiter.timer is not None:
-                waiter.timer.cancel()
+            del self.runsync_waiting[waiter]
             waiter.respond(200, job.envelope())
         # Results expire in the order they finished, per retention period: a queue per period
         # and one timer for them all, rather than a timer per job.
@@ -361,10 +366,15 @@ class Endpoint:
         if heads:
             self._sweep_later(max(min(heads), now + _SWEEP_EVERY))
 
-    def _stop_waiting(self, job: _Job, waiter: _Waiter) -> None:
-        if waiter in job.waiters:
+    def _patrol(self) -> None:
+        """Answer the /runsync calls whose wait has run out: their job is still running."""
+        now = time.monotonic()
+        for waiter, job in [(w, j) for w, j in self.runsync_waiting.items() if w.deadline <= now]:
+            del self.runsync_waiting[waiter]
             job.waiters.remove(waiter)
             waiter.respond(200, job.envelope())
+        loop = asyncio.get_running_loop()
+        self.patrol = loop.call_later(_PATROL_EVERY, self._patrol) if self.runsync_waiting else None
 
 
 def _job_id() -> str:
