@@ -185,3 +185,8 @@ def test_a_request_refused_on_its_head_gets_no_100_continue(address: tuple[str, 
     head = b"POST /a HTTP/1.1\r\nX-Refuse: 1\r\nContent-Length: 900000\r\nExpect: 100-continue\r\n\r\n"
     answers, closed = exchange(address, head, wanted=1)
     assert [status(a) for a in answers] == [401] and closed
+
+
+def test_a_plus_in_a_path_is_a_plus_and_in_a_query_a_space(address: tuple[str, int]) -> None:
+    (answer,), _ = exchange(address, request("GET", "/items/a+b%20c?q=x+y"))
+    assert b'"path": "/items/a+b c"' in answer and b'"query": {"q": "x y"}' in answer

@@ -20,7 +20,7 @@ import json
 import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import unquote, unquote_plus
 
 __all__ = ["HEAD_LIMIT", "Admit", "Connection", "Handle", "Request", "Respond", "parse_request"]
 
@@ -228,12 +228,17 @@ def parse_request(buffer: bytearray, max_body: int) -> tuple[int, Request, bool]
     size = end + 4 + length
     if len(buffer) < size:
         return _MoreBody(headers)
-    options = {option.strip() for option in headers.get("connection", "").lower().split(",")}
-    keep_alive = "close" not in options if version == "HTTP/1.1" else "keep-alive" in options
+    connection = headers.get("connection")
+    if connection is None:
+        keep_alive = version == "HTTP/1.1"
+    else:
+        options = {option.strip() for option in connection.lower().split(",")}
+        keep_alive = "close" not in options if version == "HTTP/1.1" else "keep-alive" in options
     path, _, raw_query = target.partition("?")
     query = {}
     for pair in raw_query.split("&") if raw_query else ():
         key, _, value = pair.partition("=")
         query[unquote_plus(key)] = unquote_plus(value)
-    request = (method.upper(), unquote_plus(path), query, headers, bytes(buffer[end + 4 : size]))
+    # In a path, unlike a query, '+' is a plus sign.
+    request = (method.upper(), unquote(path), query, headers, bytes(buffer[end + 4 : size]))
     return size, request, keep_alive
