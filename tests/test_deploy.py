@@ -396,7 +396,7 @@ from pathlib import Path
 from flashc_runtime import CpuLiveServerless, remote
 
 jobs = CpuLiveServerless(name="jobs", workersMax=2, executionTimeoutMs=500)
-forky = CpuLiveServerless(name="forky")
+forky = CpuLiveServerless(name="forky", workersMax=1)
 
 
 @remote(jobs)
@@ -422,6 +422,17 @@ def nap(seconds):
 async def then_write(seconds, path):
     await asyncio.sleep(seconds)
     Path(path).write_text("ran to the end")
+
+
+@remote(forky)
+def die_after(seconds):
+    time.sleep(seconds)
+    os._exit(9)
+
+
+@remote(forky)
+def forky_echo(x):
+    return x
 
 
 @remote(forky)
@@ -485,8 +496,20 @@ def test_jobs_that_break_the_rules_fail_alone_and_the_endpoint_recovers(
         # A worker that dies while a process it forked holds its pipes is noticed all the same.
         forky, _ = endpoint(root, "forky")
         started = time.monotonic()
-        died = httpx.post(f"{forky}/runsync", json={"input": {}}, headers=headers, timeout=30).json()
+        died = httpx.post(f"{forky}/runsync", json={"input": {"function": "fork_and_die"}}, headers=headers).json()
         assert died["status"] == "FAILED" and "died (exit status 3)" in died["error"]
         assert time.monotonic() - started < 5
+        # A job queued behind one that kills the worker runs on the new worker (workersMax 1, no timeout).
+        crash = {"input": {"function": "die_after", "args": [0.3]}}
+        first = httpx.post(f"{forky}/run", json=crash, headers=headers).json()["id"]
+        queued = {"input": {"function": "forky_echo", "args": ["after"]}}
+        second = httpx.post(f"{forky}/run", json=queued, headers=headers).json()["id"]
+        for _ in range(100):
+            status = httpx.get(f"{forky}/status/{second}", headers=headers).json()
+            if status["status"] not in ("IN_QUEUE", "IN_PROGRESS"):
+                break
+            time.sleep(0.05)
+        assert status["status"] == "COMPLETED" and status["output"] == "after"
+        assert httpx.get(f"{forky}/status/{first}", headers=headers).json()["status"] == "FAILED"
     finally:
         cli("undeploy", str(root))

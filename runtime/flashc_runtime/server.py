@@ -418,7 +418,9 @@ class WorkerProcess:
 
     @property
     def pid(self) -> int | None:
-        return self.current.pid if self.current else None
+        """The worker that takes jobs, else (while a new one starts) one still finishing its jobs."""
+        live = [self.current] if self.current else self.workers[-1:]
+        return live[0].pid if live else None
 
     async def start(self) -> None:
         """Start a worker and wait until it has imported the handler; WorkerStartFailed if it cannot."""
@@ -461,18 +463,23 @@ class WorkerProcess:
             pipes.retire(f"{stuck} jobs that had ended here (timed out or cancelled) were still running in it")
             self._replace()
 
+    def exited(self, pipes: _WorkerPipes) -> None:
+        """A worker's process has exited: no new job goes to it (its output may still come)."""
+        if pipes is self.current:
+            self.current = None
+            self._replace()
+
     def died(self, pipes: _WorkerPipes, status: int) -> None:
+        """A worker has exited and all it wrote has been read: the jobs it still had fail."""
+        self.exited(pipes)  # first: failing a job starts the next queued one, which must not go to it
         if pipes not in self.workers:
             return  # a worker that never started; start() reports it
         self.workers.remove(pipes)
-        if pipes.retired_because:
+        if pipes.killed:
             error = f"the worker process was replaced while running this job, because {pipes.retired_because}"
         else:
             error = f"the worker process died (exit status {status}) while running this job"
         pipes.fail_all(error + "; a new one was started")
-        if pipes is self.current:
-            self.current = None
-            self._replace()
 
     def _replace(self) -> None:
         if not self.replacing:
@@ -486,8 +493,12 @@ class WorkerProcess:
                 try:
                     await self.start()
                     return
-                except WorkerStartFailed as exc:  # e.g. user code it imports broke: retry, slower each time
-                    print(f"flashc_runtime: {exc}; retrying in {delay:g} s", file=sys.stderr, flush=True)
+                except Exception as exc:  # user code it imports broke, no file descriptors...: retry, slower
+                    print(
+                        f"flashc_runtime: cannot start a worker: {exc}; retrying in {delay:g} s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 10.0)
         finally:
@@ -509,6 +520,7 @@ class _WorkerPipes(asyncio.SubprocessProtocol):
         self.abandoned: dict[str, float] = {}  # ended here, maybe still running there: since when
         self.outgoing: list[bytes] = []  # lines not written yet
         self.retired_because: str | None = None  # takes no new jobs, stops once its last one ends
+        self.killed = False  # stopped by the server, not dead by itself
 
     @property
     def pid(self) -> int | None:
@@ -541,7 +553,8 @@ class _WorkerPipes(asyncio.SubprocessProtocol):
         self._stop_if_idle()
 
     def _stop_if_idle(self) -> None:
-        if self.retired_because and not self.pending and self.transport is not None:
+        if self.retired_because and not self.pending and self.transport is not None and not self.killed:
+            self.killed = True
             self.transport.kill()  # what still runs in it had ended here already
 
     def fail_all(self, error: str) -> None:
@@ -604,6 +617,7 @@ class _WorkerPipes(asyncio.SubprocessProtocol):
             self._check_ended()
 
     def process_exited(self) -> None:
+        self.owner.exited(self)
         self._check_ended()
         # A process the worker forked may hold its output open: do not wait for that forever.
         asyncio.get_running_loop().call_later(_EXIT_GRACE, self._stop_waiting_for_output)
