@@ -56,6 +56,7 @@ from .handler import Call, create_resolver, drain
 __all__ = ["HANDOFF", "SEPARATOR", "main"]
 
 HANDOFF = 0.002  # seconds a sync job runs on the reader before reading moves to another thread
+_STAY_AWAKE = 0.05  # seconds the watchdog keeps looking after the last job started
 _CANCELLED = object()  # a cancel came for a job before it was on the event loop
 SEPARATOR = b"\x1f"  # between a line's header and its payload
 _READ_SIZE = 1 << 16
@@ -78,6 +79,7 @@ class _Worker:
         self.reader: object = None  # the token of the thread that reads now
         self.inline: tuple[object, float] | None = None  # the reader's sync job: its token, its start
         self.watchdog_idle = False  # waiting with no timeout, so a job start must wake it
+        self.last_start = 0.0  # when the reader last started a sync job
         # Every job from its line until its end: an async job's future once it has one, or
         # _CANCELLED when a cancel came before it did.
         self.jobs: dict[str, concurrent.futures.Future[None] | object | None] = {}
@@ -136,7 +138,8 @@ class _Worker:
         job_id = meta["id"]
         with self.lock:
             self.jobs[job_id] = None
-            self.inline = (token, time.monotonic())
+            self.last_start = time.monotonic()
+            self.inline = (token, self.last_start)
             if self.watchdog_idle:
                 self.watch.notify()
         result = self._run(job_id, body)
@@ -154,9 +157,15 @@ class _Worker:
             with self.lock:
                 while True:
                     if self.inline is None:
-                        self.watchdog_idle = True
-                        self.watch.wait()
-                        self.watchdog_idle = False
+                        # Under load, look again every HANDOFF rather than be woken for each job:
+                        # a wake-up per batch of jobs costs more than polling. Sleep for good only
+                        # once no job has started for a while.
+                        if time.monotonic() - self.last_start < _STAY_AWAKE:
+                            self.watch.wait(HANDOFF)
+                        else:
+                            self.watchdog_idle = True
+                            self.watch.wait()
+                            self.watchdog_idle = False
                         continue
                     token, started = self.inline
                     left = started + HANDOFF - time.monotonic()
