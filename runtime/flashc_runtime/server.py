@@ -19,28 +19,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import dataclasses
 import gc
 import hmac
 import importlib
 import json
 import os
-import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from ._http import Connection, Request, Respond
+from ._job import Job, Waiter, with_raw
+from ._supervise import WorkerProcess, WorkerStartFailed
 from .client import RESOURCE_ENV
 from .handler import RequestError, drain
 from .manifest import load_manifest
 from .routes import MethodNotAllowed, RouteNotFound
 from .signing import signature_problem
-from .worker import SEPARATOR
 
 __all__ = ["MAX_BODY", "Endpoint", "WorkerProcess", "import_resource", "main"]
 
@@ -51,60 +50,7 @@ RETAIN_RUNSYNC = 60.0
 RETAIN_RUN = 30 * 60.0
 _PATROL_EVERY = 0.05  # seconds between two looks for /runsync calls whose wait has run out
 _SWEEP_EVERY = 0.1  # seconds: sweeps of expired results come no closer, so not every turn under load
-_EXIT_GRACE = 1.0  # seconds to wait, after the worker exits, for the rest of its output
-_STUCK_AFTER = 1.0  # seconds after a job ended here that it counts as stuck in the worker if it runs on
 _STATUSES = ("IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
-
-
-@dataclasses.dataclass(slots=True)
-class _Job:
-    id: str
-    input: Any  # for an in-process handler; dropped once the job starts
-    body: bytes | None = None  # the request as a worker gets it; dropped once the job starts
-    status: str = "IN_QUEUE"
-    output: bytes = b"null"  # JSON text
-    error: str | None = None
-    queued_at: float = dataclasses.field(default_factory=time.monotonic)
-    started_at: float | None = None
-    finished_at: float | None = None
-    done: bool = False  # finished, failed, cancelled or timed out
-    task: asyncio.Task[None] | None = None  # the in-process run, when there is no worker process
-    timer: asyncio.TimerHandle | None = None  # ends it TIMED_OUT
-    stream: list[bytes] = dataclasses.field(default_factory=list)  # a generator's items so far, as JSON
-    streamed: int = 0  # how many of them /stream has handed out
-    retain: float = RETAIN_RUN  # seconds its result is kept once it has finished
-    waiters: list[_Waiter] = dataclasses.field(default_factory=list)  # /runsync calls waiting
-
-    def envelope(self) -> bytes:
-        """The job as Runpod's API shows it, encoded: the output goes in as the JSON it came as."""
-        fields: dict[str, Any] = {"id": self.id, "status": self.status}
-        if self.started_at is not None:
-            fields["delayTime"] = round((self.started_at - self.queued_at) * 1000)
-        if self.started_at is not None and self.finished_at is not None:
-            fields["executionTime"] = round((self.finished_at - self.started_at) * 1000)
-        if self.error is not None:
-            fields["error"] = self.error
-        if self.status == "COMPLETED":
-            return _with_raw(fields, "output", self.output)
-        return json.dumps(fields).encode()
-
-
-def _with_raw(fields: dict[str, Any], name: str, raw: bytes) -> bytes:
-    """`fields` as a JSON object, with one more member whose value is JSON text already."""
-    return b'%s, "%s": %s}' % (json.dumps(fields).encode()[:-1], name.encode(), raw)
-
-
-class _Waiter:
-    """A /runsync call waiting for its job: answered when the job ends, or when its wait runs out."""
-
-    __slots__ = ("deadline", "respond")
-
-    def __init__(self, respond: Respond, deadline: float) -> None:
-        self.respond, self.deadline = respond, deadline
-
-
-# A running job's end: the job, COMPLETED or FAILED, and its output (JSON text) or error.
-Settle = Callable[[_Job, str, Any], None]
 
 
 class Endpoint:
@@ -123,12 +69,12 @@ class Endpoint:
         self.timeout = (config.get("executionTimeoutMs") or 0) / 1000 or None
         self.capacity = max(1, int(config.get("workersMax") or 1))
         self.running = 0
-        self.waiting: collections.deque[_Job] = collections.deque()  # cancelled ones are skipped
-        self.jobs: dict[str, _Job] = {}  # queued, running, and finished ones until they expire
+        self.waiting: collections.deque[Job] = collections.deque()  # cancelled ones are skipped
+        self.jobs: dict[str, Job] = {}  # queued, running, and finished ones until they expire
         self.finished = dict.fromkeys(_STATUSES, 0)  # every job that ever finished, by status
         self.expiring: dict[float, collections.deque[tuple[float, str]]] = {}  # retention: (when, job id)
         self.sweeper: asyncio.TimerHandle | None = None
-        self.runsync_waiting: dict[_Waiter, _Job] = {}
+        self.runsync_waiting: dict[Waiter, Job] = {}
         self.patrol: asyncio.TimerHandle | None = None
         self.sweep_at: float | None = None
         self._in_worker = isinstance(handler, WorkerProcess)
@@ -211,7 +157,7 @@ class Endpoint:
             job = self._submit(request.get("input"), body, RETAIN_RUNSYNC if action == "runsync" else RETAIN_RUN)
             if action == "runsync" and not job.done:
                 # Past the wait, the answer says the job is still running; /status tells the rest.
-                waiter = _Waiter(respond, time.monotonic() + _RUNSYNC_WAIT)
+                waiter = Waiter(respond, time.monotonic() + _RUNSYNC_WAIT)
                 job.waiters.append(waiter)
                 # One patrol for every waiting call, not a timer each: most are answered in milliseconds.
                 self.runsync_waiting[waiter] = job
@@ -228,7 +174,7 @@ class Endpoint:
             if streaming.error is not None:
                 fields["error"] = streaming.error
             items = b", ".join(b'{"output": %s}' % item for item in new)
-            return respond(200, _with_raw(fields, "stream", b"[%s]" % items))
+            return respond(200, with_raw(fields, "stream", b"[%s]" % items))
         if action in ("status", "cancel") and len(rest) == 1:
             job_or_none = self.jobs.get(rest[0])
             if job_or_none is None:
@@ -259,11 +205,9 @@ class Endpoint:
             },
         }
 
-    def _submit(self, job_input: Any, body: bytes, retain: float) -> _Job:
-        if self._in_worker:  # the worker reads the request itself; nothing is encoded again here
-            job = _Job(_job_id(), None, body, retain=retain)
-        else:
-            job = _Job(_job_id(), job_input, retain=retain)
+    def _submit(self, job_input: Any, body: bytes, retain: float) -> Job:
+        worker = self._in_worker  # a worker reads the request itself: nothing is encoded again here
+        job = Job(_job_id(), None if worker else job_input, body if worker else None, retain=retain)
         self.jobs[job.id] = job
         if self.running < self.capacity:
             self._start(job)
@@ -271,7 +215,7 @@ class Endpoint:
             self.waiting.append(job)
         return job
 
-    def _start(self, job: _Job) -> None:
+    def _start(self, job: Job) -> None:
         self.running += 1
         job.status, job.started_at = "IN_PROGRESS", time.monotonic()
         loop = asyncio.get_running_loop()
@@ -283,7 +227,7 @@ class Endpoint:
             job.task = loop.create_task(self._run_here(job, job.input))
         job.input = job.body = None  # a finished job keeps its output, not its request
 
-    async def _run_here(self, job: _Job, job_input: Any) -> None:
+    async def _run_here(self, job: Job, job_input: Any) -> None:
         """Run a job with an in-process handler (tests, and Runpod-style handlers without a worker)."""
         try:
             result = await self.handler({"id": job.id, "input": job_input})
@@ -295,7 +239,7 @@ class Endpoint:
         else:
             self._settle(job, "COMPLETED", output.encode())
 
-    def _settle(self, job: _Job, status: str, value: Any) -> None:
+    def _settle(self, job: Job, status: str, value: Any) -> None:
         """A running job's result, unless the job has ended already (timed out, cancelled)."""
         if job.done:
             return
@@ -306,12 +250,12 @@ class Endpoint:
             job.error = value
         self._release(job)
 
-    def _time_out(self, job: _Job) -> None:
+    def _time_out(self, job: Job) -> None:
         if not job.done:
             job.status, job.error = "TIMED_OUT", f"the job ran longer than executionTimeoutMs ({self.timeout} s)"
             self._release(job)
 
-    def _cancel(self, job: _Job) -> None:
+    def _cancel(self, job: Job) -> None:
         if job.status == "IN_QUEUE":
             job.status, job.finished_at = "CANCELLED", time.monotonic()
             self._finish(job)
@@ -319,7 +263,7 @@ class Endpoint:
             job.status = "CANCELLED"
             self._release(job)
 
-    def _release(self, job: _Job) -> None:
+    def _release(self, job: Job) -> None:
         """A running job has ended: its slot goes to the next queued job."""
         job.finished_at = time.monotonic()
         if job.timer is not None:
@@ -335,7 +279,7 @@ class Endpoint:
             if queued.status == "IN_QUEUE":
                 self._start(queued)
 
-    def _finish(self, job: _Job) -> None:
+    def _finish(self, job: Job) -> None:
         """Answer whoever waits for the job; its result expires `job.retain` seconds later."""
         job.done = True
         self.finished[job.status] += 1
@@ -388,255 +332,6 @@ def _failure(exc: BaseException) -> str:
     """The error a failed job carries: type, message and the traceback text."""
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     return f"{type(exc).__name__}: {exc}\n{text}"
-
-
-# --- the worker process -----------------------------------------------------------------------
-
-
-class WorkerStartFailed(Exception):
-    pass
-
-
-class WorkerProcess:
-    """Runs jobs in a child process (`flashc_runtime.worker`), restarted whenever it dies.
-
-    Jobs it was running when it died fail with a clear error; jobs submitted while a new one
-    starts wait for it (their timeout still runs), so nothing waits forever.
-
-    A job that ended here (timed out, cancelled) is cancelled in the worker too. An async job
-    stops; a sync one cannot be stopped and runs on. Once `limit` jobs still run there a second
-    after they ended, the worker is retired: new jobs go to a new worker, the old one finishes
-    the jobs it has that have not ended, and is then stopped.
-    """
-
-    def __init__(self, root: Path, resource: str, limit: int = 1) -> None:
-        self.root, self.resource, self.limit = root, resource, limit
-        self.current: _WorkerPipes | None = None  # the worker that takes jobs; None while one starts
-        self.workers: list[_WorkerPipes] = []  # the current one and any being retired
-        self.backlog: list[tuple[_Job, Settle, bytes]] = []  # submitted while no worker takes jobs
-        self.replacing = False
-
-    @property
-    def pid(self) -> int | None:
-        """The worker that takes jobs, else (while a new one starts) one still finishing its jobs."""
-        live = [self.current] if self.current else self.workers[-1:]
-        return live[0].pid if live else None
-
-    async def start(self) -> None:
-        """Start a worker and wait until it has imported the handler; WorkerStartFailed if it cannot."""
-        pipes = _WorkerPipes(self)
-        await asyncio.get_running_loop().subprocess_exec(
-            lambda: pipes, sys.executable, "-m", "flashc_runtime.worker", "--root", str(self.root),
-            "--resource", self.resource, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None,
-        )  # fmt: skip
-        if not await pipes.ready:  # the worker says it is ready once the handler imported
-            raise WorkerStartFailed(f"the worker process exited with status {await pipes.exited} while starting")
-        self.current = pipes
-        self.workers.append(pipes)
-        backlog, self.backlog = self.backlog, []
-        for job, settle, line in backlog:
-            if not job.done:
-                pipes.run(job, settle, line)
-
-    def submit(self, job: _Job, settle: Settle) -> None:
-        """Send a job to the worker; `settle` gets its result (chunks go to `job.stream`)."""
-        body = job.body or b""
-        if b"\n" in body or b"\r" in body:  # whitespace between tokens: JSON strings cannot hold them
-            body = body.replace(b"\n", b" ").replace(b"\r", b" ")
-        line = b'{"id": "%s"}%s%s\n' % (job.id.encode(), SEPARATOR, body)
-        if self.current is None:
-            self.backlog.append((job, settle, line))
-        else:
-            self.current.run(job, settle, line)
-
-    def abandon(self, job_id: str) -> None:
-        """The job has ended here (timed out, cancelled): stop it in the worker if it can be."""
-        for pipes in self.workers:
-            if pipes.abandon(job_id):
-                asyncio.get_running_loop().call_later(_STUCK_AFTER, self._check_stuck, pipes)
-                return
-
-    def _check_stuck(self, pipes: _WorkerPipes) -> None:
-        stuck = pipes.stuck(_STUCK_AFTER)
-        if pipes is self.current and stuck >= self.limit:
-            self.current = None  # new jobs wait for the new worker
-            pipes.retire(f"{stuck} jobs that had ended here (timed out or cancelled) were still running in it")
-            self._replace()
-
-    def exited(self, pipes: _WorkerPipes) -> None:
-        """A worker's process has exited: no new job goes to it (its output may still come)."""
-        if pipes is self.current:
-            self.current = None
-            self._replace()
-
-    def died(self, pipes: _WorkerPipes, status: int) -> None:
-        """A worker has exited and all it wrote has been read: the jobs it still had fail."""
-        self.exited(pipes)  # first: failing a job starts the next queued one, which must not go to it
-        if pipes not in self.workers:
-            return  # a worker that never started; start() reports it
-        self.workers.remove(pipes)
-        if pipes.killed:
-            error = f"the worker process was replaced while running this job, because {pipes.retired_because}"
-        else:
-            error = f"the worker process died (exit status {status}) while running this job"
-        pipes.fail_all(error + "; a new one was started")
-
-    def _replace(self) -> None:
-        if not self.replacing:
-            self.replacing = True
-            asyncio.get_running_loop().create_task(self._start_again())
-
-    async def _start_again(self) -> None:
-        delay = 0.1
-        try:
-            while True:
-                try:
-                    await self.start()
-                    return
-                except Exception as exc:  # user code it imports broke, no file descriptors...: retry, slower
-                    print(
-                        f"flashc_runtime: cannot start a worker: {exc}; retrying in {delay:g} s",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 10.0)
-        finally:
-            self.replacing = False
-
-
-class _WorkerPipes(asyncio.SubprocessProtocol):
-    """One worker process: its pipes (job lines out, result lines in), its jobs, and its exit."""
-
-    def __init__(self, owner: WorkerProcess) -> None:
-        loop = asyncio.get_running_loop()
-        self.owner = owner
-        self.ready: asyncio.Future[bool] = loop.create_future()  # its first line came, or it exited
-        self.exited: asyncio.Future[int] = loop.create_future()  # its exit status
-        self.transport: asyncio.SubprocessTransport | None = None
-        self.buffer = bytearray()
-        self.stdout_closed = False
-        self.pending: dict[str, tuple[_Job, Settle]] = {}  # sent to it, not answered yet
-        self.abandoned: dict[str, float] = {}  # ended here, maybe still running there: since when
-        self.outgoing: list[bytes] = []  # lines not written yet
-        self.retired_because: str | None = None  # takes no new jobs, stops once its last one ends
-        self.killed = False  # stopped by the server, not dead by itself
-
-    @property
-    def pid(self) -> int | None:
-        return self.transport.get_pid() if self.transport else None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.SubprocessTransport)
-        self.transport = transport
-
-    def run(self, job: _Job, settle: Settle, line: bytes) -> None:
-        self.pending[job.id] = (job, settle)
-        self._send(line)
-
-    def abandon(self, job_id: str) -> bool:
-        """Cancel a job of this worker's that has ended here; False if it is not one."""
-        if self.pending.pop(job_id, None) is None:
-            return False
-        self.abandoned[job_id] = time.monotonic()
-        self._send(b'{"cancel": "%s"}\n' % job_id.encode())
-        self._stop_if_idle()
-        return True
-
-    def stuck(self, after: float) -> int:
-        """How many of the jobs that ended here still run in it, `after` seconds on."""
-        limit = time.monotonic() - after + 0.001
-        return sum(1 for since in self.abandoned.values() if since <= limit)
-
-    def retire(self, why: str) -> None:
-        self.retired_because = why
-        self._stop_if_idle()
-
-    def _stop_if_idle(self) -> None:
-        if self.retired_because and not self.pending and self.transport is not None and not self.killed:
-            self.killed = True
-            self.transport.kill()  # what still runs in it had ended here already
-
-    def fail_all(self, error: str) -> None:
-        pending, self.pending = self.pending, {}
-        for job, settle in pending.values():
-            settle(job, "FAILED", error)
-
-    def _send(self, line: bytes) -> None:
-        if not self.outgoing:  # lines sent in one turn of the event loop go in one write
-            asyncio.get_running_loop().call_soon(self._write)
-        self.outgoing.append(line)
-
-    def _write(self) -> None:
-        lines, self.outgoing = self.outgoing, []
-        if self.transport is None or self.exited.done():
-            return  # it has died, and its jobs have failed
-        stdin = self.transport.get_pipe_transport(0)
-        assert isinstance(stdin, asyncio.WriteTransport)
-        stdin.write(b"".join(lines))
-
-    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
-        assert isinstance(data, bytes)
-        self.buffer += data
-        if b"\n" not in data:
-            return
-        *lines, rest = self.buffer.split(b"\n")
-        self.buffer = rest
-        for line in lines:
-            if not self.ready.done():
-                self.ready.set_result(True)  # the first line says the handler imported
-                continue
-            head, _, payload = line.partition(SEPARATOR)
-            try:
-                message = json.loads(head.decode())
-            except ValueError:  # not from the protocol: a bug; the other lines still count
-                print(f"flashc_runtime: a line from the worker is not JSON: {head[:200]!r}", file=sys.stderr)
-                continue
-            self._received(message, bytes(payload))
-
-    def _received(self, message: dict[str, Any], payload: bytes) -> None:
-        job_id = str(message.get("id"))
-        if "chunk" in message:
-            entry = self.pending.get(job_id)
-            if entry is not None:
-                entry[0].stream.append(payload)
-            return
-        self.abandoned.pop(job_id, None)  # it has ended there too
-        entry = self.pending.pop(job_id, None)
-        if entry is not None:
-            job, settle = entry
-            if message.get("status") == "COMPLETED":
-                settle(job, "COMPLETED", payload)
-            else:
-                settle(job, "FAILED", message.get("error", "the job failed"))
-        self._stop_if_idle()
-
-    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
-        if fd == 1:
-            self.stdout_closed = True
-            self._check_ended()
-
-    def process_exited(self) -> None:
-        self.owner.exited(self)
-        self._check_ended()
-        # A process the worker forked may hold its output open: do not wait for that forever.
-        asyncio.get_running_loop().call_later(_EXIT_GRACE, self._stop_waiting_for_output)
-
-    def _stop_waiting_for_output(self) -> None:
-        self.stdout_closed = True
-        self._check_ended()
-
-    def _check_ended(self) -> None:
-        # Dead once it has exited and all it wrote has been read, in whichever order those come.
-        assert self.transport is not None
-        status = self.transport.get_returncode()
-        if status is None or not self.stdout_closed or self.exited.done():
-            return
-        if not self.ready.done():
-            self.ready.set_result(False)
-        self.exited.set_result(status)
-        self.transport.close()
-        self.owner.died(self, status)
 
 
 def import_resource(root: Path, resource_name: str) -> tuple[ModuleType, Mapping[str, Any]]:
