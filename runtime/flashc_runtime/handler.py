@@ -23,7 +23,7 @@ from typing import Any
 
 from .signing import dumps, loads_call, signature_problem
 
-__all__ = ["Call", "RequestError", "create_handler", "create_resolver", "drain", "in_thread"]
+__all__ = ["Call", "RequestError", "create_handler", "create_resolver", "drain", "failure_text", "in_thread"]
 
 Handler = Callable[[Mapping[str, Any]], Awaitable[Any]]
 
@@ -141,6 +141,14 @@ async def drain(output: Any, emit: Callable[[Any], None]) -> Any:
             items.append(item)
         return items
     return output
+
+
+def failure_text(exc: BaseException) -> str:
+    """The error a failed job or route carries: type, message and the traceback text."""
+    import traceback  # only when something failed: it is not needed to start
+
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return f"{type(exc).__name__}: {exc}\n{text}"
 
 
 async def in_thread(target: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -26,7 +26,6 @@ import json
 import os
 import sys
 import time
-import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
@@ -36,7 +35,7 @@ from ._http import Connection, Request, Respond
 from ._job import Job, Waiter, with_raw
 from ._supervise import WorkerProcess, WorkerStartFailed
 from .client import RESOURCE_ENV
-from .handler import RequestError, drain
+from .handler import RequestError, drain, failure_text
 from .manifest import load_manifest
 from .routes import MethodNotAllowed, RouteNotFound
 from .signing import signature_problem
@@ -129,7 +128,7 @@ class Endpoint:
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # user code (SystemExit too), or a result that is not JSON
-            return 500, {"error": _failure(exc)}
+            return 500, {"error": failure_text(exc)}
 
     # --- queue-based -----------------------------------------------------------------------
 
@@ -235,7 +234,7 @@ class Endpoint:
         except asyncio.CancelledError:
             return  # it timed out or was cancelled, and has ended so already
         except Exception as exc:  # a result that is not JSON too: the job fails with a clear TypeError
-            self._settle(job, "FAILED", _failure(exc))
+            self._settle(job, "FAILED", failure_text(exc))
         else:
             self._settle(job, "COMPLETED", output.encode())
 
@@ -326,12 +325,6 @@ def _job_id() -> str:
     """128 random bits in a UUID's layout, like uuid4(), at under half its cost (every job has one)."""
     h = os.urandom(16).hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-def _failure(exc: BaseException) -> str:
-    """The error a failed job carries: type, message and the traceback text."""
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return f"{type(exc).__name__}: {exc}\n{text}"
 
 
 def import_resource(root: Path, resource_name: str) -> tuple[ModuleType, Mapping[str, Any]]:

@@ -51,7 +51,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .handler import Call, create_resolver, drain
+from .handler import Call, create_resolver, drain, failure_text
 
 __all__ = ["HANDOFF", "SEPARATOR", "main"]
 
@@ -60,11 +60,6 @@ _STAY_AWAKE = 0.05  # seconds the watchdog keeps looking after the last job star
 _CANCELLED = object()  # a cancel came for a job before it was on the event loop
 SEPARATOR = b"\x1f"  # between a line's header and its payload
 _READ_SIZE = 1 << 16
-
-
-def _failure(exc: BaseException) -> str:
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return f"{type(exc).__name__}: {exc}\n{text}"
 
 
 class _Worker:
@@ -291,7 +286,7 @@ def _chunk(job_id: str, item: Any) -> bytes:
 
 
 def _failed(job_id: str, exc: BaseException) -> bytes:
-    return _header({"id": job_id, "status": "FAILED", "error": _failure(exc)})
+    return _header({"id": job_id, "status": "FAILED", "error": failure_text(exc)})
 
 
 def main(argv: list[str] | None = None) -> None:
