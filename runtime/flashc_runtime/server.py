@@ -66,16 +66,15 @@ class Endpoint:
         self.endpoint_id = endpoint_id
         self.api_key = api_key.encode()
         self.timeout = (config.get("executionTimeoutMs") or 0) / 1000 or None
-        self.capacity = max(1, int(config.get("workersMax") or 1))
+        self.capacity = workers_max(resource)
         self.running = 0
         self.waiting: collections.deque[Job] = collections.deque()  # cancelled ones are skipped
         self.jobs: dict[str, Job] = {}  # queued, running, and finished ones until they expire
         self.finished = dict.fromkeys(_STATUSES, 0)  # every job that ever finished, by status
         self.expiring: dict[float, collections.deque[tuple[float, str]]] = {}  # retention: (when, job id)
-        self.sweeper: asyncio.TimerHandle | None = None
+        self.sweeper: asyncio.TimerHandle | None = None  # the next sweep of expired results
         self.runsync_waiting: dict[Waiter, Job] = {}
         self.patrol: asyncio.TimerHandle | None = None
-        self.sweep_at: float | None = None
         self._in_worker = isinstance(handler, WorkerProcess)
         self.routes: set[asyncio.Task[tuple[int, Any]]] = set()  # load-balanced requests being served
 
@@ -290,19 +289,19 @@ class Endpoint:
         # and one timer for them all, rather than a timer per job.
         expires = time.monotonic() + job.retain
         self.expiring.setdefault(job.retain, collections.deque()).append((expires, job.id))
-        if self.sweep_at is None or expires < self.sweep_at:
+        if self.sweeper is None or expires < self.sweeper.when():
             self._sweep_later(expires)
 
     def _sweep_later(self, when: float) -> None:
+        # The event loop's clock is time.monotonic(), so `when` is a time on it.
         if self.sweeper is not None:
             self.sweeper.cancel()
-        self.sweep_at = when
         self.sweeper = asyncio.get_running_loop().call_at(when, self._sweep)
 
     def _sweep(self) -> None:
         """Forget the results that have expired; come back when the next one does."""
         now = time.monotonic()
-        self.sweeper = self.sweep_at = None
+        self.sweeper = None
         for queue in self.expiring.values():
             while queue and queue[0][0] <= now:
                 self.jobs.pop(queue.popleft()[1], None)
@@ -327,27 +326,37 @@ def _job_id() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+def workers_max(resource: Mapping[str, Any]) -> int:
+    """How many of a resource's jobs run at once (`workersMax`, at least 1)."""
+    return max(1, int(resource["config"].get("workersMax") or 1))
+
+
 def import_resource(root: Path, resource_name: str) -> tuple[ModuleType, Mapping[str, Any]]:
     """A resource's handler module and manifest entry, imported from the unpacked archive at `root`."""
+    resource = _resource(root, resource_name)
+    return _import_handler(root, resource), resource
+
+
+def _resource(root: Path, resource_name: str) -> Mapping[str, Any]:
     manifest = load_manifest(root / "flash_manifest.json")
-    resource = manifest["resources"].get(resource_name)
+    resource: Mapping[str, Any] | None = manifest["resources"].get(resource_name)
     if resource is None:
         raise SystemExit(f"flashc_runtime: no resource '{resource_name}' in {root / 'flash_manifest.json'}")
+    return resource
+
+
+def _import_handler(root: Path, resource: Mapping[str, Any]) -> ModuleType:
     sys.path[:0] = [str(root / "_flashc"), str(root), str(root / "src"), str(root / "_flashc" / "site")]
-    return importlib.import_module(resource["handler_module"]), resource
+    return importlib.import_module(resource["handler_module"])
 
 
 def load_endpoint(root: Path, resource_name: str, endpoint_id: str, api_key: str) -> Endpoint:
     """The endpoint of a resource: jobs run in a supervised worker process, routes in this one."""
-    manifest = load_manifest(root / "flash_manifest.json")
-    resource = manifest["resources"].get(resource_name)
-    if resource is None:
-        raise SystemExit(f"flashc_runtime.server: no resource '{resource_name}' in {root / 'flash_manifest.json'}")
+    resource = _resource(root, resource_name)
     if resource["kind"] == "load_balanced":
-        module, resource = import_resource(root, resource_name)
-        return Endpoint(module.handler, resource, endpoint_id, api_key)
-    limit = max(1, int(resource["config"].get("workersMax") or 1))
-    return Endpoint(WorkerProcess(root, resource_name, limit), resource, endpoint_id, api_key)
+        return Endpoint(_import_handler(root, resource).handler, resource, endpoint_id, api_key)
+    worker = WorkerProcess(root, resource_name, workers_max(resource))
+    return Endpoint(worker, resource, endpoint_id, api_key)
 
 
 async def _serve(endpoint: Endpoint, host: str, port: int) -> None:
