@@ -49,7 +49,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .handler import Call, create_resolver, drain, failure_text
 
@@ -72,9 +72,9 @@ class _Worker:
         self.lines: collections.deque[bytes] = collections.deque()  # read, not yet started
         self.pieces: list[bytes] = []  # a line whose end has not been read yet, in pieces
         self.reader: object = None  # the token of the thread that reads now
-        self.inline: tuple[object, float] | None = None  # the reader's sync job: its token, its start
+        self.inline: object = None  # the token of the reader while it runs a job, else None
+        self.last_start = 0.0  # when a reader last started a job (the inline one's start, if any)
         self.watchdog_idle = False  # waiting with no timeout, so a job start must wake it
-        self.last_start = 0.0  # when the reader last started a sync job
         # Every job from its line until its end: an async job's future once it has one, or
         # _CANCELLED when a cancel came before it did.
         self.jobs: dict[str, concurrent.futures.Future[None] | object | None] = {}
@@ -120,9 +120,7 @@ class _Worker:
                 with self.lock:
                     self.lines.extend(lines)
         except BaseException:  # a reader that stopped would leave a live worker that answers nothing
-            traceback.print_exc()
-            sys.stderr.flush()
-            os._exit(70)  # the server sees the exit, fails the running jobs and starts a new worker
+            _end_on_bug()
 
     def _take(self, raw: bytes, token: object) -> None:
         head, _, body = raw.partition(SEPARATOR)
@@ -134,12 +132,12 @@ class _Worker:
         with self.lock:
             self.jobs[job_id] = None
             self.last_start = time.monotonic()
-            self.inline = (token, self.last_start)
+            self.inline = token
             if self.watchdog_idle:
                 self.watch.notify()
         result = self._run(job_id, body)
         with self.lock:
-            if self.inline is not None and self.inline[0] is token:
+            if self.inline is token:
                 self.inline = None
             still_reader = self.reader is token
             if result is not None:
@@ -162,8 +160,8 @@ class _Worker:
                             self.watch.wait()
                             self.watchdog_idle = False
                         continue
-                    token, started = self.inline
-                    left = started + HANDOFF - time.monotonic()
+                    token = self.inline
+                    left = self.last_start + HANDOFF - time.monotonic()
                     if left > 0:
                         self.watch.wait(left)
                         continue
@@ -178,9 +176,7 @@ class _Worker:
                         continue
                     self.inline = None
         except BaseException:  # without a watchdog a slow job would hold up every other one for good
-            traceback.print_exc()
-            sys.stderr.flush()
-            os._exit(70)
+            _end_on_bug()
 
     # --- running jobs -----------------------------------------------------------------------
 
@@ -265,6 +261,14 @@ class _Worker:
         self.outbox.clear()
         while data:
             data = data[os.write(self.out, data) :]
+
+
+def _end_on_bug() -> NoReturn:
+    """Print the exception being handled and end the process: the server sees the exit, fails
+    the jobs that were running and starts a new worker."""
+    traceback.print_exc()
+    sys.stderr.flush()
+    os._exit(70)
 
 
 def _header(fields: dict[str, Any]) -> bytes:
