@@ -9,7 +9,8 @@ project (`bench_latency`'s echo) is built once, and its build tree is copied twi
 `runtime/flashc_runtime/` taken from each revision. Each copy runs an endpoint server (with its
 worker process) on 127.0.0.1, and the loads alternate A, B, A, B... from `bench_latency`'s
 client. Each revision's medians over its rounds are printed: requests/s, p50, p99, and the CPU
-its HTTP process and its worker process used per request, read from `/proc/<pid>/stat` (Linux).
+its HTTP process and its worker process used per request, read from `/proc/<pid>/stat` (Linux);
+then the second revision's figures as ratios to the first's.
 """
 
 from __future__ import annotations
@@ -57,13 +58,18 @@ def main(argv: list[str] | None = None) -> None:
             for _ in range(args.rounds):
                 for server, rows in zip(servers, results, strict=True):
                     rows.append(server.load())
-            for revision, rows in zip(args.revisions, results, strict=True):
-                rps, p50, p99, http_us, worker_us, errors = (statistics.median(c) for c in zip(*rows, strict=True))
+            medians = [[statistics.median(column) for column in zip(*rows, strict=True)] for rows in results]
+            for revision, (rps, p50, p99, http_us, worker_us, errors) in zip(args.revisions, medians, strict=True):
                 print(
                     f"{revision}: {rps:,.0f} requests/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
                     f"CPU per request: HTTP {http_us:.0f} us, worker {worker_us:.0f} us, errors {errors:g} "
                     f"(medians of {args.rounds} rounds)"
                 )
+            a, b = medians
+            print(
+                f"{args.revisions[1]} / {args.revisions[0]}: requests/s {b[0] / a[0]:.2f}, p50 {b[1] / a[1]:.2f}, "
+                f"HTTP CPU {b[3] / a[3]:.2f}, worker CPU {b[4] / a[4]:.2f}"
+            )
         finally:
             for server in servers:
                 server.stop()
