@@ -331,14 +331,10 @@ def lock(project_dir: Path, python_version: str | None, glibc: str | None, no_de
 
 @main.command()
 @click.argument("project_dir", default=".", type=click.Path(file_okay=False, path_type=Path))
-@click.option(
-    "--archive", type=click.Path(dir_okay=False, path_type=Path), help="Deploy this archive, not a fresh build."
-)
+@click.option("--archive", type=click.Path(path_type=Path), help="Deploy this archive, not a fresh build.")
 def deploy(project_dir: Path, archive: Path | None) -> None:
     """Run every resource as an endpoint on this machine (127.0.0.1), building first if needed."""
-    import hashlib
-
-    from .deploy import LocalTarget
+    from .deploy import LocalTarget, archive_sha256
 
     with _reported():
         root = project_dir.resolve()
@@ -348,9 +344,7 @@ def deploy(project_dir: Path, archive: Path | None) -> None:
             built = run_build(project_dir)
             archive, sha256 = built.archive.path, built.archive.sha256
         else:
-            if not archive.is_file():
-                raise UsageError(f"archive '{archive}' does not exist", "build one with `flashc build`")
-            sha256 = hashlib.sha256(archive.read_bytes()).hexdigest()
+            sha256 = archive_sha256(archive)
         state = LocalTarget().deploy(root, archive, sha256)
         for name, endpoint in sorted(state["endpoints"].items()):
             click.echo(f"{name:<24} {endpoint['url']}  (pid {endpoint['pid']})")

@@ -12,12 +12,19 @@ its functions' modules (the manifest's per-resource `source_fingerprint`, see `c
 non-Python file, the runtime, or the installed wheels. A resource that is gone is stopped. An
 endpoint left running keeps running from the unpacked archive it started from; that folder is
 kept until no endpoint uses it.
+
+An archive is checked before any process is started or stopped: it must unpack, hold a manifest
+this runtime reads, the runtime and every resource's handler, and be built for this machine's
+Python. A refused archive is a FlashcError naming it, and leaves the running deployment as it
+was: its processes, `.flash/deployment.json` and its unpacked folders. A deploy that fails, for
+this or because an endpoint cannot start, removes the folder it unpacked the archive into.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import secrets
@@ -31,16 +38,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from flashc_runtime.manifest import load_manifest
+from flashc_runtime.manifest import ManifestError, parse_manifest
 from flashc_runtime.unpack import UnpackError, unpack
 
 from ._atomic import write_atomic
 from .errors import ProjectError, UsageError
 
-__all__ = ["DEPLOYMENT_FILE", "DeployTarget", "Endpoint", "LocalTarget", "read_deployment"]
+__all__ = ["DEPLOYMENT_FILE", "DeployTarget", "Endpoint", "LocalTarget", "archive_sha256", "read_deployment"]
 
 DEPLOYMENT_FILE = Path(".flash") / "deployment.json"
 _START_TIMEOUT = 20.0
+_REBUILD = "rebuild the archive with `flashc build`"
+_SERVER = "_flashc/flashc_runtime/server.py"  # what every endpoint runs: no archive deploys without it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +71,24 @@ class DeployTarget(Protocol):
     def deploy(self, root: Path, archive: Path, sha256: str) -> dict[str, Any]: ...
 
     def undeploy(self, root: Path) -> list[str]: ...
+
+
+def archive_sha256(archive: Path) -> str:
+    """The sha256 of the archive file at `archive`, read in chunks; UsageError if it is no readable file."""
+    if archive.is_dir():
+        raise UsageError(f"archive '{archive}' is a folder, not a file", "pass the .tar.gz file `flashc build` wrote")
+    if not archive.exists():
+        raise UsageError(f"archive '{archive}' does not exist", "build one with `flashc build`")
+    if not archive.is_file():
+        raise UsageError(f"archive '{archive}' is not a regular file", "pass the .tar.gz file `flashc build` wrote")
+    digest = hashlib.sha256()
+    try:
+        with archive.open("rb") as file:
+            while chunk := file.read(1 << 20):
+                digest.update(chunk)
+    except OSError as exc:
+        raise UsageError(f"cannot read archive '{archive}': {exc.strerror or exc}", "check its permissions") from exc
+    return digest.hexdigest()
 
 
 def read_deployment(root: Path) -> dict[str, Any] | None:
@@ -88,55 +115,64 @@ class LocalTarget:
     """Endpoints as supervised processes on 127.0.0.1, with this machine's Python."""
 
     def deploy(self, root: Path, archive: Path, sha256: str) -> dict[str, Any]:
-        state_dir = root / ".flash"
-        unpacked = state_dir / "deploy" / sha256[:16]
-        if not unpacked.is_dir():
-            try:
-                unpack(archive, unpacked)
-            except UnpackError as exc:
-                raise ProjectError(str(exc), "rebuild the archive with `flashc build`") from exc
-        manifest = load_manifest(unpacked / "flash_manifest.json")
-        here = f"{sys.version_info.major}.{sys.version_info.minor}"
-        built_for = manifest["target"]["python_version"]
-        if built_for != here:
-            raise UsageError(
-                f"the archive was built for CPython {built_for}, but this machine runs {here}",
-                f"rebuild it for this machine: flashc build --python-version {here}",
-            )
         previous = read_deployment(root) or {}
+        in_use = {Path(previous["unpacked"])} if "unpacked" in previous else set()
+        in_use |= {Path(e["root"]) for e in previous.get("endpoints", {}).values() if "root" in e}
+        unpacked = root / ".flash" / "deploy" / sha256[:16]
+        try:
+            if not unpacked.is_dir():
+                try:
+                    unpack(archive, unpacked)
+                except UnpackError as exc:
+                    raise ProjectError(str(exc), _REBUILD) from exc
+            manifest = _checked(archive, unpacked)
+            return self._run(root, unpacked, manifest, previous, sha256)
+        except BaseException:
+            if unpacked.resolve() not in {p.resolve() for p in in_use}:  # new, or left by an earlier failure
+                shutil.rmtree(unpacked, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    unpacked.parent.rmdir()  # only when nothing else is in it
+            raise
+
+    def _run(
+        self, root: Path, unpacked: Path, manifest: Mapping[str, Any], previous: Mapping[str, Any], sha256: str
+    ) -> dict[str, Any]:
+        """Start, keep and stop endpoints so that they run `manifest`; the new deployment state."""
+        state_dir = root / ".flash"
         key = previous.get("key") or secrets.token_urlsafe(32)
         secret = previous.get("secret") or secrets.token_hex(32)  # signs pickled calls; never in the archive
         old = {name: e for name, e in previous.get("endpoints", {}).items()}
+        # Everything that reads the archive happens before the first process is stopped or started.
+        fingerprints = {name: _fingerprint(manifest, name, unpacked) for name in manifest["resources"]}
         endpoints: dict[str, dict[str, Any]] = {}
-        for name, resource in sorted(manifest["resources"].items()):
-            fingerprint = _fingerprint(manifest, name, unpacked)
-            kept = old.get(name)
-            if kept and kept["fingerprint"] == fingerprint and "root" in kept and alive(kept["pid"]):
-                endpoints[name] = kept
-                continue
-            if kept:
-                _stop(kept["pid"])
-            try:
-                started = self._start(root, unpacked, name, resource, key, secret, fingerprint)
-            except BaseException:
-                # Leave nothing running that deployment.json would not know about.
-                for started_now in endpoints.values():
-                    if started_now is not old.get(started_now["resource"]):
-                        _stop(started_now["pid"])
-                raise
-            endpoints[name] = dataclasses.asdict(started)
+        try:
+            for name, resource in sorted(manifest["resources"].items()):
+                kept = old.get(name)
+                if kept and kept["fingerprint"] == fingerprints[name] and "root" in kept and alive(kept["pid"]):
+                    endpoints[name] = kept
+                    continue
+                if kept:
+                    _stop(kept["pid"])
+                started = self._start(root, unpacked, name, resource, key, secret, fingerprints[name])
+                endpoints[name] = dataclasses.asdict(started)
+            state = {
+                "key": key,
+                "secret": secret,
+                "archive_sha256": sha256,
+                "unpacked": str(unpacked),
+                "endpoints": endpoints,
+            }
+            state_dir.mkdir(exist_ok=True)
+            write_atomic(root / DEPLOYMENT_FILE, json.dumps(state, indent=2, sort_keys=True).encode(), mode=0o600)
+        except BaseException:
+            # Leave nothing running that deployment.json would not know about.
+            for name, started_now in endpoints.items():
+                if started_now is not old.get(name):
+                    _stop(started_now["pid"])
+            raise
         for name, gone in old.items():
             if name not in endpoints:
                 _stop(gone["pid"])
-        state = {
-            "key": key,
-            "secret": secret,
-            "archive_sha256": sha256,
-            "unpacked": str(unpacked),
-            "endpoints": endpoints,
-        }
-        state_dir.mkdir(exist_ok=True)
-        write_atomic(root / DEPLOYMENT_FILE, json.dumps(state, indent=2, sort_keys=True).encode(), mode=0o600)
         _prune_unpacked(state_dir / "deploy", keep={unpacked, *(Path(e["root"]) for e in endpoints.values())})
         return state
 
@@ -198,11 +234,41 @@ class LocalTarget:
         return stopped
 
 
+def _checked(archive: Path, unpacked: Path) -> dict[str, Any]:
+    """The manifest of the archive unpacked at `unpacked`, once the archive is known to be deployable here."""
+    path = unpacked / "flash_manifest.json"
+    if not path.is_file():
+        raise ProjectError(f"archive '{archive}' has no flash_manifest.json: flashc did not build it", _REBUILD)
+    try:
+        manifest = parse_manifest(path.read_bytes(), f"the manifest of archive '{archive}'")
+    except ManifestError as exc:
+        raise ProjectError(str(exc), _REBUILD) from exc
+    except OSError as exc:
+        raise ProjectError(f"cannot read the manifest of archive '{archive}': {exc.strerror or exc}", _REBUILD) from exc
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    built_for = manifest["target"]["python_version"]
+    if built_for != here:
+        raise UsageError(
+            f"archive '{archive}' was built for CPython {built_for}, but this machine runs {here}",
+            f"rebuild it for this machine: flashc build --python-version {here}",
+        )
+    resources = manifest["resources"].values()
+    unknown = sorted({f for r in resources for f in r["functions"] if f not in manifest["functions"]})
+    if unknown:
+        raise ProjectError(
+            f"the manifest of archive '{archive}' is not valid: resources name unknown functions: {', '.join(unknown)}",
+            _REBUILD,
+        )
+    missing = [p for p in (_SERVER, *sorted(r["handler_path"] for r in resources)) if not (unpacked / p).is_file()]
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise ProjectError(f"archive '{archive}' is incomplete: it has no {shown}", _REBUILD)
+    return manifest
+
+
 def _fingerprint(manifest: Mapping[str, Any], name: str, unpacked: Path) -> str:
     """What a resource's endpoint runs: its config and functions, the project files it can run
     (the manifest's per-resource fingerprint), the runtime and handlers, and the installed wheels."""
-    import hashlib
-
     resource = manifest["resources"][name]
     functions = {f: manifest["functions"][f] for f in resource["functions"]}
     digest = hashlib.sha256(json.dumps([resource, functions], sort_keys=True).encode())

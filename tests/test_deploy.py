@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import io
 import json
 import os
 import shutil
 import sys
-from collections.abc import Iterator
+import tarfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +19,8 @@ import pytest
 from click.testing import CliRunner
 
 from flashc.cli import main
-from flashc.deploy import alive
+from flashc.deploy import LocalTarget, alive, archive_sha256
+from flashc.errors import ProjectError, UsageError
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -102,10 +107,15 @@ def test_redeploy_keeps_unchanged_endpoints_and_undeploy_stops_all(project: Path
 def test_an_archive_for_another_python_is_refused(project: Path) -> None:
     other = "3.12" if sys.version_info[:2] != (3, 12) else "3.11"
     assert cli("build", str(project), "--python-version", other, "-q")[0] == 0
-    code, output = cli("deploy", str(project), "--archive", str(project / ".flash" / "archive.tar.gz"))
-    assert code == 2
-    assert f"the archive was built for CPython {other}" in output
-    assert "flashc build --python-version" in output
+    archive = project / ".flash" / "archive.tar.gz"
+    code, output = cli("deploy", str(project), "--archive", str(archive))
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert (code, output) == (
+        2,
+        f"flashc: error: archive '{archive}' was built for CPython {other}, but this machine runs {here}\n"
+        f"  = hint: rebuild it for this machine: flashc build --python-version {here}\n",
+    )
+    assert not (project / ".flash" / "deploy").exists() and not (project / ".flash" / "deployment.json").exists()
 
 
 def test_status_and_logs_without_a_deployment_are_usage_errors(project: Path) -> None:
@@ -113,6 +123,217 @@ def test_status_and_logs_without_a_deployment_are_usage_errors(project: Path) ->
     assert code == 2 and "nothing is deployed from this project" in output
     code, output = cli("logs", "admin", str(project))
     assert code == 2 and "no deployed resource 'admin'" in output
+
+
+# Bad archives: each is refused with a message naming it and a hint, before any process is
+# touched, and leaves nothing behind: not in a running deployment, not in a project without one.
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The routes fixture built and deployed once: the deployment every bad archive must leave alone."""
+    base = tmp_path_factory.mktemp("deployed")
+    root = base / "routes"
+    shutil.copytree(FIXTURES / "routes", root, ignore=shutil.ignore_patterns(".flash"))
+    try:
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("FLASHC_CACHE_DIR", str(base / "cache"))
+            code, output = cli("deploy", str(root))
+        assert code == 0, output
+        yield root
+    finally:
+        cli("undeploy", str(root))
+
+
+def derive(good: Path, bad: Path, change: Callable[[str, bytes], bytes | None]) -> None:
+    """Copy the archive `good` to `bad`, each file's bytes replaced by `change(name, data)`, or left out on None."""
+    with tarfile.open(good) as source, tarfile.open(bad, "w:gz") as target:
+        for member in source.getmembers():
+            extracted = source.extractfile(member) if member.isfile() else None
+            data = change(member.name, extracted.read()) if extracted else b""
+            if data is not None:
+                member.size = len(data)
+                target.addfile(member, io.BytesIO(data) if extracted else None)
+
+
+def edit_manifest(edit: Callable[[dict[str, Any]], object]) -> Callable[[Path, Path], None]:
+    def make(good: Path, bad: Path) -> None:
+        def change(name: str, data: bytes) -> bytes:
+            if name != "flash_manifest.json":
+                return data
+            manifest = json.loads(data)
+            edit(manifest)
+            return json.dumps(manifest).encode()
+
+        derive(good, bad, change)
+
+    return make
+
+
+def with_escaping_member(good: Path, bad: Path) -> None:
+    with tarfile.open(good) as source, tarfile.open(bad, "w:gz") as target:
+        for member in source.getmembers():
+            target.addfile(member, source.extractfile(member))
+        evil = tarfile.TarInfo("../evil.py")
+        evil.size = 4
+        target.addfile(evil, io.BytesIO(b"boom"))
+
+
+HERE = f"{sys.version_info.major}.{sys.version_info.minor}"
+REBUILD = "rebuild the archive with `flashc build`"
+BAD_ARCHIVES: dict[str, tuple[Callable[[Path, Path], object], int, str, str]] = {
+    "truncated": (
+        lambda good, bad: bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2]),
+        1,
+        "cannot unpack '{archive}': the file is damaged or cut short "
+        "(Compressed file ended before the end-of-stream marker was reached)",
+        REBUILD,
+    ),
+    "not_gzip": (
+        lambda good, bad: bad.write_bytes(b"#!/bin/sh\necho this is no archive\n"),
+        1,
+        "cannot unpack '{archive}': the file is not a .tar.gz archive",
+        REBUILD,
+    ),
+    "gzip_but_not_tar": (
+        lambda good, bad: bad.write_bytes(gzip.compress(b"just text, no tar headers\n" * 40)),
+        1,
+        "cannot unpack '{archive}': the file is damaged or cut short",
+        REBUILD,
+    ),
+    "empty": (lambda good, bad: bad.write_bytes(b""), 1, "cannot unpack '{archive}': the file is empty", REBUILD),
+    "no_manifest": (
+        lambda good, bad: derive(good, bad, lambda name, data: None if name == "flash_manifest.json" else data),
+        1,
+        "archive '{archive}' has no flash_manifest.json: flashc did not build it",
+        REBUILD,
+    ),
+    "manifest_not_json": (
+        lambda good, bad: derive(good, bad, lambda name, data: b"{not json" if name == "flash_manifest.json" else data),
+        1,
+        "the manifest of archive '{archive}' is not JSON: "
+        "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
+        REBUILD,
+    ),
+    "schema_version_2": (
+        edit_manifest(lambda manifest: manifest.update(schema_version=2)),
+        1,
+        "the manifest of archive '{archive}' has schema_version 2, but this runtime reads 1: "
+        "rebuild with a matching flashc",
+        REBUILD,
+    ),
+    "manifest_fails_schema": (
+        edit_manifest(lambda manifest: manifest.pop("resources")),
+        1,
+        "the manifest of archive '{archive}' is not valid: manifest: missing key 'resources'",
+        REBUILD,
+    ),
+    "unknown_function": (
+        edit_manifest(lambda manifest: manifest["functions"].pop("api:admin_health")),
+        1,
+        "the manifest of archive '{archive}' is not valid: resources name unknown functions: api:admin_health",
+        REBUILD,
+    ),
+    "no_runtime": (
+        lambda good, bad: derive(good, bad, lambda name, data: None if name.startswith("_flashc/") else data),
+        1,
+        "archive '{archive}' is incomplete: it has no _flashc/flashc_runtime/server.py, "
+        "_flashc/flashc_handlers/handler_admin.py, _flashc/flashc_handlers/handler_api_service.py",
+        REBUILD,
+    ),
+    "other_python": (
+        edit_manifest(lambda manifest: manifest["target"].update(python_version="3.9")),
+        2,
+        f"archive '{{archive}}' was built for CPython 3.9, but this machine runs {HERE}",
+        f"rebuild it for this machine: flashc build --python-version {HERE}",
+    ),
+    "escaping_member": (
+        with_escaping_member,
+        1,
+        "refusing to unpack '{archive}': '../evil.py' points outside the target",
+        REBUILD,
+    ),
+}
+
+
+def snapshot(root: Path) -> tuple[bytes, list[str]]:
+    """What a failed deploy must not change: the deployment file and every folder under .flash/deploy."""
+    unpacked = sorted(p.name for p in (root / ".flash" / "deploy").iterdir())
+    return (root / ".flash" / "deployment.json").read_bytes(), unpacked
+
+
+def serves(root: Path) -> bool:
+    """Whether every endpoint of the deployment answers, from the process it was started as."""
+    answers = []
+    for name in ("admin", "api-service"):
+        url, headers = endpoint(root, name)
+        answers.append(httpx.get(f"{url}/api/health", headers=headers).json() == {"status": "ok"})
+    return all(answers) and all(alive(pid) for pid in pids(root).values())
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ARCHIVES))
+def test_a_bad_archive_is_refused_and_changes_nothing(deployed: Path, tmp_path: Path, case: str) -> None:
+    make, exit_code, message, hint = BAD_ARCHIVES[case]
+    archive = tmp_path / f"{case}.tar.gz"
+    make(deployed / ".flash" / "archive.tar.gz", archive)
+    expected = f"flashc: error: {message.format(archive=archive)}\n  = hint: {hint}\n"
+    before = snapshot(deployed)
+    assert cli("deploy", str(deployed), "--archive", str(archive)) == (exit_code, expected)
+    assert snapshot(deployed) == before
+    assert serves(deployed)
+    fresh = tmp_path / "fresh"  # a project with nothing deployed yet
+    fresh.mkdir()
+    assert cli("deploy", str(fresh), "--archive", str(archive)) == (exit_code, expected)
+    assert not (fresh / ".flash" / "deploy").exists() and not (fresh / ".flash" / "deployment.json").exists()
+
+
+def test_a_folder_an_earlier_failure_left_is_checked_again_and_removed(tmp_path: Path) -> None:
+    from flashc_runtime.unpack import unpack
+
+    archive = tmp_path / "v2.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        data = b'{"schema_version": 2}'
+        info = tarfile.TarInfo("flash_manifest.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    left = tmp_path / "project" / ".flash" / "deploy" / archive_sha256(archive)[:16]
+    unpack(archive, left)  # as a deploy used to leave it behind
+    code, output = cli("deploy", str(tmp_path / "project"), "--archive", str(archive))
+    assert code == 1 and "has schema_version 2, but this runtime reads 1" in output
+    assert not left.parent.exists()
+
+
+def test_the_archive_must_be_a_readable_file(tmp_path: Path) -> None:
+    archive = tmp_path / "archive.tar.gz"
+    archive.write_bytes(b"some bytes")
+    assert archive_sha256(archive) == hashlib.sha256(b"some bytes").hexdigest()
+    for path, message, hint in [
+        (tmp_path, f"archive '{tmp_path}' is a folder, not a file", "pass the .tar.gz file `flashc build` wrote"),
+        (tmp_path / "missing", f"archive '{tmp_path / 'missing'}' does not exist", "build one with `flashc build`"),
+    ]:
+        with pytest.raises(UsageError) as refused:
+            archive_sha256(path)
+        assert (refused.value.message, refused.value.hint) == (message, hint)
+    # The deploy target itself refuses a folder too, whoever calls it.
+    folder = tmp_path / "folder.tar.gz"
+    folder.mkdir()
+    with pytest.raises(ProjectError) as refused:
+        LocalTarget().deploy(tmp_path / "project", folder, "0" * 64)
+    assert refused.value.message == f"cannot unpack '{folder}': Is a directory"
+    assert not (tmp_path / "project" / ".flash" / "deploy").exists()
+    # From the command line: a usage error naming the folder, no traceback.
+    code, output = cli("deploy", str(tmp_path / "project"), "--archive", str(folder))
+    assert code == 2 and str(folder) in output and "Traceback" not in output and "internal error" not in output
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
+def test_an_unreadable_archive_is_a_usage_error(tmp_path: Path) -> None:
+    archive = tmp_path / "archive.tar.gz"
+    archive.write_bytes(b"secret")
+    archive.chmod(0)
+    with pytest.raises(UsageError) as refused:
+        archive_sha256(archive)
+    assert refused.value.message == f"cannot read archive '{archive}': Permission denied"
 
 
 CALLS_APP = """
@@ -298,7 +519,7 @@ def test_an_endpoint_that_cannot_start_leaves_nothing_running(tmp_path: Path, mo
     assert code == 1
     assert "the endpoint process exited with status 1 while starting" in output
     assert "ModuleNotFoundError: No module named 'missing_module_for_the_test'" in output
-    assert not (root / ".flash" / "deployment.json").exists()
+    assert not (root / ".flash" / "deployment.json").exists() and not (root / ".flash" / "deploy").exists()
     assert not any(str(root) in line for line in running_commands())  # a-ok had started: it was stopped again
 
 

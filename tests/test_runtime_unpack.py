@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -70,14 +71,70 @@ def test_devices_are_refused(tmp_path: Path) -> None:
         unpack(src, tmp_path / "out")
 
 
-def test_existing_target_and_broken_archive_are_errors(tmp_path: Path) -> None:
+def test_existing_target_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "out").mkdir()
     src = archive(tmp_path / "a.tar.gz", [file("a.py")])
     with pytest.raises(UnpackError, match="already exists"):
         unpack(src, tmp_path / "out")
-    (tmp_path / "broken.tar.gz").write_bytes(b"not gzip")
-    with pytest.raises(UnpackError, match="cannot unpack"):
-        unpack(tmp_path / "broken.tar.gz", tmp_path / "new")
+
+
+def incompressible(path: Path) -> bytes:
+    """A .tar.gz of random bytes, which gzip stores as they are; its bytes."""
+    import random
+
+    noise = random.Random(0).randbytes(200_000)
+    with tarfile.open(path, "w:gz") as tar:
+        tar.addfile(file("noise.bin", len(noise)), io.BytesIO(noise))
+    return path.read_bytes()
+
+
+def cut_in_half(path: Path) -> None:
+    raw = incompressible(path)
+    path.write_bytes(raw[: len(raw) // 2])
+
+
+def damaged_in_the_middle(path: Path) -> None:
+    raw = bytearray(incompressible(path))  # stored blocks: only gzip's CRC at the end can tell
+    middle = len(raw) // 2
+    raw[middle : middle + 64] = bytes(64)
+    path.write_bytes(bytes(raw))
+
+
+def damaged_deflate_data(path: Path) -> None:
+    text = "".join(f"line {i}: {i * i}\n" for i in range(20_000)).encode()
+    with tarfile.open(path, "w:gz") as tar:
+        tar.addfile(file("text.txt", len(text)), io.BytesIO(text))
+    raw = bytearray(path.read_bytes())
+    middle = len(raw) // 2
+    raw[middle : middle + 64] = bytes(64)
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda p: p.write_bytes(b""), "the file is empty"),
+        (lambda p: p.write_bytes(b"not gzip"), "the file is not a .tar.gz archive"),
+        (lambda p: p.mkdir(), "Is a directory"),
+        (lambda p: None, "No such file or directory"),
+        (
+            cut_in_half,
+            "the file is damaged or cut short (Compressed file ended before the end-of-stream marker was reached)",
+        ),
+        (damaged_in_the_middle, "the file is damaged or cut short (CRC check failed "),
+        (damaged_deflate_data, "the file is damaged or cut short ("),
+    ],
+    ids=["empty", "not-gzip", "folder", "missing", "truncated", "damaged-stored", "damaged-deflate"],
+)
+def test_a_file_that_is_no_whole_archive_is_an_unpack_error_and_nothing_is_written(
+    tmp_path: Path, make: Callable[[Path], object], reason: str
+) -> None:
+    src = tmp_path / "bad.tar.gz"
+    make(src)
+    with pytest.raises(UnpackError) as info:
+        unpack(src, tmp_path / "deploy" / "out")
+    assert str(info.value).startswith(f"cannot unpack '{src}': {reason}")
+    assert not (tmp_path / "deploy").exists() or not any((tmp_path / "deploy").iterdir())  # no staging folder
 
 
 def test_a_built_archive_unpacks_and_its_handlers_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

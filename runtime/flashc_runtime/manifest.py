@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SCHEMA_VERSION", "ManifestError", "load_manifest", "manifest_problems"]
+__all__ = ["SCHEMA_VERSION", "ManifestError", "load_manifest", "manifest_problems", "parse_manifest"]
 
 SCHEMA_VERSION = 1
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -42,20 +42,31 @@ def _schema() -> dict[str, Any]:
 def load_manifest(path: str | Path) -> dict[str, Any]:
     """The manifest at `path` as data, after checking it; ManifestError says what is wrong."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_bytes()
     except OSError as exc:
         raise ManifestError(f"cannot read manifest '{path}': {exc.strerror or exc}") from exc
+    return parse_manifest(text, f"manifest '{path}'")
+
+
+def parse_manifest(text: str | bytes, name: str = "the manifest") -> dict[str, Any]:
+    """The manifest `text` as data, after checking it; ManifestError says what is wrong.
+
+    `name` is how the messages call it: "manifest 'path'" when read from a file, or whatever tells
+    the reader which manifest it is, like the archive it came in.
+    """
+    try:  # UTF-8 only, as the compiler writes it: bytes are not left to json's encoding guess
+        data = json.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
     except ValueError as exc:
-        raise ManifestError(f"manifest '{path}' is not JSON: {exc}") from exc
+        raise ManifestError(f"{name} is not JSON: {exc}") from exc
     if isinstance(data, dict) and data.get("schema_version") != SCHEMA_VERSION:
         raise ManifestError(
-            f"manifest '{path}' has schema_version {data.get('schema_version')!r}, "
+            f"{name} has schema_version {data.get('schema_version')!r}, "
             f"but this runtime reads {SCHEMA_VERSION}: rebuild with a matching flashc"
         )
     problems = manifest_problems(data)
     if problems:
         shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
-        raise ManifestError(f"manifest '{path}' is not valid: {shown}")
+        raise ManifestError(f"{name} is not valid: {shown}")
     result: dict[str, Any] = data
     return result
 
