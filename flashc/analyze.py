@@ -1,6 +1,6 @@
 """Stage 1, analyze: find every @remote function, class and route, with its evaluated resource config.
 
-    project folder --walk_project--> ProjectFiles --scan (libcst, cached)--> ModuleSummary per file
+    project folder --snapshot_project--> Snapshot --scan (libcst, cached)--> ModuleSummary per file
                    --link--> Analysis (functions, resources, diagnostics)
 
 User code is never imported or run. Only files that mention `remote` or an SDK module are
@@ -36,7 +36,7 @@ from .models import (
 )
 from .modules import ModuleFile, import_roots, module_files
 from .scancache import SummaryStore
-from .sources import walk_project
+from .sources import Snapshot, snapshot_project
 
 __all__ = ["CANDIDATE_MARKERS", "analyze_project", "build_analysis"]
 
@@ -46,22 +46,25 @@ _APT_NAME = re.compile(r"^[a-z0-9][a-z0-9+.\-]*$")
 _SINGLE_EQUALS = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._\-]*(?:\[[^\]]*\])?)\s*=\s*([^=<>!~\s][^\s;]*)\s*$")
 
 
-def analyze_project(root: Path, *, use_cache: bool = True, jobs: int | None = None) -> Analysis:
-    """Walk, scan and link the project at `root`. Reads files; writes only the scan cache."""
+def analyze_project(project: Path | Snapshot, *, use_cache: bool = True, jobs: int | None = None) -> Analysis:
+    """Scan and link a project: a snapshot of its files, or its folder (walked here).
+
+    Reads files through the snapshot; writes only the scan cache.
+    """
+    snapshot = project if isinstance(project, Snapshot) else snapshot_project(project)
     try:
-        return _analyze_project(root, use_cache, jobs, read_cache=True)
+        return _analyze_project(snapshot, use_cache, jobs, read_cache=True)
     except (TypeError, AttributeError, KeyError, IndexError, ValueError):
         if not use_cache:
             raise
         # A cache that decodes into a summary of the wrong shape: it may only make a run slower,
         # never fail it, so run again from the sources alone (this also rewrites the cache).
-        return _analyze_project(root, use_cache, jobs, read_cache=False)
+        return _analyze_project(snapshot, use_cache, jobs, read_cache=False)
 
 
-def _analyze_project(root: Path, use_cache: bool, jobs: int | None, *, read_cache: bool) -> Analysis:
-    project = walk_project(root)
+def _analyze_project(project: Snapshot, use_cache: bool, jobs: int | None, *, read_cache: bool) -> Analysis:
     files = module_files(project.files)
-    store = SummaryStore(project.root, use_cache=use_cache, read_cache=read_cache)
+    store = SummaryStore(project, use_cache=use_cache, read_cache=read_cache)
     candidates = store.select(sorted(files), CANDIDATE_MARKERS)
     store.prefetch(candidates, jobs=jobs)
     aliases = _remote_aliases(files, store.load, candidates)

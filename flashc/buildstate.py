@@ -1,10 +1,11 @@
 """Whether `flashc build` has anything to do: the inputs of the last build, and its result.
 
 A build is a pure function of its inputs: the project's files after ignore rules (paths and
-contents), flashc's own code, templates and runtime, and the build's settings (target Python,
-output path). The archive it writes is byte-reproducible, so when none of these changed and the
-archive on disk is the one recorded, building again would write the same bytes: the build is
-skipped. The record is `.flash/build.json`, written atomically after each build.
+contents, as the build's `Snapshot` reads them), flashc's own code, templates and runtime, the
+build's `Config` (its fingerprint: target, exclusions, SOURCE_DATE_EPOCH, index...) and what else
+the caller names (the output path). The archive it writes is byte-reproducible, so when none of
+these changed and the archive on disk is the one recorded, building again would write the same
+bytes: the build is skipped. The record is `.flash/build.json`, written atomically after each build.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ._atomic import write_atomic
-from .sources import ProjectFiles
+from .sources import Snapshot
 
 __all__ = ["STATE_FILE", "inputs_key", "record", "up_to_date"]
 
@@ -40,16 +41,22 @@ def _flashc_digest() -> str:
     return digest.hexdigest()
 
 
-def inputs_key(project: ProjectFiles, settings: Mapping[str, Any]) -> str:
-    """A digest of everything a build reads: change any of it and the key changes."""
+def inputs_key(project: Snapshot, config: str | Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> str:
+    """A digest of everything a build reads: change any of it and the key changes.
+
+    `config` is `Config.fingerprint()`; `extra` holds what else decides the result (the output
+    path), as JSON-able values. The files' digests come from `project`, so the build that follows
+    reads the same bytes (each file once). Raises `ProjectError` for a file that cannot be read.
+
+    A mapping for `config` stands for the settings of callers that predate `Config`; it goes away
+    once `flashc build` passes the fingerprint.
+    """
     digest = hashlib.sha256(_flashc_digest().encode())
-    digest.update(json.dumps(dict(settings), sort_keys=True).encode())
+    settings = config if isinstance(config, str) else json.dumps(dict(config), sort_keys=True)
+    for part in (settings.encode(), json.dumps(dict(extra or {}), sort_keys=True).encode()):
+        digest.update(len(part).to_bytes(8, "big") + part)
     for path in project.files:
-        try:
-            content = (project.root / path).read_bytes()
-        except OSError:
-            content = b"\xff unreadable"  # the build itself will report it
-        digest.update(len(path).to_bytes(8, "big") + path.encode() + hashlib.sha256(content).digest())
+        digest.update(len(path).to_bytes(8, "big") + path.encode() + bytes.fromhex(project.digest(path)))
     return digest.hexdigest()
 
 

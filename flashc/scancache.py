@@ -7,11 +7,14 @@ scanner's own code changes. It holds:
 - `files`: per path, the stat signature (size, mtime, ctime, inode) seen last time and whether
   the file was a candidate (and its digest). A file whose signature is unchanged is not read
   again, the way git's index avoids rereading a work tree. Files changed within two seconds
-  before the run that wrote the cache started are always reread, since an edit in the same clock
-  tick as a stat keeps the signature.
+  before the run that wrote the cache started (when its snapshot was taken) or later are always
+  reread, since an edit in the same clock tick as a stat keeps the signature.
 
 Anything unexpected in the cache file counts as a miss: the cache can only make a run slower,
 never wrong or failing.
+
+File bytes and their digests come from the build's `Snapshot`, so a file the analysis reads is
+not read again by the stages after it.
 
 It is JSON rather than pickle because it sits in the project folder, and loading it must never
 run code. libcst is imported only when some file has no cached summary, so an unchanged project
@@ -23,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -31,6 +33,7 @@ from typing import Any
 
 from . import _ir as ir
 from ._atomic import write_atomic
+from .sources import Snapshot
 
 __all__ = ["SummaryStore"]
 
@@ -50,14 +53,17 @@ def _scanner_key() -> str:
 
 
 class SummaryStore:
-    """Reads project files and gives each one's summary, from the cache or by scanning it."""
+    """Gives each project file's summary, from the cache or by scanning the file's bytes from `project`."""
 
-    def __init__(self, root: Path, *, use_cache: bool = True, read_cache: bool = True) -> None:
+    def __init__(self, project: Snapshot, *, use_cache: bool = True, read_cache: bool = True) -> None:
         """`use_cache` off: neither read nor write the cache. `read_cache` off: start afresh, then write."""
-        self.root = root
+        self.root = project.root
+        self._project = project
         self._use_cache = use_cache
         self._key = _scanner_key()
-        self._started_ns = time.time_ns()
+        # The snapshot may have read a file long before this store stats it: the racy window
+        # starts when the snapshot was taken, so an edit in between is never trusted later.
+        self._started_ns = project.started_ns
         cache = self._read_cache() if use_cache and read_cache else {}
         self._cached: dict[str, Any] = cache.get("entries", {})
         self._old_files: dict[str, list[Any]] = cache.get("files", {})
@@ -67,27 +73,16 @@ class SummaryStore:
         self._used: dict[str, Any] = {}
         self._summaries: dict[str, ir.ModuleSummary] = {}
         self._digests: dict[str, str] = {}
-        self._pending: dict[str, bytes] = {}
 
     @property
     def loaded_count(self) -> int:
         return len(self._summaries)
 
-    def _read_bytes(self, path: str) -> bytes:
-        data = self._pending.pop(path, None)
-        if data is None:
-            try:
-                data = (self.root / path).read_bytes()
-            except OSError:
-                data = b""
-        return data
-
     def select(self, paths: Sequence[str], markers: Sequence[bytes], *, trust_index: bool = True) -> list[str]:
         """The paths whose bytes contain one of `markers`.
 
         Unchanged files (same stat signature as last run) are answered from the cache without
-        reading them, unless `trust_index` is off (the index was built with other markers); the
-        bytes of new candidates stay in memory until they are scanned.
+        reading them, unless `trust_index` is off (the index was built with other markers).
         """
         selected = []
         for path in paths:
@@ -103,10 +98,8 @@ class SummaryStore:
             else:
                 # Reread; if only the racy window forced it, saving moves the window forward.
                 self._racy = self._racy or (old is not None and old[:4] == signature)
-                data = self._read_bytes(path)
-                digest = hashlib.sha256(data).hexdigest() if any(m in data for m in markers) else None
-                if digest is not None:
-                    self._pending[path] = data
+                data = self._project.read(path)
+                digest = self._project.digest(path) if any(m in data for m in markers) else None
             self._files[path] = [*signature, digest]
             if digest is not None:
                 self._digests[path] = digest
@@ -121,16 +114,14 @@ class SummaryStore:
                 continue
             digest = self._digests.get(path)
             if digest is None or (digest not in self._cached and digest not in self._used):
-                data = self._read_bytes(path)
-                digest = hashlib.sha256(data).hexdigest()
-                self._digests[path] = digest
+                digest = self._digests[path] = self._project.digest(path)
                 if digest not in self._cached and digest not in self._used:
-                    todo.append((path, digest, data))
+                    todo.append((path, digest, self._project.read(path)))
                     continue
             cached = self._used.get(digest) or self._cached[digest]
             if not self._remember(path, digest, cached):
                 self._cached.pop(digest, None)
-                todo.append((path, digest, self._read_bytes(path)))
+                todo.append((path, digest, self._project.read(path)))
         if not todo:
             return
         workers = jobs if jobs is not None else (os.cpu_count() or 1)

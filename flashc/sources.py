@@ -26,21 +26,40 @@ make its answers git's for a walk that prunes folders (checked against `git ls-f
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import hashlib
 import os
 import re
+import stat
+import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pathspec import GitIgnoreSpec
 
 from .errors import ProjectError, UsageError
 
-__all__ = ["IGNORE_FILES", "ProjectFiles", "walk_project"]
+__all__ = [
+    "IGNORE_FILES",
+    "LARGE_FILE",
+    "MEMORY_BUDGET",
+    "ProjectFiles",
+    "Snapshot",
+    "snapshot_project",
+    "walk_project",
+]
 
 IGNORE_FILES = (".gitignore", ".flashignore")
 """Per-folder ignore files, in the order their rules apply."""
+LARGE_FILE = 16 * 1024 * 1024
+"""Files bigger than this many bytes are never kept in memory: read again on demand, hashed while streaming."""
+MEMORY_BUDGET = 256 * 1024 * 1024
+"""At most this many bytes of file contents are kept in memory per snapshot; past it files are read again."""
+_CHUNK = 1024 * 1024
+_READ_HINT = "check the file's permissions, or add it to .flashignore"
 
 # Soft defaults: applied before any user rule, so `!/build/` in a `.flashignore` keeps `build/`.
 _DEFAULT_RULES = (
@@ -67,9 +86,26 @@ _NAMED_GROUP = re.compile(r"\(\?P<\w+>")
 _RULES_HINT = "fix or delete the line; ignore files use .gitignore syntax (https://git-scm.com/docs/gitignore)"
 
 
+@dataclasses.dataclass(slots=True)
+class _Cache:
+    """What a snapshot has read so far; the only mutable part of it."""
+
+    listed: frozenset[str]
+    started_ns: int = dataclasses.field(default_factory=time.time_ns)
+    contents: dict[str, bytes] = dataclasses.field(default_factory=dict)
+    digests: dict[str, str] = dataclasses.field(default_factory=dict)
+    stats: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)  # size, st_mode
+    kept: int = 0  # bytes in `contents`
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
-class ProjectFiles:
-    """The files of a project after ignore rules. Paths are POSIX, relative to `root`, sorted."""
+class Snapshot:
+    """The files of a project after ignore rules, and their contents, each read at most once.
+
+    Paths are POSIX, relative to `root`, sorted. `read`, `digest` and the other methods take one
+    of `files`: anything else is a `KeyError`, since a build reads only what the snapshot lists
+    (and the up-to-date check covers). A file that cannot be read is a `ProjectError` naming it.
+    """
 
     root: Path
     """Absolute and resolved."""
@@ -77,6 +113,99 @@ class ProjectFiles:
     """Every kept regular file, of any kind."""
     ignored: tuple[str, ...]
     """The top-most ignored paths: a pruned folder appears once, with a trailing `/`."""
+    _cache: _Cache = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_cache", _Cache(frozenset(self.files)))
+
+    def read(self, path: str) -> bytes:
+        """The file's bytes: from memory after the first read, except large files, read again each time."""
+        cache = self._cache
+        data = cache.contents.get(path)
+        if data is not None:
+            return data
+        with self._opened(path) as f:
+            data = f.read()
+        if len(data) <= LARGE_FILE and cache.kept + len(data) <= MEMORY_BUDGET:
+            cache.contents[path] = data
+            cache.kept += len(data)
+        return data
+
+    def digest(self, path: str) -> str:
+        """The sha256 hex digest of the file's bytes, computed once; large files are hashed while streaming."""
+        cache = self._cache
+        digest = cache.digests.get(path)
+        if digest is not None:
+            return digest
+        if path in cache.contents or not self.is_large(path):
+            digest = hashlib.sha256(self.read(path)).hexdigest()
+        else:
+            hasher = hashlib.sha256()
+            with self._opened(path) as f:
+                while chunk := f.read(_CHUNK):
+                    hasher.update(chunk)
+            digest = hasher.hexdigest()
+        cache.digests[path] = digest
+        return digest
+
+    def size(self, path: str) -> int:
+        """The file's size in bytes when it was last read (or first looked at, if it was not read yet)."""
+        return self._stat(path)[0]
+
+    def is_executable(self, path: str) -> bool:
+        """Whether any execute bit is set on the file (pack makes such members 755)."""
+        return bool(self._stat(path)[1] & 0o111)
+
+    @property
+    def started_ns(self) -> int:
+        """When the snapshot was taken (before it read any file), in `time.time_ns()` units.
+
+        A file changed after this may differ from the bytes the snapshot holds: a cache keyed by
+        file signatures must not trust signatures of files changed after it.
+        """
+        return self._cache.started_ns
+
+    def is_large(self, path: str) -> bool:
+        """Over `LARGE_FILE` bytes: `read` gets it from disk each time, so stream it from `root / path` instead."""
+        return self.size(path) > LARGE_FILE
+
+    def _stat(self, path: str) -> tuple[int, int]:
+        found = self._cache.stats.get(path)
+        if found is None:
+            try:
+                st = os.stat(self._absolute(path))
+            except OSError as exc:
+                raise _unreadable(path, exc) from exc
+            found = self._cache.stats[path] = (st.st_size, st.st_mode)
+        return found
+
+    def _absolute(self, path: str) -> str:
+        if path not in self._cache.listed:
+            raise KeyError(f"{path!r} is not a file of the snapshot of {self.root}")
+        return os.path.join(self.root, path)
+
+    @contextlib.contextmanager
+    def _opened(self, path: str) -> Iterator[BinaryIO]:
+        """The file open for reading; an OSError while opening or reading it becomes a ProjectError."""
+        absolute = self._absolute(path)
+        try:
+            # Checked before opening: opening a FIFO for reading would block until someone writes to it.
+            if not stat.S_ISREG(os.stat(absolute).st_mode):
+                raise ProjectError(f"cannot read '{path}': not a regular file", _READ_HINT)
+            with open(absolute, "rb") as f:
+                st = os.fstat(f.fileno())
+                self._cache.stats[path] = (st.st_size, st.st_mode)
+                yield f
+        except OSError as exc:
+            raise _unreadable(path, exc) from exc
+
+
+def _unreadable(path: str, exc: OSError) -> ProjectError:
+    return ProjectError(f"cannot read '{path}': {exc.strerror or exc}", _READ_HINT)
+
+
+ProjectFiles = Snapshot
+"""The older name of `Snapshot`, kept for existing callers."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -125,8 +254,8 @@ def _any_pattern(spec: Any) -> re.Pattern[str] | None:
         return None
 
 
-def walk_project(root: Path) -> ProjectFiles:
-    """Walk `root` and return its files after ignore rules.
+def snapshot_project(root: Path) -> Snapshot:
+    """Walk `root` and return its files after ignore rules; no file is read until asked for.
 
     Raises `UsageError` if `root` is not an existing folder, and `ProjectError` if a folder or an
     ignore file cannot be read or an ignore file holds a pattern that cannot be compiled.
@@ -168,7 +297,12 @@ def walk_project(root: Path) -> ProjectFiles:
                 ignored.append(rel)
             else:
                 files.append(rel)
-    return ProjectFiles(root=top, files=tuple(sorted(files)), ignored=tuple(sorted(ignored)))
+    return Snapshot(root=top, files=tuple(sorted(files)), ignored=tuple(sorted(ignored)))
+
+
+def walk_project(root: Path) -> Snapshot:
+    """The older name of `snapshot_project`, kept for existing callers."""
+    return snapshot_project(root)
 
 
 def _is_file(entry: os.DirEntry[str]) -> bool:

@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
+from flashc import sources
 from flashc.analyze import analyze_project
+from flashc.sources import snapshot_project
 
 CACHE = Path(".flash") / "cache" / "analyze.json"
 
@@ -110,7 +112,9 @@ def test_second_run_gives_the_same_analysis_as_the_first_and_as_no_cache(tmp_pat
 _PROBE = """
 import sys
 from pathlib import Path
+from flashc import sources
 from flashc.analyze import analyze_project
+from flashc.sources import snapshot_project
 analysis = analyze_project(Path(sys.argv[1]))
 print(",".join(f.id for f in analysis.functions))
 print("libcst" in sys.modules)
@@ -132,6 +136,54 @@ def test_warm_run_does_not_load_the_parser_and_an_edit_does(tmp_path: Path) -> N
     assert probe(root) == ("main:alpha", "False")
     (root / "main.py").write_text(MAIN_BRAVO)
     assert probe(root) == ("main:bravo", "True")
+
+
+def test_analysis_reads_the_files_through_the_snapshot_it_is_given(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    snapshot = snapshot_project(root)
+    analysis = analyze_project(snapshot)
+    assert [f.id for f in analysis.functions] == ["main:alpha"]
+    # Later stages get the bytes the analysis saw, not what is on disk by then.
+    (root / "main.py").write_text(MAIN_BRAVO)
+    assert snapshot.read("main.py") == MAIN_ALPHA.encode()
+    assert snapshot.read("settings.py") == SETTINGS_2.encode()
+
+
+def test_an_edit_after_the_snapshot_read_a_file_is_not_trusted_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The build reads every file (for its up-to-date key) before the analysis stats them; an edit
+    # in between must not leave the new signature paired with the old content in the cache.
+    root = project(tmp_path)
+    snapshot = snapshot_project(root)
+    assert snapshot.read("main.py") == MAIN_ALPHA.encode()
+    (root / "main.py").write_text(MAIN_BRAVO)
+    later = time.time_ns() + 60_000_000_000
+    monkeypatch.setattr(time, "time_ns", lambda: later)  # the analysis starts a minute after the read
+    assert [f.id for f in analyze_project(snapshot).functions] == ["main:alpha"]
+    monkeypatch.undo()
+    assert found(root) == (["main:bravo"], 2)
+
+
+def test_warm_analysis_of_a_snapshot_does_not_read_the_unchanged_decorated_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = project(tmp_path)
+    assert found(root) == (["main:alpha"], 2)
+    document = read_cache(root)
+    document["started_ns"] = max(changed_ns(root / "main.py"), changed_ns(root / "settings.py")) + 3_000_000_000
+    write_cache(root, document)
+    opened: list[str] = []
+    real = open
+
+    def counting(file: str, *args: Any, **kwargs: Any) -> Any:
+        opened.append(os.path.basename(file))
+        return real(file, *args, **kwargs)
+
+    monkeypatch.setattr(sources, "open", counting, raising=False)
+    analysis = analyze_project(snapshot_project(root))
+    assert [f.id for f in analysis.functions] == ["main:alpha"]
+    assert "main.py" not in opened
 
 
 # Edits

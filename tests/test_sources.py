@@ -1,15 +1,19 @@
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from flashc import sources
 from flashc.errors import ProjectError, UsageError
-from flashc.sources import ProjectFiles, walk_project
+from flashc.sources import LARGE_FILE, ProjectFiles, Snapshot, snapshot_project, walk_project
 
 
 def make(root: Path, tree: dict[str, str]) -> Path:
@@ -359,6 +363,98 @@ def test_unreadable_ignore_file_is_a_project_error(tmp_path: Path) -> None:
     finally:
         ignore.chmod(0o644)
     assert info.value.message == ".gitignore: cannot read ignore file: Permission denied"
+
+
+# Snapshot: each file read at most once
+
+
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The files the snapshot opens, in order (by name)."""
+    names: list[str] = []
+    real: Callable[..., Any] = open
+
+    def counting(file: str, *args: Any, **kwargs: Any) -> Any:
+        names.append(os.path.basename(file))
+        return real(file, *args, **kwargs)
+
+    monkeypatch.setattr(sources, "open", counting, raising=False)
+    return names
+
+
+def test_walk_project_is_snapshot_project(tmp_path: Path) -> None:
+    make(tmp_path, {"app.py": "x = 1\n", ".gitignore": "*.log\n", "run.log": ""})
+    assert walk_project(tmp_path) == snapshot_project(tmp_path)
+    assert ProjectFiles is Snapshot
+    assert snapshot_project(tmp_path).files == (".gitignore", "app.py")
+
+
+def test_a_file_is_read_once_and_its_digest_computed_from_those_bytes(tmp_path: Path, opened: list[str]) -> None:
+    snapshot = snapshot_project(make(tmp_path, {"app.py": "x = 1\n", "data.csv": "a,b\n"}))
+    assert opened == []  # the walk reads no file but ignore files
+    assert snapshot.read("app.py") == b"x = 1\n"
+    (tmp_path / "app.py").write_text("x = 2  # edited after the build read it\n")
+    assert snapshot.read("app.py") == b"x = 1\n"
+    assert snapshot.digest("app.py") == hashlib.sha256(b"x = 1\n").hexdigest()
+    assert snapshot.digest("data.csv") == hashlib.sha256(b"a,b\n").hexdigest()
+    assert snapshot.read("data.csv") == b"a,b\n"
+    assert (snapshot.size("app.py"), snapshot.size("data.csv")) == (6, 4)
+    assert opened == ["app.py", "data.csv"]
+
+
+def test_a_large_file_is_not_kept_and_its_digest_is_streamed(tmp_path: Path, opened: list[str]) -> None:
+    content = b"\x00" * LARGE_FILE + b"!"
+    (tmp_path / "weights.bin").write_bytes(content)
+    snapshot = snapshot_project(tmp_path)
+    assert snapshot.is_large("weights.bin") and snapshot.size("weights.bin") == LARGE_FILE + 1
+    assert snapshot.digest("weights.bin") == snapshot.digest("weights.bin") == hashlib.sha256(content).hexdigest()
+    assert opened == ["weights.bin"]
+    assert snapshot.read("weights.bin") == content
+    assert snapshot.read("weights.bin") == content
+    assert opened == ["weights.bin"] * 3
+
+
+def test_past_the_memory_budget_files_are_read_again(
+    tmp_path: Path, opened: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sources, "MEMORY_BUDGET", 10)
+    snapshot = snapshot_project(make(tmp_path, {"a.txt": "123456", "b.txt": "abcdef"}))
+    for _ in range(2):
+        assert (snapshot.read("a.txt"), snapshot.read("b.txt")) == (b"123456", b"abcdef")
+    assert opened == ["a.txt", "b.txt", "b.txt"]
+    assert snapshot.digest("b.txt") == hashlib.sha256(b"abcdef").hexdigest()
+
+
+def test_execute_bits_are_reported(tmp_path: Path) -> None:
+    make(tmp_path, {"run.sh": "#!/bin/sh\n", "app.py": ""})
+    (tmp_path / "run.sh").chmod(0o744)
+    (tmp_path / "app.py").chmod(0o644)
+    snapshot = snapshot_project(tmp_path)
+    assert (snapshot.is_executable("run.sh"), snapshot.is_executable("app.py")) == (True, False)
+
+
+def test_a_file_that_cannot_be_read_is_a_project_error_naming_it(tmp_path: Path) -> None:
+    snapshot = snapshot_project(make(tmp_path, {"pkg/gone.py": "", "pkg/fifo": ""}))
+    (tmp_path / "pkg/gone.py").unlink()
+    for read in (snapshot.read, snapshot.digest, snapshot.size):
+        with pytest.raises(ProjectError) as info:
+            read("pkg/gone.py")
+        assert info.value.message == "cannot read 'pkg/gone.py': No such file or directory"
+        assert info.value.hint == "check the file's permissions, or add it to .flashignore"
+    if hasattr(os, "mkfifo"):
+        (tmp_path / "pkg/fifo").unlink()
+        os.mkfifo(tmp_path / "pkg/fifo")
+        with pytest.raises(ProjectError) as info:
+            snapshot.read("pkg/fifo")
+        assert info.value.message == "cannot read 'pkg/fifo': not a regular file"
+
+
+def test_only_the_snapshot_files_can_be_read(tmp_path: Path) -> None:
+    snapshot = snapshot_project(make(tmp_path, {".flashignore": "secret.txt\n", "secret.txt": "", "app.py": ""}))
+    with pytest.raises(KeyError):
+        snapshot.read("secret.txt")
+    with pytest.raises(KeyError):
+        snapshot.digest("../outside.py")
 
 
 # Git agrees
