@@ -5,7 +5,6 @@ Exit codes: 0 success (warnings allowed), 1 errors in the project, 2 wrong usage
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -154,8 +153,8 @@ def _summary(analysis: Any) -> str:
     return "\n".join(lines)
 
 
-def _target_options(f: Any) -> Any:
-    """Options that choose the worker and the dependencies, shared by build and lock."""
+def _dependency_options(f: Any) -> Any:
+    """Options that choose the worker and its dependencies, shared by build and lock."""
     for option in reversed(
         [
             click.option(
@@ -163,10 +162,26 @@ def _target_options(f: Any) -> Any:
             ),
             click.option("--glibc", help="Highest manylinux glibc of the worker image (default 2.35)."),
             click.option("--no-deps", is_flag=True, help="Install only the direct requirements, not theirs."),
+            click.option("--exclude", multiple=True, help="Distributions to leave out, comma separated (repeatable)."),
+            click.option(
+                "--keep-gpu-packages",
+                is_flag=True,
+                help="Ship torch, torchvision, torchaudio, triton even for GPU-only projects.",
+            ),
+            click.option("--offline", is_flag=True, help="Use only what is cached; never ask the index."),
         ]
     ):
         f = option(f)
     return f
+
+
+def _read(project_dir: Path, cli: Any) -> tuple[Any, Any]:
+    """The project's snapshot and the build's config: read once, for every stage."""
+    from .config import read_config
+    from .sources import snapshot_project
+
+    snapshot = snapshot_project(project_dir)
+    return snapshot, read_config(snapshot.root, cli)
 
 
 @main.command()
@@ -176,15 +191,8 @@ def _target_options(f: Any) -> Any:
 @click.option("--keep-build", is_flag=True, help="Keep the archive's tree in .flash/.build/ for inspection.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @click.option("--force", is_flag=True, help="Build even when nothing changed since the last build.")
-@_target_options
-@click.option("--exclude", multiple=True, help="Distributions to leave out, comma separated (repeatable).")
-@click.option(
-    "--keep-gpu-packages", is_flag=True, help="Ship torch, torchvision, torchaudio, triton even for GPU-only projects."
-)
-@click.option(
-    "--max-size", type=click.IntRange(min=1), default=500, show_default=True, help="Limit in MB (compressed)."
-)
-@click.option("--offline", is_flag=True, help="Use only the wheel cache; never ask the index.")
+@_dependency_options
+@click.option("--max-size", type=click.IntRange(min=1), default=None, help="Limit in MB, compressed (default 500).")
 def build(
     project_dir: Path,
     output: Path | None,
@@ -197,53 +205,32 @@ def build(
     no_deps: bool,
     exclude: tuple[str, ...],
     keep_gpu_packages: bool,
-    max_size: int,
     offline: bool,
+    max_size: int | None,
 ) -> None:
-    """Analyze, render, resolve dependencies and pack the project into .flash/archive.tar.gz."""
+    """Analyze, resolve dependencies, render and pack the project into .flash/archive.tar.gz."""
     from . import buildstate
-    from .dependencies import Settings
-    from .sources import walk_project
+    from .config import CliOptions
 
-    settings = Settings(
-        python_version=python_version,
-        glibc=glibc,
-        exclude=tuple(sorted({name.strip() for value in exclude for name in value.split(",") if name.strip()})),
-        default_excludes=not keep_gpu_packages,
-        no_deps=no_deps,
-        offline=offline,
-    )
+    cli = CliOptions(python_version, glibc, exclude, keep_gpu_packages, no_deps, offline, max_size)
     with _reported():
-        project = walk_project(project_dir)
+        snapshot, config = _read(project_dir, cli)
         key = buildstate.inputs_key(
-            project,
-            {
-                "output": str(output.resolve()) if output else None,
-                "host_python": f"{sys.version_info.major}.{sys.version_info.minor}",
-                "settings": dataclasses.asdict(settings),
-                "max_size": max_size,
-            },
+            snapshot, config.fingerprint(), {"output": str(output.resolve()) if output else None}
         )
-        summary = None if force or keep_build else buildstate.up_to_date(project.root, key)
+        summary = None if force or keep_build else buildstate.up_to_date(snapshot.root, key)
         if summary is not None:
-            shutil.rmtree(project.root / ".flash" / ".build", ignore_errors=True)  # staging is kept only on request
+            shutil.rmtree(snapshot.root / ".flash" / ".build", ignore_errors=True)  # staging is kept only on request
         else:
             from .pipeline import build as run_build
 
-            built = run_build(
-                project_dir,
-                output,
-                settings=settings,
-                keep_build=keep_build,
-                max_size=max_size * 1_000_000,
-                progress=_progress(quiet or as_json),
-            )
-            warnings = (*built.generated.analysis.diagnostics, *built.dependencies.warnings)
+            built = run_build(snapshot, config, output, keep_build=keep_build, progress=_progress(quiet or as_json))
+            warnings = (*built.generated.analysis.diagnostics, *built.warnings)
             if warnings:  # errors stop the build before this point
-                click.echo(render_all(warnings, _line_reader(project.root)), err=True)
+                click.echo(render_all(warnings, _line_reader(snapshot.root)), err=True)
             summary = _build_summary(built)
             if not warnings:
-                buildstate.record(project.root, key, {**summary, "up_to_date": True})
+                buildstate.record(snapshot.root, key, {**summary, "up_to_date": True})
         if as_json:
             click.echo(json.dumps(summary, indent=2, sort_keys=True))
         elif not quiet:
@@ -273,10 +260,19 @@ def _build_summary(built: Any) -> dict[str, Any]:
         "python_version": deps.target.python_version,
         "resources": sorted(built.generated.manifest.resources),
         "functions": sorted(built.generated.manifest.functions),
-        "dependencies": [f"{w.name}=={w.version}" for w in deps.wheels],
-        "excluded": list(deps.left_out),
+        "dependencies": [f"{p.name}=={p.version}" for p in deps.shipped],
+        "excluded": sorted({p.name for p in deps.left_out}),
         "excluded_size": deps.saved,
         "provided_by_runtime": sorted({r.name for r in deps.requirements.provided_by_runtime}),
+        "sites": {
+            plan.site.path: {
+                "resources": list(plan.site.resources),
+                "dependencies": [f"{p.name}=={p.version}" for p in plan.ships],
+            }
+            for plan in deps.plans
+        },
+        "split": deps.split,
+        "locked": deps.locked,
         "up_to_date": False,
     }
 
@@ -289,10 +285,15 @@ def _print_build(summary: dict[str, Any]) -> None:
             f"analyzed {_count(summary['python_files'], 'Python file')}: "
             f"{_count(len(summary['resources']), 'resource')}, {_count(len(summary['functions']), 'function')}"
         )
+        source = " (pylock.toml)" if summary["locked"] else ""
         click.echo(
-            f"dependencies for CPython {summary['python_version']}: "
+            f"dependencies for CPython {summary['python_version']}{source}: "
             f"{_count(len(summary['dependencies']), 'distribution')}"
         )
+        if len(summary["sites"]) > 1:
+            for site, content in summary["sites"].items():
+                shipped = _count(len(content["dependencies"]), "distribution")
+                click.echo(f"  {site}: {', '.join(content['resources'])} ({shipped})")
         if summary["provided_by_runtime"]:
             click.echo(f"  provided by flashc's runtime, not installed: {', '.join(summary['provided_by_runtime'])}")
         if summary["excluded"]:
@@ -308,25 +309,47 @@ def _print_build(summary: dict[str, Any]) -> None:
 
 @main.command()
 @click.argument("project_dir", default=".", type=click.Path(file_okay=False, path_type=Path))
-@_target_options
-def lock(project_dir: Path, python_version: str | None, glibc: str | None, no_deps: bool) -> None:
-    """Resolve the dependencies for the worker and pin them, with sha256 hashes, in flash.lock."""
-    from .analyze import analyze_project
-    from .dependencies import Settings, resolve_for_lock
-    from .errors import DiagnosticsError
-    from .lockfile import write_lock
-    from .resolve import WheelCache, default_cache_dir
+@_dependency_options
+@click.option("--force", is_flag=True, help="Replace a pylock.toml that another tool wrote.")
+def lock(
+    project_dir: Path,
+    python_version: str | None,
+    glibc: str | None,
+    no_deps: bool,
+    exclude: tuple[str, ...],
+    keep_gpu_packages: bool,
+    offline: bool,
+    force: bool,
+) -> None:
+    """Resolve the dependencies for the worker and pin every wheel, with its sha256, in pylock.toml."""
+    from .config import CliOptions
+    from .deps.lock import LOCK_FILE, ForeignLock, read_lock, write_lock
+    from .deps.plan import lock_project, read_requirements
+    from .pipeline import analyzed
 
+    cli = CliOptions(python_version, glibc, exclude, keep_gpu_packages, no_deps, offline)
     with _reported():
-        analysis = analyze_project(project_dir)
-        if analysis.has_errors:
-            raise DiagnosticsError(analysis.diagnostics, project_dir.resolve())
-        settings = Settings(python_version=python_version, glibc=glibc, no_deps=no_deps)
-        locked = resolve_for_lock(project_dir, analysis, settings, cache=WheelCache(default_cache_dir()))
-        path = write_lock(project_dir, locked)
-        click.echo(
-            f"locked {_count(len(locked.wheels), 'distribution')} for CPython {locked.target.python_version}: {path}"
-        )
+        snapshot, config = _read(project_dir, cli)
+        existing = snapshot.root / LOCK_FILE
+        if existing.is_file() and not force:
+            try:
+                read_lock(snapshot.root, existing.read_text(encoding="utf-8", errors="replace"))
+            except ForeignLock as exc:
+                raise UsageError(exc.message, exc.hint) from exc
+            except FlashcError:
+                pass  # a damaged lock of flashc's own is simply replaced
+        analysis = analyzed(snapshot)
+        reqs = read_requirements(snapshot, config, analysis)
+        locked = lock_project(snapshot.root, reqs, analysis, config)
+        path = write_lock(snapshot.root, locked)
+        pins = {(p.name, p.version) for plan in locked.plans for p in plan.site.pins}
+        left = sorted({p.name for plan in locked.plans for p, _ in plan.left_out_pins})
+        line = f"locked {_count(len(pins), 'distribution')} for CPython {locked.target.python_version}"
+        if len(locked.plans) > 1:
+            line += f" in {len(locked.plans)} site folders (their resources need conflicting versions)"
+        if left:
+            line += f"; left out of the archive: {', '.join(left)}"
+        click.echo(f"{line}: {_shown(path)}")
 
 
 @main.command()
@@ -339,9 +362,9 @@ def deploy(project_dir: Path, archive: Path | None) -> None:
     with _reported():
         root = project_dir.resolve()
         if archive is None:
-            from .pipeline import build as run_build
+            from .pipeline import build_project
 
-            built = run_build(project_dir)
+            built = build_project(project_dir)
             archive, sha256 = built.archive.path, built.archive.sha256
         else:
             sha256 = archive_sha256(archive)

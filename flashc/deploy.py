@@ -273,13 +273,14 @@ def _fingerprint(manifest: Mapping[str, Any], name: str, unpacked: Path) -> str:
     functions = {f: manifest["functions"][f] for f in resource["functions"]}
     digest = hashlib.sha256(json.dumps([resource, functions], sort_keys=True).encode())
     shipped = unpacked / "_flashc"
-    site = shipped / "site"
+    sites = {shipped / "site", shipped / "sites"}  # every resource's site folder, shared or its own
+    site = unpacked / resource["site"]
     handlers = shipped / "flashc_handlers"
     own_handler = unpacked / resource["handler_path"]
     generated = sorted(
         p
         for top in shipped.iterdir()
-        if top != site  # the wheels count through their RECORDs, without walking every file
+        if top not in sites  # the wheels count through their RECORDs, without walking every file
         for p in (top.rglob("*") if top.is_dir() else [top])
         if p.is_file() and "__pycache__" not in p.parts and (handlers not in p.parents or p == own_handler)
     )

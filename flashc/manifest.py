@@ -44,6 +44,7 @@ __all__ = [
 
 MANIFEST_SCHEMA_VERSION: Literal[1] = 1
 _PLATFORM: Literal["linux_x86_64"] = "linux_x86_64"
+SHARED_SITE = "_flashc/site"
 _MAX_SHOWN_PROBLEMS = 3
 _REBUILD_HINT = "the manifest is written by `flashc build`; build again rather than editing it"
 
@@ -105,6 +106,9 @@ class ManifestResource(BaseModel):
     functions: list[str]
     dependencies: list[str]
     system_dependencies: list[str]
+    # Where its installed dependencies are in the archive: `_flashc/site`, shared by every resource,
+    # or `_flashc/sites/<slug>` when resources need versions that cannot be installed together.
+    site: Annotated[str, Field(pattern=r"^_flashc/(site|sites/[a-z0-9_]+)$")]
     # The shipped files its functions can run (their import closure) and every non-Python file:
     # a redeploy restarts the endpoint only when this changes.
     source_fingerprint: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
@@ -196,13 +200,16 @@ def build_manifest(
     python_version: str,
     source_fingerprint: str,
     resource_fingerprints: Mapping[str, str] | None = None,
+    sites: Mapping[str, str] | None = None,
 ) -> Manifest:
     """The manifest of a build plan. Pure; raises ValueError on a malformed version or fingerprint.
 
     `resource_fingerprints` gives each resource the fingerprint of the files it can run; a
-    resource left out gets `source_fingerprint`, the fingerprint of everything shipped.
+    resource left out gets `source_fingerprint`, the fingerprint of everything shipped. `sites`
+    gives each resource its site folder; a resource left out uses the shared `_flashc/site`.
     """
     per_resource = resource_fingerprints or {}
+    site_of = sites or {}
     functions = [f for g in plan.groups for f in g.functions]
     bare_names = Counter(_bare_name(f) for f in functions)
     try:
@@ -210,7 +217,10 @@ def build_manifest(
             schema_version=MANIFEST_SCHEMA_VERSION,
             project=plan.project,
             target=Target(python_version=python_version, platform=_PLATFORM),
-            resources={g.name: _resource(g, per_resource.get(g.name, source_fingerprint)) for g in plan.groups},
+            resources={
+                g.name: _resource(g, per_resource.get(g.name, source_fingerprint), site_of.get(g.name, SHARED_SITE))
+                for g in plan.groups
+            },
             functions={f.id: _function(f) for f in sorted(functions, key=lambda f: f.id)},
             function_registry={_bare_name(f): f.resource for f in functions if bare_names[_bare_name(f)] == 1},
             source_fingerprint=source_fingerprint,
@@ -278,7 +288,7 @@ def manifest_json_schema() -> dict[str, Any]:
     return document
 
 
-def _resource(g: Group, fingerprint: str) -> ManifestResource:
+def _resource(g: Group, fingerprint: str, site: str) -> ManifestResource:
     return ManifestResource(
         name=g.name,
         type=g.type,
@@ -293,6 +303,7 @@ def _resource(g: Group, fingerprint: str) -> ManifestResource:
         functions=[f.id for f in g.functions],
         dependencies=list(g.dependencies),
         system_dependencies=list(g.system_dependencies),
+        site=site,
         source_fingerprint=fingerprint,
     )
 

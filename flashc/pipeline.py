@@ -1,13 +1,17 @@
-"""The pipeline, stage by stage. Each stage is a function from one frozen model to the next:
+"""The pipeline, stage by stage. Each stage is a function from frozen values to the next:
 
-    stage     input                      output                     side effects
-    analyze   project folder             Analysis                   reads sources, scan cache
-    group     Analysis                   BuildPlan                  none
-    manifest  BuildPlan, fingerprint     Manifest                   none
-    render    BuildPlan, Manifest        RenderedFile per file      none (reads flashc's templates)
-    pack      Entry per file             archive + PackResult       writes the archive atomically
+    stage     input                                 output                        side effects
+    config    options, pyproject.toml, environment  Config                        reads pyproject.toml (cli.py)
+    snapshot  project folder                        Snapshot                      walks; reads each file once
+    analyze   Snapshot                              Analysis                      scan cache
+    group     Analysis                              BuildPlan                     none
+    deps      Analysis, Snapshot, Config            Dependencies (site plans)     runs uv, downloads (caches)
+    manifest  BuildPlan, fingerprints, sites        Manifest                      none
+    render    BuildPlan, Manifest                   RenderedFile per file         none (reads flashc's templates)
+    layers    each site's wheels                    Layer per wheel               layer cache
+    pack      entries and layers                    archive + PackResult          writes the archive atomically
 
-Dependencies (resolve) come between render and pack in a later version. `build` runs them all.
+`build` runs them all; `generate` stops after render (for `flashc render` and snapshot tests).
 """
 
 from __future__ import annotations
@@ -15,53 +19,92 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import flashc_runtime
+from packaging.utils import canonicalize_name
 
 from ._atomic import write_atomic
 from .analyze import analyze_project
 from .closure import resource_files
-from .dependencies import SITE_DIR, Dependencies, Settings, plan_dependencies, target_for
+from .config import CliOptions, Config, read_config
+from .diagnostics import Diagnostic
 from .errors import DiagnosticsError, ProjectError, UsageError
 from .group import BuildPlan, group
 from .manifest import Manifest, build_manifest, source_fingerprint
 from .models import Analysis
-from .pack import Entry, PackResult, TooLarge, project_entries, write_archive
-from .prune import Dist, size_table
+from .pack import Entry, PackResult, Site, SiteWheel, TooLarge, project_entries, site_layers, write_archive
 from .render import MANIFEST_PATH, RenderedFile, render
-from .resolve import PipRunner, Progress, WheelCache, default_cache_dir, default_pip
-from .sources import ProjectFiles, walk_project
+from .sources import Snapshot, snapshot_project
 
-__all__ = ["DEFAULT_MAX_SIZE", "Built", "Generated", "build", "generate", "write_files"]
+if TYPE_CHECKING:  # deps imports httpx: only `build` loads it, not `render` or an up-to-date check
+    from .deps.plan import Dependencies, Progress
+
+__all__ = ["Built", "Generated", "build", "build_project", "generate", "write_files"]
 
 
 @dataclasses.dataclass(frozen=True)
 class Generated:
-    project: ProjectFiles
+    project: Snapshot
     analysis: Analysis
     plan: BuildPlan
     manifest: Manifest
     files: tuple[RenderedFile, ...]
 
 
-def generate(root: Path, *, python_version: str | None = None, use_cache: bool = True) -> Generated:
-    """Analyze, group and render a project; DiagnosticsError when the analysis has errors."""
-    analysis = analyze_project(root, use_cache=use_cache)
+def analyzed(project: Snapshot, *, use_cache: bool = True) -> Analysis:
+    """The analysis of a project; DiagnosticsError when it has errors."""
+    analysis = analyze_project(project, use_cache=use_cache)
     if analysis.has_errors:
-        raise DiagnosticsError(analysis.diagnostics, root.resolve())
-    project = walk_project(root)
-    contents = {p: (project.root / p).read_bytes() for p in project.files}
+        raise DiagnosticsError(analysis.diagnostics, project.root)
+    return analysis
+
+
+def generate(
+    project: Path | Snapshot,
+    *,
+    python_version: str | None = None,
+    sites: Mapping[str, str] | None = None,
+    analysis: Analysis | None = None,
+    use_cache: bool = True,
+) -> Generated:
+    """Analyze, group and render a project; DiagnosticsError when the analysis has errors.
+
+    `sites` gives each resource its site folder when a build knows it (resources whose
+    dependencies conflict each have their own); without it, the project's pylock.toml says, else
+    every resource shares `_flashc/site`.
+    """
+    snapshot = project if isinstance(project, Snapshot) else snapshot_project(project)
+    analysis = analysis or analyzed(snapshot, use_cache=use_cache)
+    contents = {p: snapshot.read(p) for p in snapshot.files}
     fingerprint = source_fingerprint(contents.items())
     plan = group(analysis)
     shipped_by_resource = resource_files(contents, {g.name: {f.module for f in g.functions} for g in plan.groups})
     per_resource = {name: source_fingerprint(files) for name, files in shipped_by_resource.items()}
     version = python_version or f"{sys.version_info.major}.{sys.version_info.minor}"
     manifest = build_manifest(
-        plan, python_version=version, source_fingerprint=fingerprint, resource_fingerprints=per_resource
+        plan,
+        python_version=version,
+        source_fingerprint=fingerprint,
+        resource_fingerprints=per_resource,
+        sites=sites if sites is not None else _locked_sites(snapshot),
     )
-    return Generated(project, analysis, plan, manifest, render(plan, manifest))
+    return Generated(snapshot, analysis, plan, manifest, render(plan, manifest))
+
+
+def _locked_sites(snapshot: Snapshot) -> dict[str, str]:
+    """Each resource's site folder as the project's pylock.toml records it; {} without one."""
+    from .deps.lock import LOCK_FILE, ForeignLock, read_lock
+
+    if LOCK_FILE not in snapshot.files:
+        return {}
+    try:
+        lock = read_lock(snapshot.root, snapshot.read(LOCK_FILE).decode("utf-8", errors="replace"))
+    except (ForeignLock, ProjectError):
+        return {}  # the build reports it; rendering does not depend on it
+    return {r: plan.site.path for plan in (lock.plans if lock else ()) for r in plan.site.resources}
 
 
 def write_files(files: Sequence[RenderedFile], out: Path) -> None:
@@ -83,97 +126,133 @@ class Built:
     dependencies: Dependencies
     archive: PackResult
     manifest_path: Path
-
-
-DEFAULT_MAX_SIZE = 500_000_000  # bytes of compressed archive, the platform's limit
+    warnings: tuple[Diagnostic, ...]
 
 
 def build(
-    root: Path,
+    snapshot: Snapshot,
+    config: Config,
     output: Path | None = None,
     *,
-    settings: Settings | None = None,
     keep_build: bool = False,
-    max_size: int | None = DEFAULT_MAX_SIZE,
-    cache: WheelCache | None = None,
-    pip: PipRunner = default_pip,
     progress: Progress | None = None,
 ) -> Built:
-    """Analyze, render, resolve and pack the project into `output` (default `.flash/archive.tar.gz`).
+    """Analyze, resolve, render and pack the project into `output` (default `.flash/archive.tar.gz`).
 
     The archive holds the project's files after ignore rules, the generated files, the runtime
     package under `_flashc/` (first on the worker's `sys.path`, so project files can never shadow
-    it) and the dependencies under `_flashc/site/`. A copy of the manifest goes to
+    it) and the dependencies under each resource's site folder. A copy of the manifest goes to
     `.flash/flash_manifest.json`. With `keep_build`, the archive's tree is also laid out in
-    `.flash/.build/` for inspection; otherwise that folder is removed. An archive over `max_size`
-    bytes is refused before it replaces the previous one.
+    `.flash/.build/` for inspection; otherwise that folder is removed. An archive over the size
+    limit is refused before it replaces the previous one.
     """
-    settings = settings or Settings()
-    target = target_for(root, settings)
-    generated = generate(root, python_version=target.python_version)
-    project = generated.project
-    state = project.root / ".flash"
+    from .deps.lock import LOCK_FILE
+    from .deps.plan import plan_dependencies, read_requirements
+
+    state = snapshot.root / ".flash"
     if state.exists() and not state.is_dir():
         raise ProjectError(f"'{state}' is a file, but flashc keeps its build state there", "remove or rename it")
+    analysis = analyzed(snapshot)
+    reqs = read_requirements(snapshot, config, analysis)
+    lock_text = snapshot.read(LOCK_FILE).decode("utf-8", errors="replace") if LOCK_FILE in snapshot.files else None
+    deps = plan_dependencies(snapshot.root, reqs, analysis, config, lock_text, progress=progress)
+    sites = {r.name: deps.site_of(r.name) for r in analysis.resources}
+    generated = generate(snapshot, python_version=config.python_version, sites=sites, analysis=analysis)
     generated_paths = {f.path for f in generated.files}
-    clashes = [p for p in project.files if p in generated_paths or p.split("/")[0] == "_flashc"]
+    clashes = [p for p in snapshot.files if p in generated_paths or p.split("/")[0] == "_flashc"]
     if clashes:
         raise ProjectError(
             f"project files use paths that flashc generates: {', '.join(clashes)}",
             "rename them: flash_manifest.json and _flashc/ are reserved in the archive",
         )
-    cache = cache or WheelCache(default_cache_dir())
-    deps = plan_dependencies(project.root, generated.analysis, settings, cache=cache, pip=pip, progress=progress)
-    runtime_root = Path(flashc_runtime.__file__).parent
-    runtime_files = sorted(
-        p
-        for p in runtime_root.rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts and (p.suffix in (".py", ".json") or p.name == "py.typed")
+    if progress is not None and any(deps.plans):
+        progress("installing wheels into their site folders")
+    layered = site_layers(
+        [
+            Site(
+                plan.site.path,
+                tuple(SiteWheel(deps.wheels[p.wheel.sha256], p.wheel.sha256, p.name, p.version) for p in plan.ships),
+            )
+            for plan in deps.plans
+        ],
+        config.cache_dir,
+        mtime=config.mtime,
     )
     entries = [
-        *project_entries(project.root, project.files),
+        *_project_entries(snapshot),
         *(Entry(f.path, data=f.text.encode("utf-8")) for f in generated.files),
-        *(Entry(f"_flashc/flashc_runtime/{p.relative_to(runtime_root).as_posix()}", source=p) for p in runtime_files),
-        *(Entry(f"{SITE_DIR}/{rel}", source=deps.bundle / rel) for rel in deps.files),
+        *_runtime_entries(),
     ]
     if output is None:
         state.mkdir(exist_ok=True)
         output = state / "archive.tar.gz"
     if progress is not None:
-        progress(f"compressing {len(entries)} files")
+        progress(f"compressing {len(entries)} project files and {len(layered.layers)} dependency layers")
     try:
-        result = write_archive(entries, output, max_size=max_size)
+        result = write_archive(entries, output, layers=layered.layers, mtime=config.mtime, max_size=config.max_size)
     except TooLarge as exc:
-        raise _too_large(exc, deps) from exc
+        raise _too_large(exc) from exc
     manifest_file = next(f for f in generated.files if f.path == MANIFEST_PATH)
     state.mkdir(exist_ok=True)
     write_files([manifest_file], state)
     staging = state / ".build"
     shutil.rmtree(staging, ignore_errors=True)
     if keep_build:
-        _lay_out(entries, staging)
-    return Built(generated, deps, result, state / MANIFEST_PATH)
+        _lay_out(result.path, staging)
+    return Built(generated, deps, result, state / MANIFEST_PATH, (*deps.warnings, *layered.warnings))
 
 
-def _too_large(exc: TooLarge, deps: Dependencies) -> ProjectError:
-    dists = {w.name: Dist(w.name, w.version, deps.sizes.get(w.name, 0), w.requires) for w in deps.wheels}
-    table = size_table(dists, dists) if dists else "(no dependencies: the project's own files are that large)"
+def build_project(root: Path, options: CliOptions | None = None, output: Path | None = None, **kwargs: Any) -> Built:
+    """`build` for a caller that holds only the project folder: read it and its config, then build."""
+    snapshot = snapshot_project(root)
+    return build(snapshot, read_config(snapshot.root, options or CliOptions()), output, **kwargs)
+
+
+def _project_entries(snapshot: Snapshot) -> list[Entry]:
+    """The project's files, read from the snapshot; large ones streamed from disk when packed."""
+    checked = project_entries(snapshot.root, snapshot.files)  # refuses symlinks that leave the project
+    return [
+        e
+        if snapshot.is_large(e.arcname)
+        else Entry(e.arcname, data=snapshot.read(e.arcname), executable=snapshot.is_executable(e.arcname))
+        for e in checked
+    ]
+
+
+def _runtime_entries() -> list[Entry]:
+    runtime_root = Path(flashc_runtime.__file__).parent
+    files = sorted(
+        p
+        for p in runtime_root.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and (p.suffix in (".py", ".json") or p.name == "py.typed")
+    )
+    return [Entry(f"_flashc/flashc_runtime/{p.relative_to(runtime_root).as_posix()}", source=p) for p in files]
+
+
+def _too_large(exc: TooLarge) -> ProjectError:
+    """The refusal with a table of what takes the room: each distribution's compressed share."""
+    from .deps.prune import Dist, size_table
+
+    shares: dict[str, Dist] = {}
+    for layer in exc.layers:
+        name = canonicalize_name(layer.distribution)
+        old = shares.get(name)
+        size = layer.compressed_size + (old.size if old else 0)
+        shares[name] = Dist(name, layer.version, size, ())
+    table = size_table(shares, shares) if shares else "(no dependencies: the project's own files are that large)"
     return ProjectError(
-        f"{exc.message}\nlargest distributions (installed size):\n{table}",
+        f"{exc.message}\nlargest distributions (compressed, as shipped; the project's own files: "
+        f"{exc.project_size:,} bytes):\n{table}",
         "exclude what the worker image already has (--exclude torch on GPU images), and keep models and data "
         "on a network volume instead of in the project; --max-size raises the limit",
     )
 
 
-def _lay_out(entries: Sequence[Entry], folder: Path) -> None:
-    """Write the archive's members as a folder tree, for `--keep-build`."""
+def _lay_out(archive: Path, folder: Path) -> None:
+    """Unpack the written archive as a folder tree, for `--keep-build`."""
+    from flashc_runtime.unpack import UnpackError, unpack
+
     try:
-        for entry in entries:
-            target = folder / entry.arcname
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if entry.data is not None:
-                target.write_bytes(entry.data)
-            elif entry.source is not None:
-                shutil.copyfile(entry.source, target)
-    except OSError as exc:
-        raise ProjectError(f"cannot write the build folder '{folder}': {exc.strerror or exc}") from exc
+        unpack(archive, folder)
+    except UnpackError as exc:
+        raise ProjectError(f"cannot write the build folder '{folder}': {exc}") from exc

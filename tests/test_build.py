@@ -167,9 +167,9 @@ def test_dependencies_go_under_flashc_site_and_gpu_packages_are_left_out(tmp_pat
     # torch is on every GPU worker image: it, and what only it needed, stay out of the bundle,
     # and are not even downloaded.
     assert summary["dependencies"] == ["numpy==1.26.4", "sentence-transformers==3.0.0"]
-    assert summary["excluded"] == ["torch"]
-    torch_wheel = next(offline_index.glob("torch-*.whl"))
-    assert summary["excluded_size"] == torch_wheel.stat().st_size  # the index's size: never downloaded
+    assert summary["excluded"] == ["nvidia-cublas-cu12", "torch", "triton"]
+    left_out = [next(offline_index.glob(f"{n}-*.whl")) for n in ("torch", "triton", "nvidia_cublas_cu12")]
+    assert summary["excluded_size"] == sum(w.stat().st_size for w in left_out)  # the lock's sizes: never downloaded
     cache = Path(os.environ["FLASHC_CACHE_DIR"])
     assert not list(cache.glob("wheels/*/torch-*")) and not list(cache.glob("wheels/*/nvidia*"))
     with tarfile.open(root / ".flash" / "archive.tar.gz") as tar:
@@ -203,20 +203,59 @@ def test_over_the_size_limit_keeps_the_previous_archive_and_names_the_largest(
     assert (root / ".flash" / "archive.tar.gz").read_bytes() == b"previous"
 
 
-def test_lock_pins_hashes_and_build_verifies_them(tmp_path: Path, offline_index: Path) -> None:
+def lock(root: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["lock", str(root), *args])
+    return result.exit_code, result.output
+
+
+def test_lock_pins_hashes_and_build_installs_exactly_that(tmp_path: Path, offline_index: Path) -> None:
     root = checkout(tmp_path)
-    result = CliRunner().invoke(main, ["lock", str(root)])
-    assert result.exit_code == 0, result.output
-    lock = json.loads((root / "flash.lock").read_text())
-    assert [w["name"] for w in lock["wheels"]] == ["numpy"]
-    assert build(root)[0] == 0
-    # A wheel in the cache that no longer matches its pinned hash stops the build.
+    code, output = lock(root)
+    assert code == 0, output
+    assert output == "locked 1 distribution for CPython 3.11: " + str(root / "pylock.toml") + "\n"
+    text = (root / "pylock.toml").read_text()
+    assert 'lock-version = "1.0"' in text and 'name = "numpy"' in text and "sha256 = " in text
+    summary = json.loads(build(root, "--json")[1])
+    assert summary["locked"] is True and summary["dependencies"] == ["numpy==1.26.4"]
+    # A newer numpy on the index changes nothing: the build installs what the lock lists.
+    make_wheel(offline_index, "numpy", "1.26.5", payload=10)
+    assert json.loads(build(root, "--json", "--force")[1])["dependencies"] == ["numpy==1.26.4"]
+    # A wheel in the cache that no longer matches its pinned hash is fetched again, not installed.
     cache = Path(os.environ["FLASHC_CACHE_DIR"])
     wheel = next(cache.glob("wheels/*/numpy-*.whl"))
     wheel.write_bytes(wheel.read_bytes() + b"tampered")
+    shutil.rmtree(cache / "layers")
+    assert build(root, "--force")[0] == 0
+    assert hashlib.sha256(wheel.read_bytes()).hexdigest() == wheel.parent.name
+    # A lock whose wheel the index now serves with other bytes fails the build, naming both digests.
+    (next(offline_index.glob("numpy-1.26.4-*.whl"))).write_bytes(b"other bytes")
+    wheel.unlink()
+    shutil.rmtree(cache / "layers")
     code, output = build(root, "--force")
     assert code == 1
-    assert "sha256" in output and "run `flashc lock` if that is expected" in output
+    assert "not the locked" in output and "run `flashc lock` if that is expected" in output
+
+
+def test_a_stale_lock_asks_for_flashc_lock(tmp_path: Path, offline_index: Path) -> None:
+    root = checkout(tmp_path)
+    assert lock(root)[0] == 0
+    (root / "requirements.txt").write_text("six\n")
+    code, output = build(root)
+    assert code == 1
+    assert "flashc: error: pylock.toml is out of date" in output
+    assert "run `flashc lock` to resolve again" in output
+
+
+def test_another_tools_lock_is_not_used_nor_overwritten(tmp_path: Path) -> None:
+    root = checkout(tmp_path)
+    (root / "pylock.toml").write_text('lock-version = "1.0"\ncreated-by = "pip"\n')
+    code, output = build(root)
+    assert code == 0
+    assert "pylock.toml was written by pip, not by `flashc lock`" in output and "it is not used" in output
+    code, output = lock(root)
+    assert code == 2 and "run `flashc lock --force` to replace it" in output
+    assert lock(root, "--force")[0] == 0
+    assert 'created-by = "flashc"' in (root / "pylock.toml").read_text()
 
 
 def test_gpu_packages_stay_when_a_cpu_resource_needs_them(tmp_path: Path, offline_index: Path) -> None:
@@ -251,26 +290,90 @@ def test_gpu_packages_stay_when_a_cpu_resource_needs_them(tmp_path: Path, offlin
 
 def test_same_lock_and_sources_give_the_same_archive(tmp_path: Path) -> None:
     first, second = checkout(tmp_path / "a"), checkout(tmp_path / "b")
-    assert CliRunner().invoke(main, ["lock", str(first)]).exit_code == 0
-    shutil.copy(first / "flash.lock", second / "flash.lock")
+    assert lock(first)[0] == 0
+    shutil.copy(first / "pylock.toml", second / "pylock.toml")
     digests = [json.loads(build(root, "--json")[1])["sha256"] for root in (first, second)]
     assert digests[0] == digests[1]
     with tarfile.open(first / ".flash" / "archive.tar.gz") as tar:
         assert "_flashc/site/numpy/__init__.py" in tar.getnames()
 
 
-def test_conflicting_pins_between_functions_stop_the_build_naming_both(tmp_path: Path) -> None:
+def test_source_date_epoch_is_an_input_of_the_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = checkout(tmp_path)
+    first = json.loads(build(root, "--json")[1])
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    stamped = json.loads(build(root, "--json")[1])
+    assert stamped["up_to_date"] is False and stamped["sha256"] != first["sha256"]
+    assert json.loads(build(root, "--json", "--force")[1])["sha256"] == stamped["sha256"]
+    with tarfile.open(root / ".flash" / "archive.tar.gz") as tar:
+        assert {m.mtime for m in tar.getmembers()} == {1700000000}
+
+
+def test_resources_that_need_conflicting_versions_get_a_site_each(tmp_path: Path, offline_index: Path) -> None:
+    make_wheel(offline_index, "numpy", "1.26.2", files={"numpy/__init__.py": b"V = 1\n", "numpy/big.bin": bytes(4000)})
+    make_wheel(offline_index, "numpy", "2.1.0", files={"numpy/__init__.py": b"V = 2\n", "numpy/big.bin": bytes(4000)})
+    make_wheel(offline_index, "requests", "2.32.0", payload=3000)
     root = project_with(
         tmp_path,
         {
             "a.py": "from tetra_rp import LiveServerless, remote\n\n"
-            '@remote(LiveServerless(name="a"), dependencies=["numpy==1.26.2"])\ndef f(x):\n    return x\n',
+            '@remote(LiveServerless(name="a"), dependencies=["numpy==1.26.2", "requests"])\ndef f(x):\n    return x\n',
             "b.py": "from tetra_rp import LiveServerless, remote\n\n"
-            '@remote(LiveServerless(name="b"), dependencies=["numpy>=2"])\ndef g(x):\n    return x\n',
+            '@remote(LiveServerless(name="b"), dependencies=["numpy>=2", "requests"])\ndef g(x):\n    return x\n',
+        },
+    )
+    code, output = build(root)
+    assert code == 0, output
+    assert (
+        "a.py:4:1: warning: resources 'a', 'b' need versions that cannot be installed together, so each gets a "
+        "site folder of its own: Because you require numpy==1.26.2 and numpy>=2" in output
+    )
+    assert "b.py:4:1: note: 'numpy>=2' is required here (dependencies of b:g)" in output
+    assert "  _flashc/sites/a: a (2 distributions)" in output and "  _flashc/sites/b: b (2 distributions)" in output
+    manifest = json.loads((root / ".flash" / "flash_manifest.json").read_text())
+    assert {name: r["site"] for name, r in manifest["resources"].items()} == {
+        "a": "_flashc/sites/a",
+        "b": "_flashc/sites/b",
+    }
+    with tarfile.open(root / ".flash" / "archive.tar.gz") as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        assert tar.extractfile("_flashc/sites/a/numpy/__init__.py").read() == b"V = 1\n"  # type: ignore[union-attr]
+        assert tar.extractfile("_flashc/sites/b/numpy/__init__.py").read() == b"V = 2\n"  # type: ignore[union-attr]
+    # What both sites hold is stored once: the second copy is a hard link to the first.
+    assert members["_flashc/sites/b/requests/blob.bin"].islnk()
+    assert members["_flashc/sites/b/requests/blob.bin"].linkname == "_flashc/sites/a/requests/blob.bin"
+    assert members["_flashc/sites/b/numpy/big.bin"].islnk()  # same bytes in two versions of numpy
+
+
+def test_conflicting_pins_inside_one_resource_stop_the_build_naming_both(tmp_path: Path, offline_index: Path) -> None:
+    make_wheel(offline_index, "numpy", "2.1.0")
+    root = project_with(
+        tmp_path,
+        {
+            "a.py": "from tetra_rp import LiveServerless, remote\n\n"
+            '@remote(LiveServerless(name="a"), dependencies=["numpy==1.26.4"])\ndef f(x):\n    return x\n\n'
+            '@remote(LiveServerless(name="a"), dependencies=["numpy>=2"])\ndef g(x):\n    return x\n',
         },
     )
     code, output = build(root)
     assert code == 1
-    assert "conflicting requirements for numpy: 'numpy==1.26.2' (dependencies of a:f" in output
-    assert "'numpy>=2' (dependencies of b:g" in output
+    assert "conflicting requirements for numpy: 'numpy==1.26.4' (dependencies of a:f" in output
+    assert "'numpy>=2' (dependencies of a:g" in output
     assert not (root / ".flash" / "archive.tar.gz").exists()
+
+
+def test_a_requirement_without_a_wheel_is_reported_at_the_function(tmp_path: Path, offline_index: Path) -> None:
+    make_wheel(offline_index, "onlymac", "1.0", tag="cp311-cp311-macosx_11_0_arm64")
+    root = project_with(
+        tmp_path,
+        {
+            "a.py": "from tetra_rp import LiveServerless, remote\n\n"
+            '@remote(LiveServerless(name="a"), dependencies=["onlymac"])\ndef f(x):\n    return x\n',
+            "requirements.txt": "numpy==1.26.4\nnotonindex>=1\n",
+        },
+    )
+    code, output = build(root, "--python-version", "3.11")
+    assert code == 1
+    assert "a.py:4:1: error: 'onlymac' (dependencies of a:f) cannot be installed on the worker" in output
+    assert "requirements.txt:2:1: error: 'notonindex>=1' cannot be installed on the worker" in output
+    assert "flashc: error: 2 errors found" in output

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner
+from wheelhouse import make_wheel
 
 from flashc.cli import main
 from flashc.deploy import LocalTarget, alive, archive_sha256
@@ -732,5 +733,36 @@ def test_jobs_that_break_the_rules_fail_alone_and_the_endpoint_recovers(
             time.sleep(0.05)
         assert status["status"] == "COMPLETED" and status["output"] == "after"
         assert httpx.get(f"{forky}/status/{first}", headers=headers).json()["status"] == "FAILED"
+    finally:
+        cli("undeploy", str(root))
+
+
+def test_resources_with_conflicting_versions_each_import_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two resources pin versions of one distribution that cannot be installed together: each endpoint
+    imports the version its own site folder holds."""
+    house = tmp_path / "house"
+    make_wheel(house, "mathlib", "1.0", files={"mathlib/__init__.py": b"VERSION = 'one'\n"})
+    make_wheel(house, "mathlib", "2.0", files={"mathlib/__init__.py": b"VERSION = 'two'\n"})
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(house))
+    root = one_file_project(
+        tmp_path,
+        monkeypatch,
+        "split",
+        "from tetra_rp import CpuLiveServerless, remote\n\n\n"
+        '@remote(CpuLiveServerless(name="old"), dependencies=["mathlib<2"])\n'
+        "def old_version():\n    import mathlib\n\n    return mathlib.VERSION\n\n\n"
+        '@remote(CpuLiveServerless(name="new"), dependencies=["mathlib>=2"])\n'
+        "def new_version():\n    import mathlib\n\n    return mathlib.VERSION\n",
+    )
+    try:
+        code, output = cli("deploy", str(root))
+        assert code == 0, output
+        for resource, function, expected in (("old", "old_version", "one"), ("new", "new_version", "two")):
+            url, headers = endpoint(root, resource)
+            answer = httpx.post(f"{url}/runsync", json={"input": {"function": function}}, headers=headers, timeout=30)
+            assert answer.json()["output"] == expected, answer.text
     finally:
         cli("undeploy", str(root))

@@ -106,6 +106,7 @@ def test_demo_manifest_contents() -> None:
         "functions": ["api:greet", "api:health"],
         "dependencies": [],
         "system_dependencies": [],
+        "site": "_flashc/site",  # no sites given: every resource shares one
         "source_fingerprint": FINGERPRINT,  # no per-resource fingerprints given: everything shipped
     }
     assert api["config"]["name"] == "demo-api"
@@ -332,3 +333,17 @@ def test_analyzer_does_not_load_pydantic_or_the_manifest() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "[]"
+
+
+def test_each_resource_names_its_site_folder() -> None:
+    plan = group(analyze_project(FIXTURES / "demo", use_cache=False))
+    manifest = build_manifest(
+        plan, python_version="3.11", source_fingerprint=FINGERPRINT, sites={"demo-gpu": "_flashc/sites/demo_gpu"}
+    )
+    assert {name: r.site for name, r in manifest.resources.items()} == {
+        "demo-api": "_flashc/site",
+        "demo-cpu": "_flashc/site",
+        "demo-gpu": "_flashc/sites/demo_gpu",
+    }
+    with pytest.raises(ValueError, match="site"):
+        build_manifest(plan, python_version="3.11", source_fingerprint=FINGERPRINT, sites={"demo-gpu": "../outside"})

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from flashc.prune import Dist, PruneResult, _size, default_exclusions, prune, size_table
+from flashc.deps.prune import Dist, PruneResult, _size, default_exclusions, prune, size_table
 
 
 def dist(name: str, size: int, *requires: str, version: str = "1.0") -> Dist:

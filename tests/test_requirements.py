@@ -1,25 +1,25 @@
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
-from flashc import requirements as requirements_module
-from flashc.diagnostics import Diagnostic, Note, Span, render
-from flashc.models import Location, RemoteFunction
-from flashc.requirements import (
+from flashc._toml import loads
+from flashc.deps.requirements import (
     IndexOptions,
     Origin,
     Requirement,
     RequirementSet,
     collect,
     from_functions,
-    parse_pyproject_dependencies,
     parse_requirements_file,
+    pyproject_dependencies,
     read_project_requirements,
 )
+from flashc.diagnostics import Diagnostic, Note, Span, render
+from flashc.models import Location, RemoteFunction
 
 
 def reader(files: dict[str, str]) -> Callable[[str], str]:
@@ -31,6 +31,10 @@ def reader(files: dict[str, str]) -> Callable[[str], str]:
         return textwrap.dedent(files[path])
 
     return read
+
+
+def parse_pyproject_dependencies(text: str, path: str = "pyproject.toml") -> tuple[list[Requirement], list[Diagnostic]]:
+    return pyproject_dependencies(loads(text), text, path)
 
 
 def parse(
@@ -329,28 +333,13 @@ def test_pyproject_dependencies() -> None:
     )
     assert problems == []
     assert [(r.name, r.text, r.origin) for r in reqs] == [
-        ("pillow", "Pillow>=10", Origin("pyproject.toml", None, "[project.dependencies]")),
-        ("httpx", "httpx[http2] ; python_version >= '3.10'", Origin("pyproject.toml", None, "[project.dependencies]")),
+        ("pillow", "Pillow>=10", Origin("pyproject.toml", 3, "[project.dependencies]")),
+        ("httpx", "httpx[http2] ; python_version >= '3.10'", Origin("pyproject.toml", 3, "[project.dependencies]")),
     ]
 
 
 def test_pyproject_without_project_table_has_no_requirements() -> None:
     assert parse_pyproject_dependencies("[tool.ruff]\nline-length = 120\n") == ([], [])
-
-
-def test_invalid_toml_is_an_error_at_its_line() -> None:
-    assert parse_pyproject_dependencies('[project]\nname = "app"\ndependencies = [\n  "numpy" "torch",\n]\n') == (
-        [],
-        [
-            Diagnostic(
-                "pyproject.toml",
-                Span(4, 11, 4, 12),
-                "error",
-                "requirement",
-                "invalid TOML in pyproject.toml: Unclosed array",
-            )
-        ],
-    )
 
 
 def test_invalid_and_local_pyproject_dependencies_are_errors() -> None:
@@ -359,10 +348,10 @@ def test_invalid_and_local_pyproject_dependencies_are_errors() -> None:
     )
     assert texts(reqs) == ["numpy"]
     assert messages(problems) == [
-        ("svc/pyproject.toml", None, "error", "invalid requirement 'torch=2' in [project.dependencies]"),
+        ("svc/pyproject.toml", 2, "error", "invalid requirement 'torch=2' in [project.dependencies]"),
         (
             "svc/pyproject.toml",
-            None,
+            2,
             "error",
             "'lib @ file:///src/lib': local path requirements cannot be resolved for the target",
         ),
@@ -383,16 +372,6 @@ def test_dynamic_or_malformed_pyproject_dependencies_are_reported() -> None:
     assert messages(malformed) == [
         ("pyproject.toml", None, "error", "[project.dependencies] in pyproject.toml must be a list of strings")
     ]
-
-
-def test_pyproject_without_a_toml_parser_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(requirements_module, "toml_loader", lambda: None)
-    reqs, (problem,) = parse_pyproject_dependencies('[project]\ndependencies = ["numpy"]\n')
-    assert reqs == []
-    assert problem.severity == "error" and problem.span is None
-    assert problem.message.startswith("cannot read pyproject.toml: Python 3.")
-    assert problem.message.endswith(" has no TOML parser")
-    assert problem.hint == "install 'tomli', or run flashc on Python 3.11 or newer"
 
 
 # --- functions and collect ---------------------------------------------------------------------
@@ -455,7 +434,8 @@ def test_conflicting_pins_between_functions_name_both_places() -> None:
             "requirement",
             "conflicting requirements for numpy: 'numpy==1.26.2' (dependencies of workers.a:f, workers/a.py:5) "
             "and 'numpy>=2' (dependencies of workers.b:g, workers/b.py:9) cannot both hold",
-            "require versions that agree: every function of the project is installed from one set of requirements",
+            "require versions that agree: a resource installs its functions' requirements and the project's files' "
+            "together",
             (Note("workers/b.py", Span(9, 1, 10, 1), "'numpy>=2' is required here"),),
         ),
     )
@@ -471,11 +451,24 @@ def test_conflict_with_files_names_the_file_places() -> None:
         "conflicting requirements for torch: 'torch==2.1.0' (dependencies of app:f, app.py:4) "
         "and 'Torch==2.2.0' (requirements.txt:2) cannot both hold",
         "conflicting requirements for torch: 'torch==2.1.0' (dependencies of app:f, app.py:4) "
-        "and 'torch<2' ([project.dependencies], pyproject.toml) cannot both hold",
+        "and 'torch<2' ([project.dependencies], pyproject.toml:2) cannot both hold",
         "conflicting requirements for torch: 'Torch==2.2.0' (requirements.txt:2) "
-        "and 'torch<2' ([project.dependencies], pyproject.toml) cannot both hold",
+        "and 'torch<2' ([project.dependencies], pyproject.toml:2) cannot both hold",
     ]
-    assert result.problems[2].notes == (Note("pyproject.toml", None, "'torch<2' is required here"),)
+    assert result.problems[2].notes == (Note("pyproject.toml", Span(2, 1, 3, 1), "'torch<2' is required here"),)
+
+
+def test_pins_of_different_resources_may_differ() -> None:
+    # Each resource then gets a site folder of its own; only what one resource installs must agree.
+    old = dataclasses.replace(function("workers.a:f", 5, "numpy==1.26.2"), resource="old")
+    new = dataclasses.replace(function("workers.b:g", 9, "numpy>=2"), resource="new")
+    result = merged(old, new)
+    assert result.problems == ()
+    assert [(r.text, r.resource) for r in result.requirements] == [("numpy==1.26.2", "old"), ("numpy>=2", "new")]
+    assert [r.text for r in result.for_resource("old")] == ["numpy==1.26.2"]
+    # A project file's pin applies to every resource, so it conflicts with either.
+    clash = merged(old, new, file="numpy<1\n")
+    assert len(clash.problems) == 2
 
 
 @pytest.mark.parametrize(
@@ -549,14 +542,15 @@ def test_local_url_in_function_dependencies_is_an_error() -> None:
 # --- reading a project -------------------------------------------------------------------------
 
 
-def test_read_project_requirements_reads_both_files(tmp_path: Path) -> None:
-    (tmp_path / "deps").mkdir()
-    (tmp_path / "requirements.txt").write_text(
-        "\ufeff--extra-index-url https://x.example/simple\n-r deps/gpu.txt\ntetra_rp\n", encoding="utf-8"
+def test_read_project_requirements_reads_both_files() -> None:
+    files = {
+        "requirements.txt": "--extra-index-url https://x.example/simple\n-r deps/gpu.txt\ntetra_rp\n",
+        "deps/gpu.txt": "torch==2.1.0\n-r missing.txt\n",
+    }
+    pyproject = '[project]\ndependencies = ["httpx"]\n'
+    result = read_project_requirements(
+        [function("app:f", 3, "numpy", "torch>=2.2")], files.get, (loads(pyproject), pyproject)
     )
-    (tmp_path / "deps" / "gpu.txt").write_text("torch==2.1.0\n-r missing.txt\n", encoding="utf-8")
-    (tmp_path / "pyproject.toml").write_text('[project]\ndependencies = ["httpx"]\n', encoding="utf-8")
-    result = read_project_requirements(tmp_path, [function("app:f", 3, "numpy", "torch>=2.2")])
     assert texts(result.requirements) == ["httpx", "numpy", "torch==2.1.0", "torch>=2.2"]
     assert texts(result.provided_by_runtime) == ["tetra_rp"]
     assert result.options.extra_index_urls == ("https://x.example/simple",)
@@ -572,10 +566,22 @@ def test_read_project_requirements_reads_both_files(tmp_path: Path) -> None:
     ]
 
 
-def test_read_project_requirements_without_files(tmp_path: Path) -> None:
-    result = read_project_requirements(tmp_path, [function("app:f", 3, "numpy")])
+def test_an_unreadable_requirements_file_is_reported() -> None:
+    def read(path: str) -> str | None:
+        raise PermissionError(13, "Permission denied", path)
+
+    result = read_project_requirements([], read)
+    assert messages(result.problems) == [
+        ("requirements.txt", None, "error", "cannot read requirements.txt: Permission denied")
+    ]
+
+
+def test_read_project_requirements_without_files() -> None:
+    result = read_project_requirements([function("app:f", 3, "numpy")], {}.get)
     assert result == RequirementSet(
-        requirements=(Requirement("numpy", "numpy", "", (), None, None, Origin("app.py", 3, "dependencies of app:f")),),
+        requirements=(
+            Requirement("numpy", "numpy", "", (), None, None, Origin("app.py", 3, "dependencies of app:f"), "r"),
+        ),
         options=IndexOptions(),
         provided_by_runtime=(),
         problems=(),

@@ -144,18 +144,19 @@ def test_a_built_archive_unpacks_and_its_handlers_import(tmp_path: Path, monkeyp
 
     from flashc_runtime.manifest import load_manifest
 
-    from flashc.pipeline import build
+    from flashc.pipeline import build_project
 
     monkeypatch.setenv("FLASHC_CACHE_DIR", str(tmp_path / "cache"))
     project = tmp_path / "routes"
     shutil.copytree(Path(__file__).resolve().parent.parent / "fixtures" / "routes", project)
-    built = build(project)
+    built = build_project(project)
     out = tmp_path / "worker"
     names = unpack(built.archive.path, out)
     assert "flash_manifest.json" in names and "_flashc/flashc_runtime/handler.py" in names
     manifest = load_manifest(out / "flash_manifest.json")
     # The worker's sys.path: the runtime folder first, then the project, then the dependencies.
-    monkeypatch.setattr(sys, "path", [str(out / "_flashc"), str(out), str(out / "_flashc" / "site"), *sys.path])
+    site = str(out / next(iter(manifest["resources"].values()))["site"])
+    monkeypatch.setattr(sys, "path", [str(out / "_flashc"), str(out), site, *sys.path])
     modules = dict(sys.modules)
     try:
         for name in [m for m in sys.modules if m.split(".")[0] in ("flashc_runtime", "flashc_handlers", "api")]:

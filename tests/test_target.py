@@ -8,8 +8,7 @@ from packaging.markers import InvalidMarker
 from packaging.tags import Tag
 from packaging.utils import InvalidWheelFilename
 
-from flashc.errors import UsageError
-from flashc.target import (
+from flashc.deps.target import (
     Target,
     explain_misfit,
     marker_applies,
@@ -20,6 +19,7 @@ from flashc.target import (
     supported_tags,
     wheel_fits,
 )
+from flashc.errors import UsageError
 
 PY311 = Target("3.11")
 PY312 = Target("3.12")

@@ -346,7 +346,10 @@ def _resource(root: Path, resource_name: str) -> Mapping[str, Any]:
 
 
 def _import_handler(root: Path, resource: Mapping[str, Any]) -> ModuleType:
-    sys.path[:0] = [str(root / "_flashc"), str(root), str(root / "src"), str(root / "_flashc" / "site")]
+    # The runtime first, so no project file can shadow it; then the project; then the resource's own
+    # site folder of installed dependencies (shared by every resource unless their versions conflict).
+    site = root / resource["site"]
+    sys.path[:0] = [str(root / "_flashc"), str(root), str(root / "src"), str(site)]
     return importlib.import_module(resource["handler_module"])
 
 

@@ -2,7 +2,7 @@
 
     RemoteFunction.dependencies --from_functions-------------.
     requirements.txt (+ -r)     --parse_requirements_file----+--collect--> RequirementSet
-    pyproject.toml              --parse_pyproject_dependencies'
+    pyproject.toml              --pyproject_dependencies-----'
 
 Everything here is pure except `read_project_requirements`, the I/O edge that reads the two
 files from the project root. `-r` includes reach the disk through the `read` callback, so the
@@ -31,9 +31,7 @@ import dataclasses
 import posixpath
 import re
 import shlex
-import sys
-from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from packaging.requirements import InvalidRequirement
@@ -42,8 +40,8 @@ from packaging.specifiers import Specifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from .diagnostics import Diagnostic, Note, Span, sort_key
-from .models import RemoteFunction
+from ..diagnostics import Diagnostic, Note, Span, sort_key
+from ..models import RemoteFunction
 
 __all__ = [
     "RUNTIME_DISTRIBUTIONS",
@@ -53,8 +51,9 @@ __all__ = [
     "RequirementSet",
     "collect",
     "from_functions",
-    "parse_pyproject_dependencies",
+    "origin_span",
     "parse_requirements_file",
+    "pyproject_dependencies",
     "read_project_requirements",
 ]
 
@@ -84,7 +83,11 @@ class Origin:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Requirement:
-    """One requirement. `name` is PEP 503 normalised; `text` is as written; `marker` is kept, never evaluated."""
+    """One requirement. `name` is PEP 503 normalised; `text` is as written; `marker` is kept, never evaluated.
+
+    `resource` is the resource whose function asked for it; None for the project's own files
+    (`requirements.txt`, `pyproject.toml`), which every resource installs.
+    """
 
     name: str
     text: str
@@ -93,6 +96,7 @@ class Requirement:
     marker: str | None
     url: str | None
     origin: Origin
+    resource: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -127,6 +131,13 @@ class RequirementSet:
     @property
     def has_errors(self) -> bool:
         return any(d.severity == "error" for d in self.problems)
+
+    def for_resource(self, resource: str | None) -> tuple[Requirement, ...]:
+        """What one resource installs: the project's files' requirements and its functions'.
+
+        `None` gives only the project's files' requirements.
+        """
+        return tuple(r for r in self.requirements if r.resource is None or r.resource == resource)
 
 
 # --- requirements.txt --------------------------------------------------------------------------
@@ -401,46 +412,13 @@ def _relative_to(including: str, value: str) -> str:
 # --- pyproject.toml ----------------------------------------------------------------------------
 
 
-def toml_loader() -> Callable[[str], dict[str, Any]] | None:
-    if sys.version_info >= (3, 11):
-        import tomllib
+def pyproject_dependencies(
+    data: Mapping[str, Any], text: str, path: str = "pyproject.toml"
+) -> tuple[list[Requirement], list[Diagnostic]]:
+    """The requirements in `[project.dependencies]` of the parsed `data`; `text` locates each one.
 
-        return tomllib.loads
-    try:
-        import tomli  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return None
-    loads: Callable[[str], dict[str, Any]] = tomli.loads
-    return loads
-
-
-def parse_pyproject_dependencies(text: str, path: str = "pyproject.toml") -> tuple[list[Requirement], list[Diagnostic]]:
-    """The requirements in `[project.dependencies]`; a pyproject without a `[project]` table has none."""
-    loads = toml_loader()
-    if loads is None:
-        return [], [
-            Diagnostic(
-                path,
-                None,
-                "error",
-                _CODE,
-                f"cannot read {path}: Python {sys.version_info[0]}.{sys.version_info[1]} has no TOML parser",
-                "install 'tomli', or run flashc on Python 3.11 or newer",
-            )
-        ]
-    try:
-        data = loads(text)
-    except ValueError as exc:
-        message = str(exc)
-        place = _TOML_PLACE.search(message)
-        if place:
-            line, col = int(place[1]), int(place[2])
-            message = message[: place.start()].rstrip()
-        else:  # "at end of document"
-            line, col = max(1, len(text.splitlines())), 1
-            message = _TOML_PLACE.sub("", message).strip()
-        span = Span(line, col, line, col + 1)
-        return [], [Diagnostic(path, span, "error", _CODE, f"invalid TOML in {path}: {message}")]
+    A pyproject without a `[project]` table has none.
+    """
     project = data.get("project")
     if not isinstance(project, dict):
         return [], []
@@ -462,20 +440,18 @@ def parse_pyproject_dependencies(text: str, path: str = "pyproject.toml") -> tup
             Diagnostic(path, None, "error", _CODE, f"[project.dependencies] in {path} must be a list of strings")
         )
         return [], problems
-    origin = Origin(path, None, "[project.dependencies]")
     requirements: list[Requirement] = []
+    lines = text.splitlines()
     for text_ in dependencies:
+        origin = Origin(path, _line_of(lines, text_), "[project.dependencies]")
         try:
             requirement = _requirement(text_, origin)
         except InvalidRequirement:
-            problems.append(
-                Diagnostic(
-                    path, None, "error", _CODE, f"invalid requirement '{text_}' in [project.dependencies]", _PEP508_HINT
-                )
-            )
+            message = f"invalid requirement '{text_}' in [project.dependencies]"
+            problems.append(Diagnostic(path, origin_span(origin), "error", _CODE, message, _PEP508_HINT))
             continue
         if requirement.url is not None and _is_local_url(requirement.url):
-            problems.append(_local_error(text_, origin, None))
+            problems.append(_local_error(text_, origin, origin_span(origin)))
             continue
         requirements.append(requirement)
     return requirements, problems
@@ -494,7 +470,7 @@ def from_functions(functions: Iterable[RemoteFunction]) -> list[Requirement]:
         origin = Origin(function.location.path, function.location.line, f"dependencies of {function.id}")
         for text in function.dependencies:
             try:
-                requirements.append(_requirement(text, origin))
+                requirements.append(_requirement(text, origin, function.resource))
             except InvalidRequirement:
                 continue
     return requirements
@@ -515,24 +491,37 @@ def collect(
     order functions, requirements files, pyproject. Compatible requirements for one name are all
     kept: pip intersects them.
     """
-    kept: dict[tuple[object, ...], Requirement] = {}
+    kept: dict[tuple[object, ...], Requirement] = {}  # by what it asks for, and for which resource
     provided: dict[tuple[object, ...], Requirement] = {}
     problems: list[Diagnostic] = []
     for requirement in (*function_reqs, *file_reqs, *pyproject_reqs):
-        key = (requirement.name, requirement.specifier, requirement.extras, requirement.marker, requirement.url)
+        spec = (requirement.name, requirement.specifier, requirement.extras, requirement.marker, requirement.url)
         if requirement.name in RUNTIME_DISTRIBUTIONS:
-            provided.setdefault(key, requirement)
+            provided.setdefault(spec, requirement)
         elif requirement.url is not None and _is_local_url(requirement.url):
-            problems.append(_local_error(requirement.text, requirement.origin, _origin_span(requirement.origin)))
+            problems.append(_local_error(requirement.text, requirement.origin, origin_span(requirement.origin)))
+        elif (*spec, None) in kept:
+            continue  # every resource installs it already
+        elif requirement.resource is None and (earlier := [k for k in kept if k[:-1] == spec]):
+            # A project file asks for what a function asked for: it is the project's now, and the
+            # first place it was written stays its origin.
+            first = kept[earlier[0]]
+            for k in earlier:
+                del kept[k]
+            everywhere: tuple[object, ...] = (*spec, None)
+            kept[everywhere] = dataclasses.replace(first, resource=None)
         else:
-            kept.setdefault(key, requirement)
+            own: tuple[object, ...] = (*spec, requirement.resource)
+            kept.setdefault(own, requirement)
     by_name: dict[str, list[Requirement]] = {}
     for requirement in kept.values():
         by_name.setdefault(requirement.name, []).append(requirement)
     for name, same in by_name.items():
         for i, first in enumerate(same):
             for second in same[i + 1 :]:
-                if _conflict(first, second):
+                # Different resources may need different versions: each then gets its own site.
+                together = first.resource is None or second.resource is None or first.resource == second.resource
+                if together and _conflict(first, second):
                     problems.append(_conflict_error(name, first, second))
     return RequirementSet(
         requirements=tuple(sorted(kept.values(), key=_order)),
@@ -542,33 +531,39 @@ def collect(
     )
 
 
-def read_project_requirements(root: Path, functions: Iterable[RemoteFunction]) -> RequirementSet:
-    """Collect the project's requirements: the functions', `root/requirements.txt` and `root/pyproject.toml`.
+def read_project_requirements(
+    functions: Iterable[RemoteFunction],
+    read: Callable[[str], str | None],
+    pyproject: tuple[Mapping[str, Any], str] | None = None,
+) -> RequirementSet:
+    """Collect the project's requirements: the functions', `requirements.txt` (with `-r`) and `pyproject.toml`.
 
-    The I/O edge of this module: files that do not exist contribute nothing, files that cannot
-    be read are reported in `problems`.
+    `read(path)` gives a project file's text, None when it does not exist, and raises OSError or
+    UnicodeDecodeError when it cannot be read (reported in `problems`). `pyproject` is the parsed
+    `pyproject.toml` and its text, when the project has one.
     """
-
-    def read(relative: str) -> str:
-        return (root / relative).read_text(encoding="utf-8-sig")
-
     problems: list[Diagnostic] = []
     file_reqs: list[Requirement] = []
     options = IndexOptions()
     pyproject_reqs: list[Requirement] = []
-    for name in ("requirements.txt", "pyproject.toml"):
-        if not (root / name).is_file():
-            continue
-        try:
-            text = read(name)
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            problems.append(Diagnostic(name, None, "error", _CODE, f"cannot read {name}: {reason}"))
-            continue
-        if name == "requirements.txt":
-            file_reqs, options, found = parse_requirements_file(text, name, read)
-        else:
-            pyproject_reqs, found = parse_pyproject_dependencies(text, name)
+
+    def include(relative: str) -> str:
+        text = read(relative)
+        if text is None:
+            raise FileNotFoundError(2, "No such file or directory", relative)
+        return text
+
+    try:
+        text = read("requirements.txt")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        problems.append(Diagnostic("requirements.txt", None, "error", _CODE, f"cannot read requirements.txt: {reason}"))
+        text = None
+    if text is not None:
+        file_reqs, options, found = parse_requirements_file(text, "requirements.txt", include)
+        problems.extend(found)
+    if pyproject is not None:
+        pyproject_reqs, found = pyproject_dependencies(*pyproject)
         problems.extend(found)
     result = collect(from_functions(functions), file_reqs, pyproject_reqs, options)
     return dataclasses.replace(result, problems=tuple(sorted((*problems, *result.problems), key=sort_key)))
@@ -577,7 +572,7 @@ def read_project_requirements(root: Path, functions: Iterable[RemoteFunction]) -
 # --- helpers -----------------------------------------------------------------------------------
 
 
-def _requirement(text: str, origin: Origin) -> Requirement:
+def _requirement(text: str, origin: Origin, resource: str | None = None) -> Requirement:
     text = text.strip()
     parsed = _Parsed(text)
     return Requirement(
@@ -588,7 +583,14 @@ def _requirement(text: str, origin: Origin) -> Requirement:
         marker=str(parsed.marker) if parsed.marker is not None else None,
         url=parsed.url,
         origin=origin,
+        resource=resource,
     )
+
+
+def _line_of(lines: Sequence[str], value: str) -> int | None:
+    """The 1-based line of a TOML file that holds the string `value` quoted; None if none does."""
+    quoted = (f'"{value}"', f"'{value}'")
+    return next((number for number, line in enumerate(lines, 1) if any(q in line for q in quoted)), None)
 
 
 def _order(requirement: Requirement) -> tuple[str, str]:
@@ -618,7 +620,8 @@ def _local_error(text: str, origin: Origin, span: Span | None) -> Diagnostic:
     )
 
 
-def _origin_span(origin: Origin) -> Span | None:
+def origin_span(origin: Origin) -> Span | None:
+    """The whole line a requirement was written on, when its line is known."""
     # Only the line is known (a decorator's, say), so the span is the whole line.
     return None if origin.line is None else Span(origin.line, 1, origin.line + 1, 1)
 
@@ -631,13 +634,14 @@ def _place(origin: Origin) -> str:
 def _conflict_error(name: str, first: Requirement, second: Requirement) -> Diagnostic:
     return Diagnostic(
         first.origin.path,
-        _origin_span(first.origin),
+        origin_span(first.origin),
         "error",
         _CODE,
         f"conflicting requirements for {name}: '{first.text}' ({_place(first.origin)}) and "
         f"'{second.text}' ({_place(second.origin)}) cannot both hold",
-        "require versions that agree: every function of the project is installed from one set of requirements",
-        (Note(second.origin.path, _origin_span(second.origin), f"'{second.text}' is required here"),),
+        "require versions that agree: a resource installs its functions' requirements and the project's files' "
+        "together",
+        (Note(second.origin.path, origin_span(second.origin), f"'{second.text}' is required here"),),
     )
 
 

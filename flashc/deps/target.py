@@ -26,7 +26,7 @@ from packaging.markers import Marker
 from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import parse_wheel_filename
 
-from .errors import UsageError
+from ..errors import UsageError
 
 __all__ = [
     "Target",

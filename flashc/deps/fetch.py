@@ -1,0 +1,187 @@
+"""Fetch: the pinned wheels into a cache shared by every project, each checked against its sha256.
+
+    Wheels (URL, sha256) --fetch--> {sha256: path in the cache}
+
+The cache is content-addressed: `<cache>/wheels/<sha256>/<filename>`. A file is published there
+only once its digest matched, through a temporary file of its own in the same folder and a rename,
+so concurrent builds never see half a wheel and never collide. A cached file is checked again on
+every use: a damaged one (a truncated download, a disk error, a hand edit) is fetched again,
+never installed. Downloads run in parallel with retries on connection errors, timeouts and server
+errors; `offline` forbids them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import unquote, urlparse
+
+import httpx
+
+from ..errors import FlashcError, ProjectError
+from .models import Wheel
+
+__all__ = ["FetchError", "WheelCache", "fetch_wheels"]
+
+_PARALLEL = 8
+_ATTEMPTS = 3
+_BLOCK = 1 << 20
+
+Progress = Callable[[str], None]
+
+
+class FetchError(FlashcError):
+    """A wheel could not be fetched: the network failed, or the index served other bytes."""
+
+
+class WheelCache:
+    """Wheels by content, in one folder shared by every project."""
+
+    def __init__(self, root: Path) -> None:
+        self.folder = root / "wheels"
+
+    def path(self, wheel: Wheel) -> Path:
+        return self.folder / wheel.sha256 / wheel.filename
+
+
+def fetch_wheels(
+    wheels: Sequence[Wheel],
+    cache: WheelCache,
+    *,
+    offline: bool = False,
+    credentials: Mapping[str, httpx.BasicAuth] | None = None,
+    client: httpx.Client | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Path]:
+    """Make every wheel present and verified in the cache; its path by sha256.
+
+    Raises FetchError for a download that fails or a file that does not match its sha256, and
+    ProjectError when `offline` forbids fetching a wheel the cache does not have.
+    """
+    unique = list({w.sha256: w for w in wheels}.values())
+    with ThreadPoolExecutor(max_workers=_PARALLEL) as pool:
+        present = dict(
+            zip((w.sha256 for w in unique), pool.map(lambda w: _verified(cache.path(w), w), unique), strict=True)
+        )
+    missing = [w for w in unique if not present[w.sha256]]
+    if missing and offline:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        names = ", ".join(w.filename for w in missing[:3]) + more
+        raise ProjectError(
+            f"--offline, but the wheel cache lacks {names}",
+            "build once without --offline while the index is reachable",
+        )
+    if missing:
+        if progress is not None:
+            total = sum(w.size or 0 for w in missing)
+            size = f" ({total / 1e6:.1f} MB)" if total else ""
+            progress(f"downloading {len(missing)} wheel{'s' if len(missing) != 1 else ''}{size}")
+        own = client is None
+        http = client or httpx.Client(timeout=httpx.Timeout(60, connect=15), follow_redirects=True)
+        try:
+            with ThreadPoolExecutor(max_workers=_PARALLEL) as pool:
+                list(pool.map(lambda w: _download(w, cache.path(w), http, credentials or {}), missing))
+        finally:
+            if own:
+                http.close()
+    return {w.sha256: cache.path(w) for w in unique}
+
+
+def _verified(path: Path, wheel: Wheel) -> bool:
+    """True if the cached file is there and whole; a damaged one is removed so it is fetched again."""
+    try:
+        digest = _digest(path)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        digest = ""
+    if digest == wheel.sha256:
+        return True
+    with contextlib.suppress(OSError):
+        path.unlink()
+    return False
+
+
+def _download(wheel: Wheel, target: Path, client: httpx.Client, credentials: Mapping[str, httpx.BasicAuth]) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            digest = _copy(wheel, out, client, credentials)
+        if digest != wheel.sha256:
+            raise FetchError(
+                f"{wheel.filename} from {_shown(wheel.url)} has sha256 {digest}, not the locked {wheel.sha256}",
+                "the file changed since it was locked: run `flashc lock` if that is expected, else check the index",
+            )
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _copy(wheel: Wheel, out: BinaryIO, client: httpx.Client, credentials: Mapping[str, httpx.BasicAuth]) -> str:
+    parsed = urlparse(wheel.url)
+    if parsed.scheme == "file":
+        digest = hashlib.sha256()
+        try:
+            with open(unquote(parsed.path), "rb") as src:
+                while block := src.read(_BLOCK):
+                    digest.update(block)
+                    out.write(block)
+        except OSError as exc:
+            raise FetchError(
+                f"cannot read {unquote(parsed.path)}: {exc.strerror or exc}", "check the --find-links folder"
+            ) from exc
+        return digest.hexdigest()
+    auth = credentials.get(parsed.hostname or "")
+    for attempt in range(1, _ATTEMPTS + 1):
+        digest = hashlib.sha256()
+        out.seek(0)
+        out.truncate()
+        try:
+            with client.stream("GET", wheel.url, auth=auth) as response:
+                if response.status_code >= 500 and attempt < _ATTEMPTS:
+                    time.sleep(0.5 * 2**attempt)
+                    continue
+                if response.status_code != 200:
+                    raise FetchError(
+                        f"cannot download {wheel.filename}: {_shown(wheel.url)} answered {response.status_code}",
+                        "check the index URL and its credentials",
+                    )
+                for block in response.iter_bytes(_BLOCK):  # decoded, should a server compress the wheel
+                    digest.update(block)
+                    out.write(block)
+            return digest.hexdigest()
+        except httpx.TransportError as exc:
+            if attempt == _ATTEMPTS:
+                raise FetchError(
+                    f"cannot download {wheel.filename} from {_shown(wheel.url)}: {exc or type(exc).__name__}",
+                    "check the network connection, or build with --offline from the wheel cache",
+                ) from exc
+            time.sleep(0.5 * 2**attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _shown(url: str) -> str:
+    """A URL without its credentials, for messages."""
+    parsed = urlparse(url)
+    if parsed.password is None and parsed.username is None:
+        return url
+    return parsed._replace(netloc=parsed.hostname or "").geturl()

@@ -1,0 +1,288 @@
+"""The dependency stage of `flashc build`: requirements in, verified wheels per site folder out.
+
+    module       input                                   output                      side effects
+    requirements Analysis, requirements.txt, pyproject   RequirementSet              none (reads via the snapshot)
+    resolve      RequirementSet, Target                  Resolution (sites of pins)  runs uv; resolution cache
+    choose       Resolution, computes, exclusions        SitePlan per site           none
+    lock         SitePlan per site                       pylock.toml                 writes the lock (`flashc lock`)
+    fetch        the wheels the plans ship               {sha256: cached wheel}      downloads; wheel cache
+
+With a `pylock.toml` written by `flashc lock`, resolve and choose are replaced by the lock: the
+build installs exactly what it lists, and a lock resolved from other inputs is refused as stale.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+
+from ..config import Config
+from ..diagnostics import Diagnostic, Note
+from ..errors import DiagnosticsError, ProjectError
+from ..models import Analysis
+from ..sources import Snapshot
+from .choose import SitePlan, choose
+from .fetch import WheelCache, fetch_wheels
+from .lock import LOCK_FILE, ForeignLock, Lock, read_lock
+from .models import Pin, Site
+from .requirements import IndexOptions, Requirement, RequirementSet, origin_span, read_project_requirements
+from .resolve import ResolutionCache, mentioned, resolution_key, resolve_project
+from .target import Target
+from .uv import UvRunner, default_uv
+
+__all__ = ["Dependencies", "lock_inputs", "lock_project", "plan_dependencies", "read_requirements"]
+
+Progress = Callable[[str], None]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Dependencies:
+    """The dependencies of a build: each site's plan, and the verified wheel file of every pin it ships."""
+
+    target: Target
+    requirements: RequirementSet
+    plans: tuple[SitePlan, ...]
+    split: str | None
+    wheels: Mapping[str, Path]  # sha256 -> the wheel in the cache
+    locked: bool  # the plans come from pylock.toml
+    warnings: tuple[Diagnostic, ...]
+
+    @property
+    def shipped(self) -> tuple[Pin, ...]:
+        """Every distinct pin the archive ships, by name then version."""
+        pins = {(p.name, p.version): p for plan in self.plans for p in plan.ships}
+        return tuple(pins[k] for k in sorted(pins))
+
+    @property
+    def left_out(self) -> tuple[Pin, ...]:
+        """Every distinct pin left out of some site, by name then version."""
+        pins = {(p.name, p.version): p for plan in self.plans for p, _ in plan.left_out_pins}
+        return tuple(pins[k] for k in sorted(pins))
+
+    @property
+    def saved(self) -> int:
+        """Bytes of wheels not shipped, by the sizes the lock or the index gave."""
+        return sum(p.wheel.size or 0 for p in self.left_out)
+
+    def site_of(self, resource: str) -> str:
+        return next(plan.site.path for plan in self.plans if resource in plan.site.resources)
+
+
+def read_requirements(snapshot: Snapshot, config: Config, analysis: Analysis) -> RequirementSet:
+    """The project's requirements: its functions', `requirements.txt` (with `-r`) and `[project.dependencies]`.
+
+    Raises DiagnosticsError when a requirement is invalid or two that one resource installs
+    together cannot both hold.
+    """
+
+    def read(path: str) -> str | None:
+        if path in snapshot.files:
+            return snapshot.read(path).decode("utf-8-sig")
+        try:  # an include that the ignore rules leave out of the archive is still read
+            return (snapshot.root / path).read_text(encoding="utf-8-sig")
+        except FileNotFoundError:
+            return None
+
+    pyproject = (config.pyproject.data, config.pyproject.text) if config.pyproject is not None else None
+    reqs = read_project_requirements(analysis.functions, read, pyproject)
+    if reqs.has_errors:
+        raise DiagnosticsError(reqs.problems, snapshot.root)
+    return reqs
+
+
+def _options(reqs: RequirementSet, config: Config, root: Path) -> IndexOptions:
+    """requirements.txt's index options over the environment's; find-links folders made absolute."""
+    own, env = reqs.options, config.index
+    links = [link if "://" in link else str((root / link).resolve()) for link in (*own.find_links, *env.find_links)]
+    return dataclasses.replace(
+        own,
+        index_url=own.index_url or env.index_url,
+        extra_index_urls=tuple(dict.fromkeys((*own.extra_index_urls, *env.extra_index_urls))),
+        find_links=tuple(dict.fromkeys(links)),
+        no_index=own.no_index or env.no_index,
+    )
+
+
+def lock_inputs(reqs: RequirementSet, analysis: Analysis, config: Config, options: IndexOptions) -> str:
+    """Identifies what a lock was made from: requirements per resource, computes, target, index, exclusions."""
+    resources = sorted(r.name for r in analysis.resources)
+    data = {
+        "resolution": resolution_key(reqs, resources, config.target, options, config.no_deps),
+        "computes": {r.name: r.compute for r in analysis.resources},
+        "exclude": sorted(config.exclude),
+        "keep_gpu_packages": config.keep_gpu_packages,
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def lock_project(
+    root: Path,
+    reqs: RequirementSet,
+    analysis: Analysis,
+    config: Config,
+    *,
+    uv: UvRunner | None = None,
+) -> Lock:
+    """Resolve afresh (no cached resolution is reused) and decide what each site ships: the lock's content."""
+    options = _options(reqs, config, root)
+    runner = uv or default_uv(config.cache_dir / "uv")
+    resources = sorted(r.name for r in analysis.resources)
+    resolution = resolve_project(
+        dataclasses.replace(reqs, options=options),
+        resources,
+        config.target,
+        uv=runner,
+        no_deps=config.no_deps,
+        offline=config.offline,
+        root=root,
+    )
+    ResolutionCache(config.cache_dir).save(
+        resolution_key(reqs, resources, config.target, options, config.no_deps), resolution
+    )
+    plans = choose(
+        resolution,
+        reqs,
+        {r.name: r.compute for r in analysis.resources},
+        exclude=config.exclude,
+        keep_gpu_packages=config.keep_gpu_packages,
+    )
+    return Lock(config.target, lock_inputs(reqs, analysis, config, options), _sized(plans), resolution.split)
+
+
+def plan_dependencies(
+    root: Path,
+    reqs: RequirementSet,
+    analysis: Analysis,
+    config: Config,
+    lock_text: str | None,
+    *,
+    uv: UvRunner | None = None,
+    client: httpx.Client | None = None,
+    progress: Progress | None = None,
+) -> Dependencies:
+    """Resolve (or take pylock.toml), decide what each site ships, and fetch those wheels."""
+    options = _options(reqs, config, root)
+    warnings = [d for d in reqs.problems if d.severity == "warning"]
+    lock = _lock(root, lock_text, warnings)
+    if lock is not None:
+        if lock.target != config.target or lock.inputs != lock_inputs(reqs, analysis, config, options):
+            raise ProjectError(
+                f"{LOCK_FILE} is out of date: it was resolved for other requirements, resources, target or exclusions",
+                "run `flashc lock` to resolve again, or delete it to resolve on every build",
+            )
+        plans, split = lock.plans, lock.split
+    else:
+        resources = sorted(r.name for r in analysis.resources)
+        resolution = resolve_project(
+            dataclasses.replace(reqs, options=options),
+            resources,
+            config.target,
+            uv=uv or default_uv(config.cache_dir / "uv"),
+            cache=ResolutionCache(config.cache_dir),
+            no_deps=config.no_deps,
+            offline=config.offline,
+            root=root,
+        )
+        plans = choose(
+            resolution,
+            reqs,
+            {r.name: r.compute for r in analysis.resources},
+            exclude=config.exclude,
+            keep_gpu_packages=config.keep_gpu_packages,
+        )
+        split = resolution.split
+    wheels = fetch_wheels(
+        [p.wheel for plan in plans for p in plan.ships],
+        WheelCache(config.cache_dir),
+        offline=config.offline,
+        credentials=_credentials(options),
+        client=client,
+        progress=progress,
+    )
+    plans = _sized(plans)
+    if split is not None:
+        warnings.append(_split_warning(split, reqs, [plan.site for plan in plans]))
+    referenced = {p.name for plan in plans for p in plan.site.pins}
+    unknown = sorted(set(config.exclude) - referenced)
+    if unknown:
+        warnings.append(
+            Diagnostic(
+                ".",
+                None,
+                "warning",
+                "exclude",
+                f"--exclude names what no requirement needs: {', '.join(unknown)}",
+                "check the spelling against the distributions listed by `flashc build --json`",
+            )
+        )
+    return Dependencies(config.target, reqs, plans, split, wheels, lock is not None, tuple(warnings))
+
+
+def _split_warning(reason: str, reqs: RequirementSet, sites: Sequence[Site]) -> Diagnostic:
+    """Why each resource has a site folder of its own, where the requirements that conflict are written."""
+    resources = [name for site in sites for name in site.resources]
+    involved = mentioned(reason, [r for name in [None, *resources] for r in reqs.for_resource(name)])
+    first = involved[0] if involved else None
+    rest = involved[1:]
+    listed = ", ".join(f"'{name}'" for name in resources)
+    return Diagnostic(
+        first.origin.path if first else ".",
+        origin_span(first.origin) if first else None,
+        "warning",
+        "split",
+        f"resources {listed} need versions that cannot be installed together, so each gets a site folder "
+        f"of its own: {reason}",
+        "files the sites share are stored once (hard links); pin versions that agree to share one site",
+        tuple(Note(r.origin.path, origin_span(r.origin), f"'{r.text}' is required here{_what(r)}") for r in rest),
+    )
+
+
+def _what(requirement: Requirement) -> str:
+    origin = requirement.origin
+    return "" if origin.what == origin.path else f" ({origin.what})"
+
+
+def _lock(root: Path, text: str | None, warnings: list[Diagnostic]) -> Lock | None:
+    try:
+        return read_lock(root, text)
+    except ForeignLock as exc:
+        warnings.append(Diagnostic(LOCK_FILE, None, "warning", "lock", f"{exc.message}; it is not used", exc.hint))
+        return None
+
+
+def _sized(plans: Sequence[SitePlan]) -> tuple[SitePlan, ...]:
+    """Plans whose local (file://) wheels have their size, read from the file: the index gives the others'."""
+
+    def sized(pin: Pin) -> Pin:
+        if pin.wheel.size is not None or not pin.wheel.url.startswith("file://"):
+            return pin
+        from urllib.parse import unquote
+
+        try:
+            size = Path(unquote(urlparse(pin.wheel.url).path)).stat().st_size
+        except OSError:
+            return pin
+        return dataclasses.replace(pin, wheel=dataclasses.replace(pin.wheel, size=size))
+
+    return tuple(
+        dataclasses.replace(plan, site=dataclasses.replace(plan.site, pins=tuple(sized(p) for p in plan.site.pins)))
+        for plan in plans
+    )
+
+
+def _credentials(options: IndexOptions) -> dict[str, httpx.BasicAuth]:
+    """user:password of index URLs, for the wheels their hosts serve."""
+    found: dict[str, httpx.BasicAuth] = {}
+    for url in (options.index_url, *options.extra_index_urls):
+        if not url:
+            continue
+        parsed = urlparse(url)
+        if parsed.hostname and parsed.username is not None:
+            found[parsed.hostname] = httpx.BasicAuth(parsed.username, parsed.password or "")
+    return found

@@ -1,0 +1,297 @@
+"""uv, the resolver: `uv pip compile` for the worker, and what it answers read back as pins.
+
+    requirement lines + Target + IndexOptions --compile--> Pins, or Unsatisfiable (uv's own derivation)
+
+uv is a backtracking resolver that judges markers and wheel tags for a target rather than for this
+machine (`--python-version`, `--python-platform x86_64-manylinux_2_NN`, `--only-binary :all:`).
+Two runs go side by side over the same input: one prints a PEP 751 lock (each pin with the wheels
+that fit the target: URL, size, sha256), the other the same pins as requirements text whose
+`# via` annotations are the dependency graph, which a lock from `uv pip compile` does not hold.
+Both must agree, or the resolution is refused.
+
+flashc then checks every wheel's tags itself and takes the one the worker prefers.
+
+uv runs with no configuration of its own (`--no-config`, no `UV_*` variable that changes a
+resolution, a scratch working folder): every setting comes from flashc's config, so the same
+inputs give the same pins wherever flashc runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from packaging.tags import Tag
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+
+from .._toml import TOMLDecodeError, loads
+from ..errors import FlashcError
+from .models import Pin, Wheel
+from .requirements import IndexOptions
+from .target import Target, supported_tags
+
+__all__ = [
+    "ResolveError",
+    "Unsatisfiable",
+    "UvRunner",
+    "compile_pins",
+    "default_uv",
+    "uv_arguments",
+]
+
+UvRunner = Callable[[Sequence[str], Path], tuple[int, str, str]]
+"""Runs uv with these arguments in this working folder: (exit code, stdout, stderr)."""
+
+# uv's variables that would change what it resolves or where it looks; flashc passes those settings
+# itself. Transport settings (timeouts, TLS roots, proxies) are left to the environment.
+_KEPT_UV_VARIABLES = frozenset(
+    {"UV_NATIVE_TLS", "UV_HTTP_TIMEOUT", "UV_HTTP_RETRIES", "UV_CONCURRENT_DOWNLOADS", "UV_REQUEST_TIMEOUT"}
+)
+_UNSATISFIABLE_EXIT = 1
+_INPUT = "requirements.in"
+_PIN_LINE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*(?:==\s*(?P<version>\S+)|@\s*\S+)")
+_VIA = re.compile(r"#\s*via\s+(?P<via>.*)$")
+
+
+class ResolveError(FlashcError):
+    """uv could not run or answer: the index is unreachable, or its answer cannot be read."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Unsatisfiable:
+    """No set of wheels satisfies the requirements: uv's derivation of why, and its hints."""
+
+    reason: str
+    hints: tuple[str, ...]
+
+
+def default_uv(cache_dir: Path) -> UvRunner:
+    """The uv installed with flashc, with its cache under `cache_dir` (flashc's own cache folder)."""
+    binary = _uv_binary()  # once, here: sysconfig, which finds it, is not safe to start from two threads
+
+    def run(args: Sequence[str], cwd: Path) -> tuple[int, str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("UV_") or k in _KEPT_UV_VARIABLES}
+        env.update(UV_CACHE_DIR=str(cache_dir), UV_PYTHON_DOWNLOADS="never", UV_NO_PROGRESS="1")
+        try:
+            proc = subprocess.run([binary, *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
+        except OSError as exc:
+            raise ResolveError(
+                f"cannot run uv, flashc's resolver: {exc.strerror or exc}", "reinstall flashc (uv comes with it)"
+            ) from exc
+        return proc.returncode, proc.stdout, proc.stderr
+
+    return run
+
+
+def _uv_binary() -> str:
+    try:
+        from uv import find_uv_bin
+
+        return str(find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        import shutil
+
+        found = shutil.which("uv")
+        if found is None:
+            raise ResolveError(
+                "uv, flashc's resolver, is not installed", "reinstall flashc: `pip install flashc` brings uv"
+            ) from None
+        return found
+
+
+def uv_arguments(target: Target, options: IndexOptions, *, no_deps: bool, offline: bool) -> list[str]:
+    """The options of every `uv pip compile` flashc runs for `target` (find-links must be absolute)."""
+    args = [
+        "pip",
+        "compile",
+        _INPUT,
+        "--no-config",
+        "--quiet",
+        "--no-header",
+        "--python",
+        sys.executable,
+        "--python-version",
+        target.python_version,
+        "--python-platform",
+        f"{target.machine}-manylinux_{target.glibc.replace('.', '_')}",
+        "--only-binary",
+        ":all:",
+    ]
+    if no_deps:
+        args.append("--no-deps")
+    if offline:
+        args.append("--offline")
+    if options.no_index:
+        args.append("--no-index")
+    if options.index_url:
+        args += ["--index-url", options.index_url]
+    for url in options.extra_index_urls:
+        args += ["--extra-index-url", url]
+    for link in options.find_links:
+        args += ["--find-links", link]
+    for host in options.trusted_hosts:
+        args += ["--allow-insecure-host", host]
+    if options.pre:
+        args += ["--prerelease", "allow"]
+    return args
+
+
+def compile_pins(
+    lines: Sequence[str],
+    target: Target,
+    options: IndexOptions,
+    *,
+    uv: UvRunner,
+    no_deps: bool = False,
+    offline: bool = False,
+) -> tuple[Pin, ...] | Unsatisfiable:
+    """Resolve requirement `lines` (PEP 508) for `target`: the pins sorted by name, or why none exist.
+
+    Raises ResolveError when uv fails for another reason (an unreachable index, say) or answers
+    something flashc cannot read.
+    """
+    base = uv_arguments(target, options, no_deps=no_deps, offline=offline)
+    with tempfile.TemporaryDirectory(prefix="flashc-uv-") as tmp:
+        folder = Path(tmp)
+        (folder / _INPUT).write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+        runs = ([*base, "--format", "pylock.toml"], [*base, "--annotation-style", "line", "--no-strip-extras"])
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            lock_run, graph_run = pool.map(lambda args: uv(args, folder), runs)
+    for code, _, stderr in (lock_run, graph_run):
+        # Offline, a distribution missing from the cache reads as unsatisfiable; it is not.
+        if code == _UNSATISFIABLE_EXIT and "No solution found" in stderr and "network was disabled" not in stderr:
+            return _unsatisfiable(stderr)
+        if code != 0:
+            raise _failure(stderr)
+    wheels = _read_lock(lock_run[1], target)
+    graph = _read_graph(graph_run[1])
+    if set(graph) != set(wheels) or any(v is not None and v != wheels[n][0] for n, (v, _) in graph.items()):
+        raise ResolveError(
+            "uv gave two different answers for the same requirements (did the index change meanwhile?)",
+            "run the command again",
+        )
+    requires: dict[str, set[str]] = {name: set() for name in wheels}
+    for child, (_, parents) in graph.items():
+        for parent in parents:
+            if parent in requires:
+                requires[parent].add(child)
+    return tuple(
+        Pin(name, version, wheel, tuple(sorted(requires[name]))) for name, (version, wheel) in sorted(wheels.items())
+    )
+
+
+def _unsatisfiable(stderr: str) -> Unsatisfiable:
+    """uv's derivation: the `cause:` lines after 'No solution found', and its `hint:` paragraphs."""
+    reasons: list[str] = []
+    hints: list[str] = []
+    current: list[str] | None = None
+    for raw in stderr.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("warning:", "Resolved ")) or "No solution found" in line:
+            current = None
+            continue
+        if line.startswith("cause:"):
+            reasons.append(line.removeprefix("cause:").strip())
+            current = reasons
+        elif line.startswith("hint:"):
+            hints.append(line.removeprefix("hint:").strip())
+            current = hints
+        elif current:
+            current[-1] += " " + line
+        else:
+            reasons.append(line.removeprefix("error:").strip())
+            current = reasons
+    return Unsatisfiable(" ".join(reasons) or "no set of versions satisfies the requirements", tuple(hints))
+
+
+def _failure(stderr: str) -> ResolveError:
+    lines = [line.strip() for line in stderr.splitlines() if line.strip() and not line.startswith("warning:")]
+    causes = [line.removeprefix("cause:").strip() for line in lines if line.startswith("cause:")]
+    head = lines[0].removeprefix("error:").strip() if lines else "uv failed and said nothing"
+    # The cause that names a URL says where, the last one says why.
+    where = next((c for c in causes if "://" in c), None)
+    detail = ": ".join(dict.fromkeys([head, *([where] if where else []), *causes[-1:]]))
+    text = stderr.lower()
+    if "network was disabled" in text or "offline" in text:
+        return ResolveError(
+            f"cannot resolve offline: {detail}",
+            "build once without --offline while the index is reachable, or run `flashc lock`",
+        )
+    if any(word in text for word in ("failed to fetch", "connect", "dns", "timed out", "request failed")):
+        return ResolveError(
+            f"cannot reach the package index: {detail}",
+            "check the network connection and the index URL (requirements.txt, UV_INDEX_URL or PIP_INDEX_URL)",
+        )
+    return ResolveError(f"the resolver failed: {detail}", "run with FLASHC_DEBUG=1 and report it if it persists")
+
+
+def _read_lock(text: str, target: Target) -> dict[str, tuple[str, Wheel]]:
+    """name -> (version, the wheel the worker prefers) from uv's PEP 751 output."""
+    try:
+        data = loads(text)
+    except TOMLDecodeError as exc:
+        raise ResolveError(f"uv answered a lock flashc cannot read: {exc}") from exc
+    rank = {tag: i for i, tag in enumerate(supported_tags(target))}
+    pins: dict[str, tuple[str, Wheel]] = {}
+    for package in data.get("packages", []):
+        name, version = canonicalize_name(str(package["name"])), str(package["version"])
+        candidates = list(_wheels(package))
+        if not candidates:
+            raise ResolveError(f"uv resolved {name} {version} to something that is not a wheel")
+        best = min(candidates, key=lambda w: _preference(w.filename, rank))
+        if _preference(best.filename, rank) == len(rank):
+            from .target import explain_misfit
+
+            raise ResolveError(explain_misfit(best.filename, target), "pin a version with a wheel for the worker")
+        pins[name] = (version, best)
+    return pins
+
+
+def _wheels(package: Mapping[str, Any]) -> Iterable[Wheel]:
+    entries = list(package.get("wheels", []))
+    archive = package.get("archive")
+    if isinstance(archive, dict) and str(archive.get("url", archive.get("path", ""))).endswith(".whl"):
+        entries.append(archive)
+    for entry in entries:
+        url = str(entry.get("url") or Path(str(entry["path"])).resolve().as_uri())
+        filename = str(entry.get("name") or url.rsplit("/", 1)[-1])
+        sha256 = entry.get("hashes", {}).get("sha256")
+        if not isinstance(sha256, str):
+            raise ResolveError(f"uv gave no sha256 for {filename}")
+        size = entry.get("size")
+        yield Wheel(filename, url, size if isinstance(size, int) else None, sha256)
+
+
+def _preference(filename: str, rank: Mapping[Tag, int]) -> int:
+    """The position of the wheel's best tag in the worker's list; len(rank) when none fits."""
+    try:
+        tags = parse_wheel_filename(filename)[3]
+    except InvalidWheelFilename:
+        return len(rank)
+    return min((rank[t] for t in tags if t in rank), default=len(rank))
+
+
+def _read_graph(text: str) -> dict[str, tuple[str | None, set[str]]]:
+    """name -> (version, or None for a URL requirement; the names of the pins that need it)."""
+    graph: dict[str, tuple[str | None, set[str]]] = {}
+    for line in text.splitlines():
+        match = _PIN_LINE.match(line)
+        if match is None:
+            continue
+        via = _VIA.search(line)
+        parents = set()
+        if via is not None:
+            for item in via["via"].split(","):
+                item = item.strip()
+                if item and not item.startswith("-"):
+                    parents.add(str(canonicalize_name(item.split("[", 1)[0])))
+        graph[str(canonicalize_name(match["name"]))] = (match["version"], parents)
+    return graph
