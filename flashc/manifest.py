@@ -13,21 +13,26 @@ fast), so `analyze.py` never imports this module.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic_core import ErrorDetails
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from .errors import ProjectError
 from .group import BuildPlan, Group
 from .models import RemoteFunction
 
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter, ValidationError
+    from pydantic_core import ErrorDetails, core_schema
+
 __all__ = [
     "MANIFEST_SCHEMA_VERSION",
+    "SHARED_SITE",
     "Manifest",
     "ManifestFunction",
     "ManifestResource",
@@ -48,32 +53,56 @@ SHARED_SITE = "_flashc/site"
 _MAX_SHOWN_PROBLEMS = 3
 _REBUILD_HINT = "the manifest is written by `flashc build`; build again rather than editing it"
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+class _Pattern:
+    """`Annotated[str, _Pattern(regex)]`: a string the schema and the parser hold to `regex`.
+
+    pydantic reads this through `__get_pydantic_core_schema__` when it builds the schema or the
+    parser, so defining the models costs no pydantic import: a build writes the manifest without it.
+    """
+
+    def __init__(self, regex: str, example: str | None = None) -> None:
+        self.regex = regex
+        self.example = example
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> core_schema.CoreSchema:
+        from pydantic_core import core_schema
+
+        metadata = {"pydantic_js_extra": {"examples": [self.example]}} if self.example else None
+        return core_schema.str_schema(pattern=self.regex, metadata=metadata)
 
 
-class Target(BaseModel):
+_SHA256 = _Pattern(r"^[0-9a-f]{64}$")
+# Frozen, and no unknown key when read back: set on every model, read by pydantic.
+_CONFIG = {"extra": "forbid", "frozen": True}
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
     """The platform the artifact's wheels are resolved for."""
 
-    model_config = _FROZEN
+    __pydantic_config__: ClassVar[dict[str, Any]] = _CONFIG
 
-    python_version: Annotated[str, Field(pattern=r"^3\.[0-9]+$", examples=["3.11"])]
+    python_version: Annotated[str, _Pattern(r"^3\.[0-9]+$", "3.11")]
     platform: Literal["linux_x86_64"]
 
 
-class Param(BaseModel):
+@dataclasses.dataclass(frozen=True)
+class Param:
     """A parameter as written in the function's signature."""
 
-    model_config = _FROZEN
+    __pydantic_config__: ClassVar[dict[str, Any]] = _CONFIG
 
     name: str
     kind: Literal["positional_only", "positional_or_keyword", "var_positional", "keyword_only", "var_keyword"]
     has_default: bool
 
 
-class Method(BaseModel):
+@dataclasses.dataclass(frozen=True)
+class Method:
     """A public method of a remote class."""
 
-    model_config = _FROZEN
+    __pydantic_config__: ClassVar[dict[str, Any]] = _CONFIG
 
     name: str
     is_async: bool
@@ -81,19 +110,21 @@ class Method(BaseModel):
     params: list[Param]
 
 
-class Route(BaseModel):
+@dataclasses.dataclass(frozen=True)
+class Route:
     """The HTTP route of a function on a load-balanced resource."""
 
-    model_config = _FROZEN
+    __pydantic_config__: ClassVar[dict[str, Any]] = _CONFIG
 
     method: Literal["GET", "POST", "PUT", "DELETE", "PATCH"]
     path: str
 
 
-class ManifestResource(BaseModel):
+@dataclasses.dataclass(frozen=True)
+class ManifestResource:
     """One endpoint: its evaluated config, its generated handler and what it installs."""
 
-    model_config = _FROZEN
+    __pydantic_config__: ClassVar[dict[str, Any]] = _CONFIG
 
     name: str
     type: str
@@ -108,16 +139,17 @@ class ManifestResource(BaseModel):
     system_dependencies: list[str]
     # Where its installed dependencies are in the archive: `_flashc/site`, shared by every resource,
     # or `_flashc/sites/<slug>` when resources need versions that cannot be installed together.
-    site: Annotated[str, Field(pattern=r"^_flashc/(site|sites/[a-z0-9_]+)$")]
+    site: Annotated[str, _Pattern(r"^_flashc/(site|sites/[a-z0-9_]+)$")]
     # The shipped files its functions can run (their import closure) and every non-Python file:
     # a redeploy restarts the endpoint only when this changes.
-    source_fingerprint: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    source_fingerprint: Annotated[str, _SHA256]
 
 
-class ManifestFunction(BaseModel):
+@dataclasses.dataclass(frozen=True)
+class ManifestFunction:
     """A remote function or class, keyed by its id `module:qualname`; `name` is the bare name."""
 
-    model_config = _FROZEN
+    __pydantic_config__: ClassVar[dict[str, Any]] = _CONFIG
 
     id: str
     module: str
@@ -135,7 +167,8 @@ class ManifestFunction(BaseModel):
     system_dependencies: list[str]
 
 
-class Manifest(BaseModel):
+@dataclasses.dataclass(frozen=True)
+class Manifest:
     """What was built: resources, functions and the sources they came from.
 
     `function_registry` maps a bare function or class name to its resource, for the names only
@@ -143,7 +176,7 @@ class Manifest(BaseModel):
     since the runtime could not tell which one a call means.
     """
 
-    model_config = _FROZEN
+    __pydantic_config__: ClassVar[dict[str, Any]] = _CONFIG
 
     schema_version: Literal[1]
     project: str
@@ -151,11 +184,10 @@ class Manifest(BaseModel):
     resources: dict[str, ManifestResource]
     functions: dict[str, ManifestFunction]
     function_registry: dict[str, str]
-    source_fingerprint: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    source_fingerprint: Annotated[str, _SHA256]
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Manifest:
-        """Cross-references must hold: a hand-edited or truncated manifest is refused, not half-used."""
+    def problems(self) -> list[str]:
+        """Where cross-references do not hold: a hand-edited or truncated manifest is refused, not half-used."""
         problems = []
         for key, resource in self.resources.items():
             if key != resource.name:
@@ -189,9 +221,7 @@ class Manifest(BaseModel):
                     f"function_registry maps '{name}' to '{resource_name}', "
                     f"but that is not the resource of the only remote function or class named '{name}'"
                 )
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
+        return problems
 
 
 def build_manifest(
@@ -212,22 +242,54 @@ def build_manifest(
     site_of = sites or {}
     functions = [f for g in plan.groups for f in g.functions]
     bare_names = Counter(_bare_name(f) for f in functions)
-    try:
-        return Manifest(
-            schema_version=MANIFEST_SCHEMA_VERSION,
-            project=plan.project,
-            target=Target(python_version=python_version, platform=_PLATFORM),
-            resources={
-                g.name: _resource(g, per_resource.get(g.name, source_fingerprint), site_of.get(g.name, SHARED_SITE))
-                for g in plan.groups
-            },
-            functions={f.id: _function(f) for f in sorted(functions, key=lambda f: f.id)},
-            function_registry={_bare_name(f): f.resource for f in functions if bare_names[_bare_name(f)] == 1},
-            source_fingerprint=source_fingerprint,
-        )
-    except ValidationError as exc:
-        # The inputs come from flashc itself, so this is a caller's bug: keep it a plain ValueError.
-        raise ValueError(f"cannot build the manifest: {_summary(exc)}") from None
+    manifest = Manifest(
+        schema_version=MANIFEST_SCHEMA_VERSION,
+        project=plan.project,
+        target=Target(python_version=python_version, platform=_PLATFORM),
+        resources={
+            g.name: _resource(g, per_resource.get(g.name, source_fingerprint), site_of.get(g.name, SHARED_SITE))
+            for g in plan.groups
+        },
+        functions={f.id: _function(f) for f in sorted(functions, key=lambda f: f.id)},
+        function_registry={_bare_name(f): f.resource for f in functions if bare_names[_bare_name(f)] == 1},
+        source_fingerprint=source_fingerprint,
+    )
+    # The inputs come from flashc itself, so a problem is a caller's bug: a plain ValueError.
+    problems = [*_pattern_problems(manifest), *manifest.problems()]
+    if problems:
+        raise ValueError(f"cannot build the manifest: {'; '.join(problems[:_MAX_SHOWN_PROBLEMS])}")
+    return manifest
+
+
+def _pattern_problems(manifest: Manifest) -> list[str]:
+    """The strings that do not match their pattern, as pydantic would check them when parsing."""
+    checks: list[tuple[str, str, type, str]] = [
+        ("target.python_version", manifest.target.python_version, Target, "python_version"),
+        ("source_fingerprint", manifest.source_fingerprint, Manifest, "source_fingerprint"),
+    ]
+    for name, r in manifest.resources.items():
+        checks.append((f"resources.{name}.site", r.site, ManifestResource, "site"))
+        fingerprint = r.source_fingerprint
+        checks.append((f"resources.{name}.source_fingerprint", fingerprint, ManifestResource, "source_fingerprint"))
+    return [
+        f"{where}: {value!r} does not match {_patterns(model)[field]}"
+        for where, value, model, field in checks
+        if not re.search(_patterns(model)[field], value)
+    ]
+
+
+@functools.cache
+def _patterns(model: type) -> dict[str, str]:
+    """Each field of `model` with a `_Pattern`, and its regex."""
+    import typing
+
+    hints = typing.get_type_hints(model, include_extras=True)
+    return {
+        name: meta.regex
+        for name, hint in hints.items()
+        for meta in getattr(hint, "__metadata__", ())
+        if isinstance(meta, _Pattern)
+    }
 
 
 def source_fingerprint(files: Iterable[tuple[str, bytes]]) -> str:
@@ -253,12 +315,13 @@ def source_fingerprint(files: Iterable[tuple[str, bytes]]) -> str:
 
 def manifest_json(manifest: Manifest) -> str:
     """The manifest's canonical text: sorted keys, two-space indent, trailing newline."""
-    data = manifest.model_dump(mode="json")
-    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return json.dumps(dataclasses.asdict(manifest), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def parse_manifest(text: str) -> Manifest:
     """Read a manifest back; raises ProjectError, with the problems in a line, if it is not valid."""
+    from pydantic import ValidationError
+
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -275,17 +338,29 @@ def parse_manifest(text: str) -> Manifest:
             "build again with this version of flashc",
         )
     try:
-        return Manifest.model_validate_json(text, strict=True)
+        manifest = _adapter().validate_json(text, strict=True)
     except ValidationError as exc:
         raise ProjectError(f"manifest is not valid: {_summary(exc)}", _REBUILD_HINT) from None
+    problems = manifest.problems()
+    if problems:
+        raise ProjectError(f"manifest is not valid: {'; '.join(problems[:_MAX_SHOWN_PROBLEMS])}", _REBUILD_HINT)
+    return manifest
 
 
 def manifest_json_schema() -> dict[str, Any]:
     """The JSON Schema (2020-12) of `manifest.json`."""
-    document = Manifest.model_json_schema()
+    document = _adapter().json_schema()
     document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     document["title"] = "flashc manifest"
     return document
+
+
+@functools.cache
+def _adapter() -> TypeAdapter[Manifest]:
+    """pydantic's parser and schema of the models: built on first use, never during a build."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(Manifest)
 
 
 def _resource(g: Group, fingerprint: str, site: str) -> ManifestResource:
@@ -349,7 +424,7 @@ def _summary(exc: ValidationError) -> str:
 
 def _problem(error: ErrorDetails) -> str:
     loc = list(error["loc"])
-    if error["type"] == "extra_forbidden" and loc:
+    if error["type"] in ("extra_forbidden", "unexpected_keyword_argument") and loc:
         key = loc.pop()
         where = _location(loc)
         return f"{where}: unknown key '{key}'" if where else f"unknown key '{key}'"

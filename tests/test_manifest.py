@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -63,7 +64,6 @@ def test_every_clean_fixture_gives_a_valid_manifest(name: str) -> None:
     manifest = manifest_of(name)
     text = manifest_json(manifest)
     assert parse_manifest(text) == manifest
-    assert Manifest.model_validate_json(text) == manifest
 
     # Canonical form: same bytes again, sorted keys, two-space indent, one trailing newline.
     assert manifest_json(manifest_of(name)) == text
@@ -304,8 +304,8 @@ def test_parse_refuses_text_that_is_not_json() -> None:
 
 def test_manifest_is_frozen() -> None:
     manifest = manifest_of("demo")
-    with pytest.raises(ValueError, match="frozen"):
-        manifest.project = "other"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        manifest.project = "other"  # type: ignore[misc]
 
 
 def test_json_schema() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ import pytest
 from flashc_runtime.manifest import load_manifest
 from syrupy.assertion import SnapshotAssertion
 
-from flashc.manifest import parse_manifest
+from flashc.manifest import manifest_json, parse_manifest
 from flashc.pipeline import generate
 from flashc.render import MANIFEST_PATH, RenderedFile
 
@@ -75,7 +76,7 @@ def test_runtime_loads_the_manifest_and_imports_every_handler(
         target.write_text(f.text)
     manifest = parse_manifest((tmp_path / MANIFEST_PATH).read_text())
     # The runtime checks the same file against the schema it ships, without pydantic.
-    assert load_manifest(tmp_path / MANIFEST_PATH) == manifest.model_dump(mode="json")
+    assert load_manifest(tmp_path / MANIFEST_PATH) == json.loads(manifest_json(manifest))
     sys.path[:0] = [str(tmp_path / "_flashc"), str(RUNTIME), str(FIXTURES / name), str(FIXTURES / name / "src")]
     for resource in manifest.resources.values():
         module = importlib.import_module(resource.handler_module)
