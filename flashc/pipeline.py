@@ -21,7 +21,7 @@ import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import flashc_runtime
 from packaging.utils import canonicalize_name
@@ -30,17 +30,28 @@ from ._atomic import write_atomic
 from .analyze import analyze_project
 from .closure import resource_files
 from .config import CliOptions, Config, read_config
+from .deps.fetch import WheelCache
+from .deps.lock import LOCK_FILE
+from .deps.plan import Dependencies, Progress, fetch_shipped, plan_dependencies, read_requirements
 from .diagnostics import Diagnostic
 from .errors import DiagnosticsError, ProjectError, UsageError
 from .group import BuildPlan, group
 from .manifest import Manifest, build_manifest, source_fingerprint
 from .models import Analysis
-from .pack import Entry, PackResult, Site, SiteWheel, TooLarge, project_entries, site_layers, write_archive
+from .pack import (
+    Entry,
+    PackResult,
+    Site,
+    SiteLayers,
+    SiteWheel,
+    TooLarge,
+    cached_site_layers,
+    project_entries,
+    site_layers,
+    write_archive,
+)
 from .render import MANIFEST_PATH, RenderedFile, render
 from .sources import Snapshot, snapshot_project
-
-if TYPE_CHECKING:  # deps imports httpx: only `build` loads it, not `render` or an up-to-date check
-    from .deps.plan import Dependencies, Progress
 
 __all__ = ["Built", "Generated", "build", "build_project", "generate", "write_files"]
 
@@ -96,7 +107,7 @@ def generate(
 
 def _locked_sites(snapshot: Snapshot) -> dict[str, str]:
     """Each resource's site folder as the project's pylock.toml records it; {} without one."""
-    from .deps.lock import LOCK_FILE, ForeignLock, read_lock
+    from .deps.lock import ForeignLock, read_lock
 
     if LOCK_FILE not in snapshot.files:
         return {}
@@ -146,16 +157,13 @@ def build(
     `.flash/.build/` for inspection; otherwise that folder is removed. An archive over the size
     limit is refused before it replaces the previous one.
     """
-    from .deps.lock import LOCK_FILE
-    from .deps.plan import plan_dependencies, read_requirements
-
     state = snapshot.root / ".flash"
     if state.exists() and not state.is_dir():
         raise ProjectError(f"'{state}' is a file, but flashc keeps its build state there", "remove or rename it")
     analysis = analyzed(snapshot)
     reqs = read_requirements(snapshot, config, analysis)
     lock_text = snapshot.read(LOCK_FILE).decode("utf-8", errors="replace") if LOCK_FILE in snapshot.files else None
-    deps = plan_dependencies(snapshot.root, reqs, analysis, config, lock_text, progress=progress)
+    deps = plan_dependencies(snapshot.root, reqs, analysis, config, lock_text)
     sites = {r.name: deps.site_of(r.name) for r in analysis.resources}
     generated = generate(snapshot, python_version=config.python_version, sites=sites, analysis=analysis)
     generated_paths = {f.path for f in generated.files}
@@ -165,19 +173,7 @@ def build(
             f"project files use paths that flashc generates: {', '.join(clashes)}",
             "rename them: flash_manifest.json and _flashc/ are reserved in the archive",
         )
-    if progress is not None and any(deps.plans):
-        progress("installing wheels into their site folders")
-    layered = site_layers(
-        [
-            Site(
-                plan.site.path,
-                tuple(SiteWheel(deps.wheels[p.wheel.sha256], p.wheel.sha256, p.name, p.version) for p in plan.ships),
-            )
-            for plan in deps.plans
-        ],
-        config.cache_dir,
-        mtime=config.mtime,
-    )
+    layered = _layers(deps, config, progress)
     entries = [
         *_project_entries(snapshot),
         *(Entry(f.path, data=f.text.encode("utf-8")) for f in generated.files),
@@ -200,6 +196,24 @@ def build(
     if keep_build:
         _lay_out(result.path, staging)
     return Built(generated, deps, result, state / MANIFEST_PATH, (*deps.warnings, *layered.warnings))
+
+
+def _layers(deps: Dependencies, config: Config, progress: Progress | None) -> SiteLayers:
+    """Every site's wheels as cached layers: when all are cached, no wheel is even looked at."""
+    cache = WheelCache(config.cache_dir)
+    sites = [
+        Site(
+            plan.site.path, tuple(SiteWheel(cache.path(p.wheel), p.wheel.sha256, p.name, p.version) for p in plan.ships)
+        )
+        for plan in deps.plans
+    ]
+    cached = cached_site_layers(sites, config.cache_dir, mtime=config.mtime)
+    if cached is not None:
+        return cached
+    fetch_shipped(deps, config, progress=progress)
+    if progress is not None:
+        progress("installing wheels into their site folders")
+    return site_layers(sites, config.cache_dir, mtime=config.mtime)
 
 
 def build_project(root: Path, options: CliOptions | None = None, output: Path | None = None, **kwargs: Any) -> Built:

@@ -101,7 +101,7 @@ def test_credentials_of_the_index_are_sent_and_never_shown(tmp_path: Path) -> No
     fetch(
         [wheel()],
         WheelCache(tmp_path),
-        credentials={"files.example": httpx.BasicAuth("me", "secret")},
+        credentials={"files.example": ("me", "secret")},
         client=client(private),
     )
     assert seen and seen[0] is not None and seen[0].startswith("Basic ")

@@ -33,6 +33,7 @@ from flashc.pack import (
     Site,
     SiteLayers,
     SiteWheel,
+    cached_site_layers,
     site_layers,
     wheel_layer,
     write_archive,
@@ -82,8 +83,9 @@ def read(archive: Path) -> dict[str, bytes]:
 
 
 def cached(tmp_path: Path) -> list[str]:
+    """The layer files in the cache (not the plans that name them)."""
     folder = tmp_path / "cache" / "layers"
-    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+    return sorted(p.name for p in folder.iterdir() if p.is_file()) if folder.exists() else []
 
 
 def extract_with_tarfile(archive: Path, out: Path) -> None:
@@ -547,3 +549,20 @@ def test_a_path_two_wheels_write_with_the_same_content_is_stored_once_without_a_
     assembled, result = build(tmp_path, [Site(SITE, (first, second))])
     assert assembled.warnings == ()
     assert list(listing(result.path)).count(f"{SITE}/shared/x.py") == 1
+
+
+def test_a_rebuild_finds_every_layer_by_the_wheels_sha256_without_reading_them(tmp_path: Path) -> None:
+    demo = wheel(tmp_path / "wheels", "demo", files=DEMO)
+    other = wheel(tmp_path / "wheels", "other")
+    sites = [Site(SITE, (demo, other)), Site("_flashc/sites/gpu", (other,))]
+    assert cached_site_layers(sites, tmp_path / "cache") is None  # nothing built yet
+    built, _ = build(tmp_path, sites)
+    demo.path.unlink()
+    other.path.unlink()  # a rebuild needs the layers only
+    again = cached_site_layers(sites, tmp_path / "cache")
+    assert again is not None and again.layers == built.layers and again.built == 0
+    # Other wheels, another mtime, or a layer gone: no plan to reuse.
+    assert cached_site_layers([Site(SITE, (demo,))], tmp_path / "cache") is None
+    assert cached_site_layers(sites, tmp_path / "cache", mtime=DEFAULT_MTIME + 1) is None
+    built.layers[0].path.unlink()
+    assert cached_site_layers(sites, tmp_path / "cache") is None

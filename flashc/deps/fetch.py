@@ -20,15 +20,19 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import unquote, urlparse
-
-import httpx
 
 from ..errors import FlashcError, ProjectError
 from .models import Wheel
 
-__all__ = ["FetchError", "WheelCache", "fetch_wheels"]
+if TYPE_CHECKING:  # httpx is imported only when a wheel must be downloaded: a rebuild needs none
+    import httpx
+
+__all__ = ["Credentials", "FetchError", "WheelCache", "fetch_wheels"]
+
+Credentials = Mapping[str, tuple[str, str]]
+"""user and password by host name."""
 
 _PARALLEL = 8
 _ATTEMPTS = 3
@@ -56,7 +60,7 @@ def fetch_wheels(
     cache: WheelCache,
     *,
     offline: bool = False,
-    credentials: Mapping[str, httpx.BasicAuth] | None = None,
+    credentials: Credentials | None = None,
     client: httpx.Client | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Path]:
@@ -83,6 +87,8 @@ def fetch_wheels(
             total = sum(w.size or 0 for w in missing)
             size = f" ({total / 1e6:.1f} MB)" if total else ""
             progress(f"downloading {len(missing)} wheel{'s' if len(missing) != 1 else ''}{size}")
+        import httpx
+
         own = client is None
         http = client or httpx.Client(timeout=httpx.Timeout(60, connect=15), follow_redirects=True)
         try:
@@ -109,7 +115,7 @@ def _verified(path: Path, wheel: Wheel) -> bool:
     return False
 
 
-def _download(wheel: Wheel, target: Path, client: httpx.Client, credentials: Mapping[str, httpx.BasicAuth]) -> None:
+def _download(wheel: Wheel, target: Path, client: httpx.Client, credentials: Credentials) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".part")
     try:
@@ -128,7 +134,9 @@ def _download(wheel: Wheel, target: Path, client: httpx.Client, credentials: Map
         raise
 
 
-def _copy(wheel: Wheel, out: BinaryIO, client: httpx.Client, credentials: Mapping[str, httpx.BasicAuth]) -> str:
+def _copy(wheel: Wheel, out: BinaryIO, client: httpx.Client, credentials: Credentials) -> str:
+    import httpx
+
     parsed = urlparse(wheel.url)
     if parsed.scheme == "file":
         digest = hashlib.sha256()
@@ -142,7 +150,8 @@ def _copy(wheel: Wheel, out: BinaryIO, client: httpx.Client, credentials: Mappin
                 f"cannot read {unquote(parsed.path)}: {exc.strerror or exc}", "check the --find-links folder"
             ) from exc
         return digest.hexdigest()
-    auth = credentials.get(parsed.hostname or "")
+    user = credentials.get(parsed.hostname or "")
+    auth = httpx.BasicAuth(*user) if user else None
     for attempt in range(1, _ATTEMPTS + 1):
         digest = hashlib.sha256()
         out.seek(0)

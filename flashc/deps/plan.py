@@ -16,11 +16,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
-
-import httpx
 
 from ..config import Config
 from ..diagnostics import Diagnostic, Note
@@ -36,20 +35,23 @@ from .resolve import ResolutionCache, mentioned, resolution_key, resolve_project
 from .target import Target
 from .uv import UvRunner, default_uv
 
-__all__ = ["Dependencies", "lock_inputs", "lock_project", "plan_dependencies", "read_requirements"]
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["Dependencies", "fetch_shipped", "lock_inputs", "lock_project", "plan_dependencies", "read_requirements"]
 
 Progress = Callable[[str], None]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Dependencies:
-    """The dependencies of a build: each site's plan, and the verified wheel file of every pin it ships."""
+    """The dependencies of a build: what each site ships, and where its wheels come from."""
 
     target: Target
     requirements: RequirementSet
+    index: IndexOptions  # where the wheels come from: requirements.txt's options over the environment's
     plans: tuple[SitePlan, ...]
     split: str | None
-    wheels: Mapping[str, Path]  # sha256 -> the wheel in the cache
     locked: bool  # the plans come from pylock.toml
     warnings: tuple[Diagnostic, ...]
 
@@ -163,10 +165,8 @@ def plan_dependencies(
     lock_text: str | None,
     *,
     uv: UvRunner | None = None,
-    client: httpx.Client | None = None,
-    progress: Progress | None = None,
 ) -> Dependencies:
-    """Resolve (or take pylock.toml), decide what each site ships, and fetch those wheels."""
+    """Resolve (or take pylock.toml) and decide what each site ships; `fetch_shipped` gets the wheels."""
     options = _options(reqs, config, root)
     warnings = [d for d in reqs.problems if d.severity == "warning"]
     lock = _lock(root, lock_text, warnings)
@@ -197,14 +197,6 @@ def plan_dependencies(
             keep_gpu_packages=config.keep_gpu_packages,
         )
         split = resolution.split
-    wheels = fetch_wheels(
-        [p.wheel for plan in plans for p in plan.ships],
-        WheelCache(config.cache_dir),
-        offline=config.offline,
-        credentials=_credentials(options),
-        client=client,
-        progress=progress,
-    )
     plans = _sized(plans)
     if split is not None:
         warnings.append(_split_warning(split, reqs, [plan.site for plan in plans]))
@@ -221,7 +213,21 @@ def plan_dependencies(
                 "check the spelling against the distributions listed by `flashc build --json`",
             )
         )
-    return Dependencies(config.target, reqs, plans, split, wheels, lock is not None, tuple(warnings))
+    return Dependencies(config.target, reqs, options, plans, split, lock is not None, tuple(warnings))
+
+
+def fetch_shipped(
+    deps: Dependencies, config: Config, *, client: httpx.Client | None = None, progress: Progress | None = None
+) -> dict[str, Path]:
+    """Every wheel the plans ship, present and verified in the wheel cache: its path by sha256."""
+    return fetch_wheels(
+        [p.wheel for plan in deps.plans for p in plan.ships],
+        WheelCache(config.cache_dir),
+        offline=config.offline,
+        credentials=_credentials(deps.index),
+        client=client,
+        progress=progress,
+    )
 
 
 def _split_warning(reason: str, reqs: RequirementSet, sites: Sequence[Site]) -> Diagnostic:
@@ -276,13 +282,13 @@ def _sized(plans: Sequence[SitePlan]) -> tuple[SitePlan, ...]:
     )
 
 
-def _credentials(options: IndexOptions) -> dict[str, httpx.BasicAuth]:
+def _credentials(options: IndexOptions) -> dict[str, tuple[str, str]]:
     """user:password of index URLs, for the wheels their hosts serve."""
-    found: dict[str, httpx.BasicAuth] = {}
+    found: dict[str, tuple[str, str]] = {}
     for url in (options.index_url, *options.extra_index_urls):
         if not url:
             continue
         parsed = urlparse(url)
         if parsed.hostname and parsed.username is not None:
-            found[parsed.hostname] = httpx.BasicAuth(parsed.username, parsed.password or "")
+            found[parsed.hostname] = (parsed.username, parsed.password or "")
     return found

@@ -28,7 +28,17 @@ from __future__ import annotations
 
 from ._tar import DEFAULT_MTIME
 from .archive import Entry, PackResult, TooLarge, project_entries, write_archive
-from .layers import LINK_MIN, Layer, LayerFile, Site, SiteLayers, SiteWheel, site_layers, wheel_layer
+from .layers import (
+    LINK_MIN,
+    Layer,
+    LayerFile,
+    Site,
+    SiteLayers,
+    SiteWheel,
+    cached_site_layers,
+    site_layers,
+    wheel_layer,
+)
 
 __all__ = [
     "DEFAULT_MTIME",
@@ -41,6 +51,7 @@ __all__ = [
     "SiteLayers",
     "SiteWheel",
     "TooLarge",
+    "cached_site_layers",
     "project_entries",
     "site_layers",
     "wheel_layer",

@@ -133,6 +133,16 @@ def load(folder: Path, spec: Spec) -> Layer | None:
     return layer
 
 
+def load_key(folder: Path, key: str) -> Layer | None:
+    """The cached layer of `key`, as a site plan recorded it; None if it is missing or damaged."""
+    try:
+        layer = _from_json(json.loads((folder / f"{key}.json").read_bytes()), folder / f"{key}.gz", key)
+        size = layer.path.stat().st_size
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return layer if size == layer.compressed_size else None
+
+
 def build(
     folder: Path, spec: Spec, pool: Executor, *, ahead: int, cancelled: Callable[[], bool] = lambda: False
 ) -> Layer:

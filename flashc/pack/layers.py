@@ -22,7 +22,10 @@ reused byte for byte by every build (see `_layer` for the cache and its guarante
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
+import json
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,15 +34,26 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
+from .._atomic import write_atomic
 from ..diagnostics import Diagnostic
 from ..errors import ProjectError
 from ._gzip import default_workers
-from ._layer import Layer, LayerFile, Spec, build, load
+from ._layer import FORMAT, Layer, LayerFile, Spec, build, load, load_key
 from ._names import arcname_problem
 from ._tar import DEFAULT_MTIME
 from ._wheel import Wheel, read_wheel
 
-__all__ = ["LINK_MIN", "Layer", "LayerFile", "Site", "SiteLayers", "SiteWheel", "site_layers", "wheel_layer"]
+__all__ = [
+    "LINK_MIN",
+    "Layer",
+    "LayerFile",
+    "Site",
+    "SiteLayers",
+    "SiteWheel",
+    "cached_site_layers",
+    "site_layers",
+    "wheel_layer",
+]
 
 LINK_MIN = 512
 """Smallest file stored as a hard link to an identical one; a smaller copy is a block of tar, a few bytes compressed."""
@@ -91,7 +105,55 @@ def site_layers(
     wheels = _read_all(w.path for site in sites for w in site.wheels)
     specs, warnings = _plan(sites, wheels, mtime)
     layers, built = _ensure(specs, cache_root / "layers", workers or default_workers())
+    _record(sites, mtime, cache_root / "layers", [spec.key for spec in specs], warnings)
     return SiteLayers(tuple(layers), tuple(warnings), built)
+
+
+def cached_site_layers(sites: Sequence[Site], cache_root: Path, *, mtime: int = DEFAULT_MTIME) -> SiteLayers | None:
+    """What `site_layers` gave for the same sites (by the wheels' sha256) when every layer is still cached.
+
+    Reads neither wheel: a rebuild whose dependencies did not change needs their layers only. None
+    when the plan or one of its layers is missing or damaged; `site_layers` then does the work.
+    """
+    folder = cache_root / "layers"
+    try:
+        record = json.loads((folder / _PLANS / f"{_plan_key(sites, mtime)}.json").read_bytes())
+        keys = [str(k) for k in record["layers"]]
+        warnings = [
+            Diagnostic(str(w[0]), None, "warning", "overwrite", str(w[1]), str(w[2])) for w in record["warnings"]
+        ]
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
+    layers = [load_key(folder, key) for key in keys]
+    if any(layer is None for layer in layers):
+        return None
+    return SiteLayers(tuple(layer for layer in layers if layer is not None), tuple(warnings), 0)
+
+
+_PLANS = "plans"
+
+
+def _plan_key(sites: Sequence[Site], mtime: int) -> str:
+    """Identifies the choices of `_plan`: they depend on the wheels' contents, known by their sha256."""
+    data = {
+        "format": FORMAT,
+        "mtime": mtime,
+        "sites": [
+            [site.prefix, sorted((w.sha256, canonicalize_name(w.name), w.version) for w in site.wheels)]
+            for site in sites
+        ],
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def _record(
+    sites: Sequence[Site], mtime: int, folder: Path, keys: Sequence[str], warnings: Sequence[Diagnostic]
+) -> None:
+    """Remember which layers `sites` came to; a record that cannot be written only costs time."""
+    document = {"layers": list(keys), "warnings": [[w.path, w.message, w.hint] for w in warnings]}
+    with contextlib.suppress(OSError):
+        (folder / _PLANS).mkdir(parents=True, exist_ok=True)
+        write_atomic(folder / _PLANS / f"{_plan_key(sites, mtime)}.json", json.dumps(document).encode())
 
 
 def wheel_layer(
