@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, NoReturn
@@ -214,16 +215,25 @@ def build(
 
     cli = CliOptions(python_version, glibc, exclude, keep_gpu_packages, no_deps, offline, max_size)
     with _reported():
-        snapshot, config = _read(project_dir, cli)
-        key = buildstate.inputs_key(
-            snapshot, config.fingerprint(), {"output": str(output.resolve()) if output else None}
-        )
-        summary = None if force or keep_build else buildstate.up_to_date(snapshot.root, key)
+        from .config import read_config
+        from .sources import snapshot_project
+
+        snapshot = snapshot_project(project_dir)
+        analysis = _analyze_aside(snapshot)
+        try:
+            config = read_config(snapshot.root, cli)
+            where = {"output": str(output.resolve()) if output else None}
+            key = buildstate.inputs_key(snapshot, config.fingerprint(), where)
+            summary = None if force or keep_build else buildstate.up_to_date(snapshot.root, key)
+            if summary is None:
+                from .pipeline import build as run_build
+
+                analysis.wait()
+        finally:
+            analysis.stop()
         if summary is not None:
             shutil.rmtree(snapshot.root / ".flash" / ".build", ignore_errors=True)  # staging is kept only on request
         else:
-            from .pipeline import build as run_build
-
             built = run_build(snapshot, config, output, keep_build=keep_build, progress=_progress(quiet or as_json))
             warnings = (*built.generated.analysis.diagnostics, *built.warnings)
             if warnings:  # errors stop the build before this point
@@ -235,6 +245,52 @@ def build(
             click.echo(json.dumps(summary, indent=2, sort_keys=True))
         elif not quiet:
             _print_build(summary)
+
+
+class _Aside:
+    """An analysis run in a child process while this one reads the config, checks whether anything
+    changed and loads the rest of the pipeline.
+
+    The child fills the analysis cache (`.flash/cache/`), so the build's own analysis then finds
+    every file there: parsing an edited file (and loading the parser, libcst) overlaps with the
+    rest on a second core. The child reports nothing: whatever fails there, the build's own
+    analysis meets again and reports. `stop` ends it early when nothing is to be built (on
+    SIGTERM it leaves as an interrupt would, its cache write undone). Linux only: elsewhere the
+    build analyzes as usual.
+    """
+
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid
+
+    def wait(self) -> None:
+        if self.pid is not None:
+            os.waitpid(self.pid, 0)
+            self.pid = None
+
+    def stop(self) -> None:
+        if self.pid is not None:
+            with suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)
+            self.wait()
+
+
+def _analyze_aside(snapshot: Any) -> _Aside:
+    if sys.platform != "linux":
+        return _Aside(None)
+    from .analyze import analyze_project  # before the fork: the child inherits it loaded
+
+    pid = os.fork()
+    if pid == 0:  # the child: no output, no exit handlers, only the cache it writes
+        try:
+            signal.signal(signal.SIGTERM, _leave)
+            analyze_project(snapshot)
+        finally:
+            os._exit(0)
+    return _Aside(pid)
+
+
+def _leave(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
 
 
 def _progress(quiet: bool) -> Any:
@@ -322,10 +378,10 @@ def lock(
     force: bool,
 ) -> None:
     """Resolve the dependencies for the worker and pin every wheel, with its sha256, in pylock.toml."""
+    from .analyze import analyze_project
     from .config import CliOptions
     from .deps.lock import LOCK_FILE, ForeignLock, read_lock, write_lock
     from .deps.plan import lock_project, read_requirements
-    from .pipeline import analyzed
 
     cli = CliOptions(python_version, glibc, exclude, keep_gpu_packages, no_deps, offline)
     with _reported():
@@ -338,7 +394,9 @@ def lock(
                 raise UsageError(exc.message, exc.hint) from exc
             except FlashcError:
                 pass  # a damaged lock of flashc's own is simply replaced
-        analysis = analyzed(snapshot)
+        analysis = analyze_project(snapshot)
+        if analysis.has_errors:
+            raise DiagnosticsError(analysis.diagnostics, snapshot.root)
         reqs = read_requirements(snapshot, config, analysis)
         locked = lock_project(snapshot.root, reqs, analysis, config)
         path = write_lock(snapshot.root, locked)
