@@ -27,7 +27,6 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +206,8 @@ def _scan_parallel(sources: list[bytes], workers: int) -> list[Any]:
     chunks: list[list[bytes]] = [[] for _ in range(min(len(sources), workers * 4))]
     for i, source in enumerate(sources):
         chunks[i % len(chunks)].append(source)
+    from concurrent.futures import ProcessPoolExecutor  # only for many files: costs every start 30 ms
+
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method)) as pool:
         results = list(pool.map(_scan_chunk, chunks))
     out: list[Any] = [None] * len(sources)

@@ -20,13 +20,12 @@ import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
-
-from packaging.markers import Marker
-from packaging.tags import Tag, compatible_tags, cpython_tags
-from packaging.utils import parse_wheel_filename
+from typing import TYPE_CHECKING, Literal
 
 from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from packaging.tags import Tag
 
 __all__ = [
     "Target",
@@ -150,6 +149,8 @@ def wheel_fits(filename: str, target: Target) -> bool:
 
     Raises `packaging.utils.InvalidWheelFilename` (a `ValueError`) if `filename` is not a wheel's file name.
     """
+    from packaging.utils import parse_wheel_filename
+
     _, _, _, tags = parse_wheel_filename(filename)
     return not _supported_tag_set(target).isdisjoint(tags)
 
@@ -212,6 +213,8 @@ def marker_applies(marker: str | None, target: Target, extras: Iterable[str] = (
     """
     if marker is None:
         return True
+    from packaging.markers import Marker  # loaded when used: the config reads targets without markers
+
     parsed = Marker(marker)
     environment = marker_environment(target)
     return any(parsed.evaluate({**environment, "extra": extra}) for extra in (list(extras) or [""]))
@@ -239,6 +242,8 @@ def _platform_tags(target: Target) -> tuple[str, ...]:
 
 @functools.cache
 def _supported_tags(target: Target) -> tuple[Tag, ...]:
+    from packaging.tags import compatible_tags, cpython_tags
+
     version = (3, _minor(target.python_version))
     interpreter = f"cp3{version[1]}"
     platforms = _platform_tags(target)

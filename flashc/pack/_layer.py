@@ -271,10 +271,16 @@ def _from_json(meta: Any, path: Path, key: str) -> Layer:
     """The layer `meta` describes; ValueError, KeyError or TypeError if it is not one this version wrote."""
     if meta["format"] != FORMAT or meta["key"] != key:
         raise ValueError("another format or key")
-    files = tuple(
-        LayerFile(_typed(f["arcname"], str), _typed(f["size"], int), _typed(f["sha256"], str), _link(f["link"]))
-        for f in meta["files"]
-    )
+    files = tuple(LayerFile(f["arcname"], f["size"], f["sha256"], f["link"]) for f in meta["files"])
+    # One pass of plain checks: a layer of numpy has thousands of files, read on every rebuild.
+    if not all(
+        type(f.arcname) is str
+        and type(f.size) is int
+        and type(f.sha256) is str
+        and (f.link is None or type(f.link) is str)
+        for f in files
+    ):
+        raise TypeError("a file entry of the wrong type")
     layer = Layer(
         path,
         _typed(meta["distribution"], str),
