@@ -164,6 +164,8 @@ def build(
     reqs = read_requirements(snapshot, config, analysis)
     lock_text = snapshot.read(LOCK_FILE).decode("utf-8", errors="replace") if LOCK_FILE in snapshot.files else None
     deps = plan_dependencies(snapshot.root, reqs, analysis, config, lock_text)
+    if OLD_LOCK in snapshot.files:
+        deps = dataclasses.replace(deps, warnings=(*deps.warnings, _old_lock_warning()))
     sites = {r.name: deps.site_of(r.name) for r in analysis.resources}
     generated = generate(snapshot, python_version=config.python_version, sites=sites, analysis=analysis)
     generated_paths = {f.path for f in generated.files}
@@ -196,6 +198,20 @@ def build(
     if keep_build:
         _lay_out(result.path, staging)
     return Built(generated, deps, result, state / MANIFEST_PATH, (*deps.warnings, *layered.warnings))
+
+
+OLD_LOCK = "flash.lock"
+
+
+def _old_lock_warning() -> Diagnostic:
+    return Diagnostic(
+        OLD_LOCK,
+        None,
+        "warning",
+        "lock",
+        "flash.lock is no longer read: this build resolved the requirements afresh",
+        "`flashc lock` writes pylock.toml (PEP 751), which builds then install exactly; delete flash.lock",
+    )
 
 
 def _layers(deps: Dependencies, config: Config, progress: Progress | None) -> SiteLayers:

@@ -377,3 +377,20 @@ def test_a_requirement_without_a_wheel_is_reported_at_the_function(tmp_path: Pat
     assert "a.py:4:1: error: 'onlymac' (dependencies of a:f) cannot be installed on the worker" in output
     assert "requirements.txt:2:1: error: 'notonindex>=1' cannot be installed on the worker" in output
     assert "flashc: error: 2 errors found" in output
+
+
+def test_a_repeat_build_needs_no_index(tmp_path: Path, offline_index: Path) -> None:
+    root = checkout(tmp_path)
+    first = json.loads(build(root, "--json")[1])
+    shutil.rmtree(offline_index)  # the index is gone: the resolution, wheels and layers are cached
+    again = json.loads(build(root, "--json", "--force")[1])
+    assert again["sha256"] == first["sha256"]
+    assert json.loads(build(root, "--json", "--force", "--offline")[1])["sha256"] == first["sha256"]
+
+
+def test_an_old_flash_lock_is_named_not_silently_ignored(tmp_path: Path) -> None:
+    root = checkout(tmp_path)
+    (root / "flash.lock").write_text("{}\n")
+    code, output = build(root)
+    assert code == 0
+    assert "flash.lock is no longer read" in output and "`flashc lock` writes pylock.toml" in output

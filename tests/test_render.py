@@ -83,3 +83,27 @@ def test_runtime_loads_the_manifest_and_imports_every_handler(
         assert callable(module.handler)
         served = getattr(module, "REGISTRY", None) or getattr(module, "ROUTES", None)
         assert served is not None and len(served) == len(resource.functions)
+
+
+def test_the_site_folders_of_a_lock_are_rendered(tmp_path: Path) -> None:
+    """A project whose resources each have a site folder renders them from pylock.toml, no resolver needed."""
+    import shutil
+
+    from flashc.deps.choose import SitePlan
+    from flashc.deps.lock import Lock, write_lock
+    from flashc.deps.models import Site
+    from flashc.deps.target import Target
+
+    root = tmp_path / "demo"
+    shutil.copytree(FIXTURES / "demo", root, ignore=shutil.ignore_patterns(".flash"))
+    plans = tuple(
+        SitePlan(Site(f"_flashc/sites/{slug}", (name,), ()), ())
+        for name, slug in (("demo-api", "demo_api"), ("demo-cpu", "demo_cpu"), ("demo-gpu", "demo_gpu"))
+    )
+    write_lock(root, Lock(Target("3.11"), "0" * 64, plans, "numpy<2 and numpy>=2"))
+    manifest = json.loads(next(f.text for f in generate(root, use_cache=False).files if f.path == MANIFEST_PATH))
+    assert {name: r["site"] for name, r in manifest["resources"].items()} == {
+        "demo-api": "_flashc/sites/demo_api",
+        "demo-cpu": "_flashc/sites/demo_cpu",
+        "demo-gpu": "_flashc/sites/demo_gpu",
+    }
