@@ -29,7 +29,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -49,6 +51,10 @@ TOOL_VENV = Path(tempfile.gettempdir()) / "flashc-bench-tetra" / "venv"
 COLD_TARGET = 0.2
 REBUILD_TARGET = 0.01
 SIZE_TARGET = 0.05
+COLD_UV_TARGET = 1.3
+REBUILD_UV_TARGET = 0.1
+REBUILD_SECONDS = 1.0
+LOCK_TARGET = 1.5
 
 SEED_FILES = {
     ".gitignore": "__pycache__/\n*.py[cod]\n.venv/\n.env\n",
@@ -99,6 +105,8 @@ ML_FILES = {
     "train.py": """\
 from tetra_rp import CpuInstanceType, LiveServerless, remote
 
+SCALE = 1.0
+
 
 @remote(
     resource_config=LiveServerless(name="trainer", instanceIds=[CpuInstanceType.CPU3G_2_8]),
@@ -110,9 +118,10 @@ def train(rows: list[dict]) -> float:
 
     frame = pd.DataFrame(rows)
     model = LinearRegression().fit(frame[["x"]], frame["y"])
-    return float(model.coef_[0])
+    return float(model.coef_[0]) * SCALE
 """,
 }
+ROUNDS = 5
 
 
 class BenchError(Exception):
@@ -138,17 +147,36 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=Path(sys.executable).parent / "flashc",
         help="the flashc executable to measure (default: next to this Python)",
     )
+    parser.add_argument(
+        "--only", choices=["seed", "ml"], help="run one part: the seed project against `flash build`, or the ml one"
+    )
     args = parser.parse_args(argv)
+    _byte_compile()
+    tables = []
     try:
         with tempfile.TemporaryDirectory(prefix="flashc-bench-deps-") as scratch:
-            seed_table = bench_seed(Path(scratch), args.flashc)
-            ml_table = bench_ml(Path(scratch), args.flashc)
+            if args.only in (None, "seed"):
+                tables.append(bench_seed(Path(scratch), args.flashc))
+            if args.only in (None, "ml"):
+                tables.append(bench_ml(Path(scratch), args.flashc))
     except BenchError as error:
         print(f"bench_deps: error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
-    print(seed_table)
-    print()
-    print(ml_table)
+    print("\n\n".join(tables))
+
+
+def _byte_compile() -> None:
+    """Byte-compile flashc as pip does when it installs it: an editable checkout run with
+    PYTHONDONTWRITEBYTECODE set (as on the machines this was measured on) would otherwise compile
+    flashc's modules from source on every command, which no installed flashc does."""
+    import compileall
+
+    import flashc_runtime
+
+    import flashc
+
+    for package in (flashc, flashc_runtime):
+        compileall.compile_dir(str(Path(package.__file__).parent), quiet=1)
 
 
 def bench_seed(scratch: Path, flashc: Path) -> str:
@@ -206,28 +234,130 @@ def bench_seed(scratch: Path, flashc: Path) -> str:
 
 
 def bench_ml(scratch: Path, flashc: Path) -> str:
-    """Build the numpy/pandas/scikit-learn project with flashc: cold, after an edit, unchanged."""
+    """The numpy/pandas/scikit-learn project against uv doing the same work, all in this run.
+
+    cold build     flashc build, empty FLASHC_CACHE_DIR (uv's cache is inside it)
+                   vs uv pip install --target DIR (empty UV_CACHE_DIR) + tar czf DIR
+    rebuild        flashc build after a one-line edit of train.py (warm caches)
+    resolution     flashc lock, empty FLASHC_CACHE_DIR (analysis cached), vs uv pip compile, empty UV_CACHE_DIR
+    """
     project = _write_project(scratch / "flashc" / "ml", ML_FILES)
-    env = {**os.environ, "FLASHC_CACHE_DIR": str(scratch / "flashc-cache-ml")}
+    cache = scratch / "flashc-cache-ml"
+    env = {**os.environ, "FLASHC_CACHE_DIR": str(cache)}
     command = [str(flashc), "build", str(project), "--json", "--python-version", PYTHON_VERSION]
-    cold_seconds, cold = _flashc_build("ml, flashc cold", command, env)
-    with (project / "train.py").open("a", encoding="utf-8") as source:
-        source.write("\n# edited by bench_deps\n")
-    warm_seconds, warm = _flashc_build("ml, flashc after a source edit", command, env)
-    if warm["up_to_date"] or warm["sha256"] == cold["sha256"]:
-        raise BenchError("flashc did not rebuild the ml project after a source edit")
-    unchanged_seconds, unchanged = _flashc_build("ml, flashc no-change rebuild", command, env)
-    rows = [
-        ("cold build (empty cache: resolve, download, unpack, pack)", f"{cold_seconds:.2f} s"),
-        ("warm build after a source edit (cached resolution and bundle: repack)", f"{warm_seconds:.2f} s"),
-        (f"no-change rebuild ({_up_to_date(unchanged)})", f"{unchanged_seconds:.3f} s"),
-        ("archive size", f"{cold['size']:,} B"),
-        ("dependencies shipped", str(len(cold["dependencies"]))),
+    uv_env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "PIP_"))}
+    target = [
+        "--python-version",
+        PYTHON_VERSION,
+        "--python-platform",
+        "x86_64-manylinux_2_35",
+        "--only-binary",
+        ":all:",
     ]
-    lines = [_table(("ml project (numpy, pandas, scikit-learn), flashc", "value"), rows)]
-    lines.append(f"flashc archive: {_describe(Path(cold['archive']), '_flashc/site/')}")
-    lines.append("(one run each)")
+    requirements = ["numpy", "pandas", "scikit-learn"]
+
+    # Resolution alone: flashc lock and uv pip compile, each from an empty cache, in turns. The
+    # project is analyzed first (untimed), so the lock's time is its resolution, not a first parse.
+    _timed("ml, flashc analyze (not compared)", [str(flashc), "analyze", str(project)], env)
+    locks, compiles = [], []
+    for turn in range(3):
+        shutil.rmtree(cache, ignore_errors=True)
+        lock_command = [str(flashc), "lock", str(project), "--python-version", PYTHON_VERSION]
+        locks.append(_timed(f"ml, flashc lock (empty cache) #{turn + 1}", lock_command, env))
+        (project / "pylock.toml").unlink()
+        uv_cache = scratch / f"uv-cache-compile-{turn}"
+        compile_command = [_uv(), "pip", "compile", "--no-config", "-", *target, "-o", str(scratch / "compiled.txt")]
+        compiles.append(
+            _timed(
+                f"ml, uv pip compile (empty cache) #{turn + 1}",
+                compile_command,
+                {**uv_env, "UV_CACHE_DIR": str(uv_cache)},
+                stdin="\n".join(requirements),
+            )
+        )
+    lock_seconds, compile_seconds = statistics.median(locks), statistics.median(compiles)
+
+    # Cold build: flashc against uv install + tar czf, each from an empty cache.
+    shutil.rmtree(cache, ignore_errors=True)
+    cold_seconds, cold = _flashc_build("ml, flashc build cold", command, env)
+    site = scratch / "uv-target"
+    install_seconds = _timed(
+        "ml, uv pip install --target (empty cache)",
+        [_uv(), "pip", "install", "--no-config", "--target", str(site), *target, *requirements],
+        {**uv_env, "UV_CACHE_DIR": str(scratch / "uv-cache-install")},
+    )
+    tar_seconds = _timed(
+        "ml, tar czf of the installed folder", ["tar", "czf", str(scratch / "uv.tgz"), "-C", str(site), "."], uv_env
+    )
+    baseline = install_seconds + tar_seconds
+
+    # Rebuild after a one-line edit of the function's module, several times: the median.
+    rebuilds = []
+    previous = cold["sha256"]
+    for turn in range(ROUNDS):
+        source = project / "train.py"
+        source.write_text(re.sub(r"SCALE = .*", f"SCALE = {turn + 2}.0", source.read_text()))
+        seconds, rebuilt = _flashc_build(f"ml, flashc build after a one-line edit #{turn + 1}", command, env)
+        if rebuilt["up_to_date"] or rebuilt["sha256"] == previous:
+            raise BenchError("flashc did not rebuild the ml project after a source edit")
+        previous = rebuilt["sha256"]
+        rebuilds.append(seconds)
+    warm_seconds = statistics.median(rebuilds)
+    again_seconds, again = _flashc_build("ml, flashc build --force with warm caches", [*command, "--force"], env)
+    if again["sha256"] != previous:
+        raise BenchError("a forced rebuild with warm caches gave another archive than the one before it")
+
+    def row(what: str, value: float, base: float | None, target: float | None) -> tuple[str, ...]:
+        if base is None:
+            return (what, f"{value:.2f} s", "", "", "", "")
+        ratio = value / base
+        result = "" if target is None else ("PASS" if ratio <= target else "MISS")
+        return (what, f"{value:.2f} s", f"{base:.2f} s", f"{ratio:.3f}", f"<= {target:g}" if target else "", result)
+
+    rows = [
+        row("cold build vs uv install --target + tar czf", cold_seconds, baseline, COLD_UV_TARGET),
+        row(
+            f"rebuild after a one-line edit (median of {ROUNDS}) vs cold", warm_seconds, cold_seconds, REBUILD_UV_TARGET
+        ),
+        row("flashc lock vs uv pip compile (medians of 3)", lock_seconds, compile_seconds, LOCK_TARGET),
+        row("forced rebuild, warm caches (same sha256)", again_seconds, None, None),
+    ]
+    lines = [
+        _table(("ml project (numpy, pandas, scikit-learn)", "flashc", "baseline", "ratio", "target", "result"), rows)
+    ]
+    lines.append(
+        f"rebuild after an edit: {warm_seconds:.3f} s, target < {REBUILD_SECONDS:g} s: "
+        f"{'PASS' if warm_seconds < REBUILD_SECONDS else 'MISS'}"
+    )
+    lines.append(
+        f"baseline: uv install {install_seconds:.2f} s + tar czf {tar_seconds:.2f} s; "
+        f"archive {cold['size']:,} B (tar czf: {(scratch / 'uv.tgz').stat().st_size:,} B), "
+        f"{len(cold['dependencies'])} distributions"
+    )
+    lines.append(
+        f"rebuilds: {', '.join(f'{t:.2f}' for t in rebuilds)} s; locks: {', '.join(f'{t:.2f}' for t in locks)} s; "
+        f"compiles: {', '.join(f'{t:.2f}' for t in compiles)} s"
+    )
+    lines.append("(in this order: lock and compile in turns, cold build, install + tar, rebuilds, forced rebuild)")
     return "\n".join(lines)
+
+
+def _uv() -> str:
+    from uv import find_uv_bin
+
+    return str(find_uv_bin())
+
+
+def _timed(label: str, command: list[str], env: dict[str, str], stdin: str | None = None) -> float:
+    start = time.perf_counter()
+    result = subprocess.run(
+        command, capture_output=True, text=True, env=env, input=stdin, timeout=FLASHC_TIMEOUT_SECONDS
+    )
+    seconds = time.perf_counter() - start
+    if result.returncode != 0:
+        raise BenchError(f"`{' '.join(command)}` exited with status {result.returncode}:\n{result.stderr[-2000:]}")
+    _progress(f"{label}: {seconds:.3f} s")
+    return seconds
 
 
 def _write_project(root: Path, files: dict[str, str]) -> Path:
