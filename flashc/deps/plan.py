@@ -133,28 +133,8 @@ def lock_project(
 ) -> Lock:
     """Resolve afresh (no cached resolution is reused) and decide what each site ships: the lock's content."""
     options = _options(reqs, config, root)
-    runner = uv or default_uv(config.cache_dir / "uv")
-    resources = sorted(r.name for r in analysis.resources)
-    resolution = resolve_project(
-        dataclasses.replace(reqs, options=options),
-        resources,
-        config.target,
-        uv=runner,
-        no_deps=config.no_deps,
-        offline=config.offline,
-        root=root,
-    )
-    ResolutionCache(config.cache_dir).save(
-        resolution_key(reqs, resources, config.target, options, config.no_deps), resolution
-    )
-    plans = choose(
-        resolution,
-        reqs,
-        {r.name: r.compute for r in analysis.resources},
-        exclude=config.exclude,
-        keep_gpu_packages=config.keep_gpu_packages,
-    )
-    return Lock(config.target, lock_inputs(reqs, analysis, config, options), _sized(plans), resolution.split)
+    plans, split = _decide(root, reqs, analysis, config, options, uv, refresh=True)
+    return Lock(config.target, lock_inputs(reqs, analysis, config, options), _sized(plans), split)
 
 
 def plan_dependencies(
@@ -178,25 +158,7 @@ def plan_dependencies(
             )
         plans, split = lock.plans, lock.split
     else:
-        resources = sorted(r.name for r in analysis.resources)
-        resolution = resolve_project(
-            dataclasses.replace(reqs, options=options),
-            resources,
-            config.target,
-            uv=uv or default_uv(config.cache_dir / "uv"),
-            cache=ResolutionCache(config.cache_dir),
-            no_deps=config.no_deps,
-            offline=config.offline,
-            root=root,
-        )
-        plans = choose(
-            resolution,
-            reqs,
-            {r.name: r.compute for r in analysis.resources},
-            exclude=config.exclude,
-            keep_gpu_packages=config.keep_gpu_packages,
-        )
-        split = resolution.split
+        plans, split = _decide(root, reqs, analysis, config, options, uv, refresh=False)
     plans = _sized(plans)
     if split is not None:
         warnings.append(_split_warning(split, reqs, [plan.site for plan in plans]))
@@ -214,6 +176,38 @@ def plan_dependencies(
             )
         )
     return Dependencies(config.target, reqs, options, plans, split, lock is not None, tuple(warnings))
+
+
+def _decide(
+    root: Path,
+    reqs: RequirementSet,
+    analysis: Analysis,
+    config: Config,
+    options: IndexOptions,
+    uv: UvRunner | None,
+    *,
+    refresh: bool,
+) -> tuple[tuple[SitePlan, ...], str | None]:
+    """Resolve (from the cache unless `refresh`) and choose what each site ships; the plans and why they split."""
+    resolution = resolve_project(
+        dataclasses.replace(reqs, options=options),
+        sorted(r.name for r in analysis.resources),
+        config.target,
+        uv=uv or default_uv(config.cache_dir / "uv"),
+        cache=ResolutionCache(config.cache_dir),
+        refresh=refresh,
+        no_deps=config.no_deps,
+        offline=config.offline,
+        root=root,
+    )
+    plans = choose(
+        resolution,
+        reqs,
+        {r.name: r.compute for r in analysis.resources},
+        exclude=config.exclude,
+        keep_gpu_packages=config.keep_gpu_packages,
+    )
+    return plans, resolution.split
 
 
 def fetch_shipped(

@@ -86,17 +86,20 @@ def resolve_project(
     *,
     uv: UvRunner,
     cache: ResolutionCache | None = None,
+    refresh: bool = False,
     no_deps: bool = False,
     offline: bool = False,
     root: Path = Path("."),
 ) -> Resolution:
     """Pins for every resource's requirements (project-wide ones included), in as few sites as can hold.
 
-    Raises DiagnosticsError (paths relative to `root`) naming every requirement that cannot be
-    installed, and ResolveError when the resolver cannot run or reach the index.
+    A resolution of the same inputs in `cache` is taken as it is, unless `refresh` asks for a new
+    one (which is then cached). Raises DiagnosticsError (paths relative to `root`) naming every
+    requirement that cannot be installed, and ResolveError when the resolver cannot run or reach
+    the index.
     """
     key = resolution_key(reqs, resources, target, reqs.options, no_deps)
-    if cache is not None and (cached := cache.load(key)) is not None:
+    if cache is not None and not refresh and (cached := cache.load(key)) is not None:
         return cached
 
     def solve(lines: Sequence[str]) -> tuple[Pin, ...] | Unsatisfiable:

@@ -17,7 +17,6 @@ file has the size it gives; anything else is built again.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -30,6 +29,7 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
+from .._atomic import discard, write_atomic
 from ..errors import ProjectError
 from ._gzip import CHUNK, LEVEL, ZLIB_VERSION, ChunkedGzip
 from ._tar import file_header, link_header, padding
@@ -189,12 +189,12 @@ def build(
             digest.hexdigest(),
         )
         os.replace(temp, layer.path)
-        _write_atomic(folder / f"{key}.json", _to_json(layer, key))
+        write_atomic(folder / f"{key}.json", _to_json(layer, key), durable=True)
     except OSError as exc:
-        _discard(temp)
+        discard(temp)
         raise _cache_error(folder, exc) from exc
     except BaseException:
-        _discard(temp)
+        discard(temp)
         raise
     return layer
 
@@ -303,31 +303,8 @@ def _typed(value: Any, kind: type[Any]) -> Any:
     return value
 
 
-def _link(value: Any) -> str | None:
-    return None if value is None else str(_typed(value, str))
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with open(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        _discard(temp)
-        raise
-
-
 def _cache_error(folder: Path, exc: OSError) -> ProjectError:
     return ProjectError(
         f"cannot write to the layer cache '{folder}': {exc.strerror or exc}",
         "check free disk space and the folder's permissions",
     )
-
-
-def _discard(path: str) -> None:
-    with contextlib.suppress(OSError):  # already gone, or the folder vanished: nothing left to clean
-        os.unlink(path)

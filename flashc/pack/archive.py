@@ -15,7 +15,6 @@ every rebuild a tenth of a second here.
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import hashlib
 import io
@@ -27,6 +26,7 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
+from .._atomic import discard
 from ..errors import ProjectError, UsageError
 from ._gzip import ChunkedGzip, default_workers, member
 from ._layer import Layer
@@ -191,13 +191,13 @@ def write_archive(
         os.chmod(temp, 0o644)  # mkstemp creates 600; chmod is not subject to the umask
         os.replace(temp, output)
     except OSError as exc:
-        _discard(temp)
+        discard(temp)
         raise ProjectError(
             f"cannot write archive '{output}': {exc.strerror or exc}",
             hint="check free disk space and the folder's permissions",
         ) from exc
     except BaseException:  # ProjectError from a source, TooLarge, KeyboardInterrupt: never leave the temp file
-        _discard(temp)
+        discard(temp)
         raise
     regular = [f for layer in layers for f in layer.files if f.link is None]
     return PackResult(
@@ -326,8 +326,3 @@ def _stale(layer: Layer, what: str) -> ProjectError:
         f"cannot read the cached layer of {layer.distribution} {layer.version} '{layer.path}': {what}",
         "build again: a layer missing from the cache is built anew",
     )
-
-
-def _discard(path: str) -> None:
-    with contextlib.suppress(OSError):  # already gone, or the folder vanished: nothing left to clean
-        os.unlink(path)
