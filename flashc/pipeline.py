@@ -39,6 +39,7 @@ from .group import BuildPlan, group
 from .manifest import Manifest, build_manifest, source_fingerprint
 from .models import Analysis
 from .pack import (
+    DamagedLayer,
     Entry,
     PackResult,
     Site,
@@ -46,6 +47,7 @@ from .pack import (
     SiteWheel,
     TooLarge,
     cached_site_layers,
+    forget,
     project_entries,
     site_layers,
     write_archive,
@@ -187,7 +189,12 @@ def build(
     if progress is not None:
         progress(f"compressing {len(entries)} project files and {len(layered.layers)} dependency layers")
     try:
-        result = write_archive(entries, output, layers=layered.layers, mtime=config.mtime, max_size=config.max_size)
+        try:
+            result = write_archive(entries, output, layers=layered.layers, mtime=config.mtime, max_size=config.max_size)
+        except DamagedLayer as exc:  # a cache entry changed on disk: build it again, never ship it
+            forget(exc.layer)
+            layered = _layers(deps, config, progress)
+            result = write_archive(entries, output, layers=layered.layers, mtime=config.mtime, max_size=config.max_size)
     except TooLarge as exc:
         raise _too_large(exc) from exc
     manifest_file = next(f for f in generated.files if f.path == MANIFEST_PATH)

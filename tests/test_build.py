@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from flashc_runtime.unpack import unpack
 from wheelhouse import make_wheel
 
 from flashc.cli import main
@@ -394,3 +395,17 @@ def test_an_old_flash_lock_is_named_not_silently_ignored(tmp_path: Path) -> None
     code, output = build(root)
     assert code == 0
     assert "flash.lock is no longer read" in output and "`flashc lock` writes pylock.toml" in output
+
+
+def test_a_damaged_cached_layer_is_built_again_never_shipped(tmp_path: Path) -> None:
+    root = checkout(tmp_path)
+    first = json.loads(build(root, "--json")[1])
+    cache = Path(os.environ["FLASHC_CACHE_DIR"])
+    (layer,) = [p for p in (cache / "layers").glob("*.gz")]
+    data = bytearray(layer.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # a flipped byte, same size: the metadata's size check cannot see it
+    layer.write_bytes(bytes(data))
+    again = json.loads(build(root, "--json", "--force")[1])
+    assert again["sha256"] == first["sha256"]  # the layer was built again, so the archive is whole
+    unpack(root / ".flash" / "archive.tar.gz", tmp_path / "unpacked")  # checks every gzip member's CRC
+    assert layer.read_bytes() != bytes(data)

@@ -566,3 +566,12 @@ def test_a_rebuild_finds_every_layer_by_the_wheels_sha256_without_reading_them(t
     assert cached_site_layers(sites, tmp_path / "cache", mtime=DEFAULT_MTIME + 1) is None
     built.layers[0].path.unlink()
     assert cached_site_layers(sites, tmp_path / "cache") is None
+
+
+def test_a_plan_record_that_does_not_match_the_wheels_is_not_trusted(tmp_path: Path) -> None:
+    sites = [Site(SITE, (wheel(tmp_path / "wheels", "alpha"), wheel(tmp_path / "wheels", "beta")))]
+    build(tmp_path, sites)
+    (record,) = (tmp_path / "cache" / "layers" / "plans").glob("*.json")
+    data = json.loads(record.read_text())
+    record.write_text(json.dumps({**data, "layers": data["layers"][::-1]}))  # valid JSON, wrong order
+    assert cached_site_layers(sites, tmp_path / "cache") is None

@@ -27,7 +27,7 @@ Readers: Python's `tarfile.open(path, "r:*")` or "r:gz", GNU tar, gzip. Not tarf
 from __future__ import annotations
 
 from ._tar import DEFAULT_MTIME
-from .archive import Entry, PackResult, TooLarge, project_entries, write_archive
+from .archive import DamagedLayer, Entry, PackResult, TooLarge, project_entries, write_archive
 from .layers import (
     LINK_MIN,
     Layer,
@@ -36,6 +36,7 @@ from .layers import (
     SiteLayers,
     SiteWheel,
     cached_site_layers,
+    forget,
     site_layers,
     wheel_layer,
 )
@@ -43,6 +44,7 @@ from .layers import (
 __all__ = [
     "DEFAULT_MTIME",
     "LINK_MIN",
+    "DamagedLayer",
     "Entry",
     "Layer",
     "LayerFile",
@@ -52,6 +54,7 @@ __all__ = [
     "SiteWheel",
     "TooLarge",
     "cached_site_layers",
+    "forget",
     "project_entries",
     "site_layers",
     "wheel_layer",

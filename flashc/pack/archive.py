@@ -33,7 +33,7 @@ from ._layer import Layer
 from ._names import check_arcnames, collected
 from ._tar import DEFAULT_MTIME, end_of_archive, file_header, padding
 
-__all__ = ["Entry", "PackResult", "TooLarge", "project_entries", "write_archive"]
+__all__ = ["DamagedLayer", "Entry", "PackResult", "TooLarge", "project_entries", "write_archive"]
 
 _READ = 1024 * 1024
 _COPY = 4 * 1024 * 1024
@@ -226,16 +226,26 @@ class _HashingWriter:
         self._hasher = hasher
         self._pending: collections.deque[Future[None]] = collections.deque()
 
-    def write(self, data: bytes) -> None:
-        self._pending.append(self._hasher.submit(self._hash.update, data))
+    def write(self, data: bytes, also: hashlib._Hash | None = None) -> None:
+        """Write `data`, hashed into the archive's digest and into `also` when given."""
+        self._pending.append(self._hasher.submit(self._update, data, also))
         self.raw.write(data)
         self.size += len(data)
         while len(self._pending) > 2:  # a block or two behind at most: memory stays bounded
             self._pending.popleft().result()
 
-    def hexdigest(self) -> str:
+    def _update(self, data: bytes, also: hashlib._Hash | None) -> None:
+        self._hash.update(data)
+        if also is not None:
+            also.update(data)
+
+    def drain(self) -> None:
+        """Wait until every block written so far is hashed."""
         while self._pending:
             self._pending.popleft().result()
+
+    def hexdigest(self) -> str:
+        self.drain()
         return self._hash.hexdigest()
 
 
@@ -301,8 +311,13 @@ def _unreadable(path: Path, exc: OSError) -> ProjectError:
 
 
 def _copy(layer: Layer, sink: _HashingWriter) -> None:
-    """Append the layer file as it is, in large blocks, checking it is the size its metadata gives."""
+    """Append the layer file as it is, in large blocks, checking it is the file its metadata describes.
+
+    Its sha256 is computed as it is copied (on the hashing thread, beside the archive's): a cached
+    layer that a disk error or an edit changed is never shipped, but reported as `DamagedLayer`.
+    """
     copied = 0
+    digest = hashlib.sha256()
     try:
         f = open(layer.path, "rb")  # noqa: SIM115 - closed below; only opening and reading are the layer's errors
     except OSError as exc:
@@ -315,10 +330,25 @@ def _copy(layer: Layer, sink: _HashingWriter) -> None:
                 raise _stale(layer, exc.strerror or str(exc)) from exc
             if not block:
                 break
-            sink.write(block)  # an OSError from here is the archive's: write_archive reports it
+            sink.write(block, digest)  # an OSError from here is the archive's: write_archive reports it
             copied += len(block)
     if copied != layer.compressed_size:
         raise _stale(layer, f"it is {copied:,} bytes, not {layer.compressed_size:,}")
+    sink.drain()
+    if digest.hexdigest() != layer.sha256:
+        raise DamagedLayer(layer)
+
+
+class DamagedLayer(ProjectError):
+    """A cached layer's bytes are not those its metadata recorded; the caller builds it again."""
+
+    def __init__(self, layer: Layer) -> None:
+        super().__init__(
+            f"the cached layer of {layer.distribution} {layer.version} '{layer.path}' is damaged "
+            "(its sha256 is not the one recorded when it was built)",
+            "delete it from the layer cache; the next build makes it again",
+        )
+        self.layer = layer
 
 
 def _stale(layer: Layer, what: str) -> ProjectError:

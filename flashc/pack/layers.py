@@ -32,9 +32,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from packaging.utils import canonicalize_name
+from packaging.utils import canonicalize_name, canonicalize_version
 
-from .._atomic import write_atomic
+from .._atomic import discard, write_atomic
 from ..diagnostics import Diagnostic
 from ..errors import ProjectError
 from ._gzip import default_workers
@@ -51,6 +51,7 @@ __all__ = [
     "SiteLayers",
     "SiteWheel",
     "cached_site_layers",
+    "forget",
     "site_layers",
     "wheel_layer",
 ]
@@ -109,6 +110,12 @@ def site_layers(
     return SiteLayers(tuple(layers), tuple(warnings), built)
 
 
+def forget(layer: Layer) -> None:
+    """Remove a layer from the cache (a damaged one), so that the next `site_layers` builds it again."""
+    for path in (layer.path, layer.path.with_suffix(".json")):
+        discard(path)
+
+
 def cached_site_layers(sites: Sequence[Site], cache_root: Path, *, mtime: int = DEFAULT_MTIME) -> SiteLayers | None:
     """What `site_layers` gave for the same sites (by the wheels' sha256) when every layer is still cached.
 
@@ -124,10 +131,20 @@ def cached_site_layers(sites: Sequence[Site], cache_root: Path, *, mtime: int = 
         ]
     except (OSError, ValueError, KeyError, TypeError, IndexError):
         return None
-    layers = [load_key(folder, key) for key in keys]
-    if any(layer is None for layer in layers):
+    loaded = [load_key(folder, key) for key in keys]
+    layers = [layer for layer in loaded if layer is not None]
+    # The record must name one layer per wheel, in archive order: a damaged record is not trusted.
+    expected = [
+        (site.prefix, canonicalize_name(w.name), canonicalize_version(w.version))
+        for site in sites
+        for w in sorted(site.wheels, key=lambda w: (canonicalize_name(w.name), w.version, str(w.path)))
+    ]
+    found = [
+        (layer.site, canonicalize_name(layer.distribution), canonicalize_version(layer.version)) for layer in layers
+    ]
+    if len(layers) != len(loaded) or found != expected:
         return None
-    return SiteLayers(tuple(layer for layer in layers if layer is not None), tuple(warnings), 0)
+    return SiteLayers(tuple(layers), tuple(warnings), 0)
 
 
 _PLANS = "plans"
