@@ -409,3 +409,28 @@ def test_a_damaged_cached_layer_is_built_again_never_shipped(tmp_path: Path) -> 
     assert again["sha256"] == first["sha256"]  # the layer was built again, so the archive is whole
     unpack(root / ".flash" / "archive.tar.gz", tmp_path / "unpacked")  # checks every gzip member's CRC
     assert layer.read_bytes() != bytes(data)
+
+
+def test_a_lock_holds_in_another_checkout_and_shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = checkout(tmp_path / "a")
+    make_wheel(first / "wheels", "numpy", "1.26.4", payload=100)
+    (first / "requirements.txt").write_text("--no-index\n--find-links wheels\n")
+    monkeypatch.delenv("PIP_FIND_LINKS")
+    monkeypatch.delenv("PIP_NO_INDEX")
+    assert lock(first)[0] == 0
+    assert 'path = "wheels/numpy-1.26.4-py3-none-any.whl"' in (first / "pylock.toml").read_text()
+    second = tmp_path / "b" / "demo"
+    shutil.copytree(first, second)
+    monkeypatch.setenv("PIP_INDEX_URL", "https://index.invalid/simple")  # another shell: not asked
+    summaries = [json.loads(build(root, "--json")[1]) for root in (first, second)]
+    assert [s["locked"] for s in summaries] == [True, True]
+    assert summaries[0]["sha256"] == summaries[1]["sha256"]
+
+
+def test_a_lock_for_another_target_says_which(tmp_path: Path) -> None:
+    root = checkout(tmp_path)
+    assert lock(root, "--python-version", "3.11")[0] == 0
+    code, output = build(root, "--python-version", "3.12")
+    assert code == 1
+    assert "pylock.toml was locked for CPython 3.11 with glibc 2.35, but this build is for CPython 3.12" in output
+    assert "run `flashc lock --python-version 3.12 --glibc 2.35`" in output

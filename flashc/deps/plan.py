@@ -111,11 +111,16 @@ def _options(reqs: RequirementSet, config: Config, root: Path) -> IndexOptions:
     )
 
 
-def lock_inputs(reqs: RequirementSet, analysis: Analysis, config: Config, options: IndexOptions) -> str:
-    """Identifies what a lock was made from: requirements per resource, computes, target, index, exclusions."""
+def lock_inputs(reqs: RequirementSet, analysis: Analysis, config: Config) -> str:
+    """Identifies what a lock was made from: requirements per resource, computes, target, exclusions.
+
+    Not where the wheels come from: the lock names every wheel, with its sha256, so a build from
+    it asks no index, and the same lock holds in another checkout or shell (another find-links
+    folder, `PIP_INDEX_URL` set or not).
+    """
     resources = sorted(r.name for r in analysis.resources)
     data = {
-        "resolution": resolution_key(reqs, resources, config.target, options, config.no_deps),
+        "resolution": resolution_key(reqs, resources, config.target, IndexOptions(), config.no_deps),
         "computes": {r.name: r.compute for r in analysis.resources},
         "exclude": sorted(config.exclude),
         "keep_gpu_packages": config.keep_gpu_packages,
@@ -134,7 +139,7 @@ def lock_project(
     """Resolve afresh (no cached resolution is reused) and decide what each site ships: the lock's content."""
     options = _options(reqs, config, root)
     plans, split = _decide(root, reqs, analysis, config, options, uv, refresh=True)
-    return Lock(config.target, lock_inputs(reqs, analysis, config, options), _sized(plans), split)
+    return Lock(config.target, lock_inputs(reqs, analysis, config), _sized(plans), split)
 
 
 def plan_dependencies(
@@ -151,9 +156,17 @@ def plan_dependencies(
     warnings = [d for d in reqs.problems if d.severity == "warning"]
     lock = _lock(root, lock_text, warnings)
     if lock is not None:
-        if lock.target != config.target or lock.inputs != lock_inputs(reqs, analysis, config, options):
+        if lock.target != config.target:
+            locked, wanted = lock.target, config.target
             raise ProjectError(
-                f"{LOCK_FILE} is out of date: it was resolved for other requirements, resources, target or exclusions",
+                f"{LOCK_FILE} was locked for CPython {locked.python_version} with glibc {locked.glibc}, "
+                f"but this build is for CPython {wanted.python_version} with glibc {wanted.glibc}",
+                f"run `flashc lock --python-version {wanted.python_version} --glibc {wanted.glibc}` to lock for "
+                "this target, or build for the lock's (`[tool.flashc]` in pyproject.toml keeps them the same)",
+            )
+        if lock.inputs != lock_inputs(reqs, analysis, config):
+            raise ProjectError(
+                f"{LOCK_FILE} is out of date: it was resolved for other requirements, resources or exclusions",
                 "run `flashc lock` to resolve again, or delete it to resolve on every build",
             )
         plans, split = lock.plans, lock.split
