@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -69,12 +69,16 @@ def _archive_signature(archive: Path) -> list[int] | None:
 
 
 def up_to_date(root: Path, key: str) -> dict[str, Any] | None:
-    """The last build's summary if its inputs had this key and its archive is still untouched."""
+    """The last build's summary if its inputs had this key, the files it read from outside the
+    project's snapshot are unchanged, and its archive is still untouched."""
     try:
         state = json.loads((root / STATE_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(state, dict) or state.get("key") != key or not isinstance(state.get("summary"), dict):
+        return None
+    outside = state.get("outside", {})
+    if not isinstance(outside, dict) or any(_digest(root / path) != digest for path, digest in outside.items()):
         return None
     summary: dict[str, Any] = state["summary"]
     archive = Path(str(summary.get("archive", "")))
@@ -83,15 +87,25 @@ def up_to_date(root: Path, key: str) -> dict[str, Any] | None:
     return summary
 
 
-def record(root: Path, key: str, summary: Mapping[str, Any]) -> None:
-    """Remember a finished build. A record that cannot be written only costs the next build time."""
+def record(root: Path, key: str, summary: Mapping[str, Any], outside: Sequence[str] = ()) -> None:
+    """Remember a finished build, with the digests of the files it read from outside the snapshot
+    (a requirements file the ignore rules leave out, say). A record that cannot be written only
+    costs the next build time."""
     target = root / STATE_FILE
     document = {
         "key": key,
         "summary": dict(summary),
+        "outside": {path: _digest(root / path) for path in sorted(set(outside))},
         "archive_signature": _archive_signature(Path(str(summary["archive"]))),
     }
     try:
         write_atomic(target, json.dumps(document, sort_keys=True, indent=2).encode())
     except OSError:
         return
+
+
+def _digest(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None

@@ -194,6 +194,9 @@ def _read(project_dir: Path, cli: Any) -> tuple[Any, Any]:
 @click.option("--force", is_flag=True, help="Build even when nothing changed since the last build.")
 @_dependency_options
 @click.option("--max-size", type=click.IntRange(min=1), default=None, help="Limit in MB, compressed (default 500).")
+@click.option(
+    "--refresh", is_flag=True, help="Resolve again, for newer releases, instead of reusing the last resolution."
+)
 def build(
     project_dir: Path,
     output: Path | None,
@@ -208,6 +211,7 @@ def build(
     keep_gpu_packages: bool,
     offline: bool,
     max_size: int | None,
+    refresh: bool,
 ) -> None:
     """Analyze, resolve dependencies, render and pack the project into .flash/archive.tar.gz."""
     from . import buildstate
@@ -224,7 +228,7 @@ def build(
             config = read_config(snapshot.root, cli)
             where = {"output": str(output.resolve()) if output else None}
             key = buildstate.inputs_key(snapshot, config.fingerprint(), where)
-            summary = None if force or keep_build else buildstate.up_to_date(snapshot.root, key)
+            summary = None if force or keep_build or refresh else buildstate.up_to_date(snapshot.root, key)
             if summary is None:
                 from .pipeline import build as run_build
 
@@ -233,14 +237,18 @@ def build(
             analysis.stop()
         if summary is not None:
             shutil.rmtree(snapshot.root / ".flash" / ".build", ignore_errors=True)  # staging is kept only on request
+            replayed = summary.pop("warnings", "")
+            if replayed:  # an unchanged build says again what the build said
+                click.echo(replayed, err=True)
         else:
-            built = run_build(snapshot, config, output, keep_build=keep_build, progress=_progress(quiet or as_json))
+            progress = _progress(quiet or as_json)
+            built = run_build(snapshot, config, output, keep_build=keep_build, refresh=refresh, progress=progress)
             warnings = (*built.generated.analysis.diagnostics, *built.warnings)
-            if warnings:  # errors stop the build before this point
-                click.echo(render_all(warnings, _line_reader(snapshot.root)), err=True)
+            shown = render_all(warnings, _line_reader(snapshot.root)) if warnings else ""
+            if shown:  # errors stop the build before this point
+                click.echo(shown, err=True)
             summary = _build_summary(built)
-            if not warnings:
-                buildstate.record(snapshot.root, key, {**summary, "up_to_date": True})
+            buildstate.record(snapshot.root, key, {**summary, "up_to_date": True, "warnings": shown}, built.outside)
         if as_json:
             click.echo(json.dumps(summary, indent=2, sort_keys=True))
         elif not quiet:
@@ -397,7 +405,7 @@ def lock(
         analysis = analyze_project(snapshot)
         if analysis.has_errors:
             raise DiagnosticsError(analysis.diagnostics, snapshot.root)
-        reqs = read_requirements(snapshot, config, analysis)
+        reqs, _ = read_requirements(snapshot, config, analysis)
         locked = lock_project(snapshot.root, reqs, analysis, config)
         path = write_lock(snapshot.root, locked)
         pins = {(p.name, p.version) for plan in locked.plans for p in plan.site.pins}

@@ -30,7 +30,7 @@ from ._atomic import write_atomic
 from .analyze import analyze_project
 from .closure import resource_files
 from .config import CliOptions, Config, read_config
-from .deps.fetch import WheelCache
+from .deps.fetch import WheelCache, WheelChanged
 from .deps.lock import LOCK_FILE
 from .deps.plan import Dependencies, Progress, fetch_shipped, plan_dependencies, read_requirements
 from .diagnostics import Diagnostic
@@ -111,10 +111,9 @@ def _locked_sites(snapshot: Snapshot) -> dict[str, str]:
     """Each resource's site folder as the project's pylock.toml records it; {} without one."""
     from .deps.lock import ForeignLock, read_lock
 
-    if LOCK_FILE not in snapshot.files:
-        return {}
+    text, _ = _lock_text(snapshot)
     try:
-        lock = read_lock(snapshot.root, snapshot.read(LOCK_FILE).decode("utf-8", errors="replace"))
+        lock = read_lock(snapshot.root, text)
     except (ForeignLock, ProjectError):
         return {}  # the build reports it; rendering does not depend on it
     return {r: plan.site.path for plan in (lock.plans if lock else ()) for r in plan.site.resources}
@@ -140,6 +139,7 @@ class Built:
     archive: PackResult
     manifest_path: Path
     warnings: tuple[Diagnostic, ...]
+    outside: tuple[str, ...]  # files read that are not in the snapshot: the up-to-date check watches them too
 
 
 def build(
@@ -148,6 +148,7 @@ def build(
     output: Path | None = None,
     *,
     keep_build: bool = False,
+    refresh: bool = False,
     progress: Progress | None = None,
 ) -> Built:
     """Analyze, resolve, render and pack the project into `output` (default `.flash/archive.tar.gz`).
@@ -157,15 +158,25 @@ def build(
     it) and the dependencies under each resource's site folder. A copy of the manifest goes to
     `.flash/flash_manifest.json`. With `keep_build`, the archive's tree is also laid out in
     `.flash/.build/` for inspection; otherwise that folder is removed. An archive over the size
-    limit is refused before it replaces the previous one.
+    limit is refused before it replaces the previous one. Without a lock, the requirements are
+    resolved again when `refresh` asks, or when the index now serves other bytes for a wheel.
     """
     state = snapshot.root / ".flash"
     if state.exists() and not state.is_dir():
         raise ProjectError(f"'{state}' is a file, but flashc keeps its build state there", "remove or rename it")
     analysis = analyzed(snapshot)
-    reqs = read_requirements(snapshot, config, analysis)
-    lock_text = snapshot.read(LOCK_FILE).decode("utf-8", errors="replace") if LOCK_FILE in snapshot.files else None
-    deps = plan_dependencies(snapshot.root, reqs, analysis, config, lock_text)
+    reqs, outside = read_requirements(snapshot, config, analysis)
+    lock_text, lock_outside = _lock_text(snapshot)
+    deps = plan_dependencies(snapshot.root, reqs, analysis, config, lock_text, refresh=refresh)
+    try:
+        layered = _layers(deps, config, progress)
+    except WheelChanged:
+        if deps.locked or refresh:
+            raise
+        # The index serves other bytes than when these requirements were resolved (a wheel was
+        # replaced): the cached resolution is stale, so resolve again, once.
+        deps = plan_dependencies(snapshot.root, reqs, analysis, config, lock_text, refresh=True)
+        layered = _layers(deps, config, progress)
     if OLD_LOCK in snapshot.files:
         deps = dataclasses.replace(deps, warnings=(*deps.warnings, _old_lock_warning()))
     sites = {r.name: deps.site_of(r.name) for r in analysis.resources}
@@ -177,7 +188,6 @@ def build(
             f"project files use paths that flashc generates: {', '.join(clashes)}",
             "rename them: flash_manifest.json and _flashc/ are reserved in the archive",
         )
-    layered = _layers(deps, config, progress)
     entries = [
         *_project_entries(snapshot),
         *(Entry(f.path, data=f.text.encode("utf-8")) for f in generated.files),
@@ -204,7 +214,27 @@ def build(
     shutil.rmtree(staging, ignore_errors=True)
     if keep_build:
         _lay_out(result.path, staging)
-    return Built(generated, deps, result, state / MANIFEST_PATH, (*deps.warnings, *layered.warnings))
+    return Built(
+        generated,
+        deps,
+        result,
+        state / MANIFEST_PATH,
+        (*deps.warnings, *layered.warnings),
+        (*outside, *lock_outside),
+    )
+
+
+def _lock_text(snapshot: Snapshot) -> tuple[str | None, tuple[str, ...]]:
+    """The project's pylock.toml, also when the ignore rules leave it out of the archive; and, when it is
+    not in the snapshot, its name, for the up-to-date check to watch (a lock written later counts)."""
+    if LOCK_FILE in snapshot.files:
+        return snapshot.read(LOCK_FILE).decode("utf-8", errors="replace"), ()
+    try:
+        return (snapshot.root / LOCK_FILE).read_text(encoding="utf-8", errors="replace"), (LOCK_FILE,)
+    except FileNotFoundError:
+        return None, (LOCK_FILE,)
+    except OSError as exc:
+        raise ProjectError(f"cannot read {LOCK_FILE}: {exc.strerror or exc}", "check the file's permissions") from exc
 
 
 OLD_LOCK = "flash.lock"

@@ -434,3 +434,55 @@ def test_a_lock_for_another_target_says_which(tmp_path: Path) -> None:
     assert code == 1
     assert "pylock.toml was locked for CPython 3.11 with glibc 2.35, but this build is for CPython 3.12" in output
     assert "run `flashc lock --python-version 3.12 --glibc 2.35`" in output
+
+
+def test_a_wheel_the_index_replaced_makes_the_build_resolve_again(tmp_path: Path, offline_index: Path) -> None:
+    make_wheel(offline_index, "alpha", "1.0", files={"alpha/__init__.py": b"A = 1\n"})
+    root = project_with(
+        tmp_path,
+        {
+            "app.py": "from tetra_rp import CpuLiveServerless, remote\n\n"
+            '@remote(CpuLiveServerless(name="cpu"), dependencies=["alpha"])\ndef f(x):\n    return x\n',
+        },
+    )
+    assert build(root)[0] == 0
+    cache = Path(os.environ["FLASHC_CACHE_DIR"])
+    shutil.rmtree(cache / "wheels")
+    shutil.rmtree(cache / "layers")
+    make_wheel(offline_index, "alpha", "1.0", files={"alpha/__init__.py": b"A = 2\n"})  # same name, other bytes
+    code, output = build(root, "--force")
+    assert code == 0, output
+    with tarfile.open(root / ".flash" / "archive.tar.gz") as tar:
+        assert tar.extractfile("_flashc/site/alpha/__init__.py").read() == b"A = 2\n"  # type: ignore[union-attr]
+    # A newer release is picked up when asked for: --refresh resolves again.
+    make_wheel(offline_index, "alpha", "1.1")
+    assert json.loads(build(root, "--json")[1])["up_to_date"] is True
+    assert json.loads(build(root, "--json", "--refresh")[1])["dependencies"] == ["alpha==1.1"]
+
+
+def test_requirement_files_and_a_lock_the_ignore_rules_leave_out_are_read_and_watched(
+    tmp_path: Path, offline_index: Path
+) -> None:
+    make_wheel(offline_index, "alpha", "1.0")
+    make_wheel(offline_index, "beta", "1.0")
+    root = checkout(tmp_path)
+    (root / "reqs").mkdir()
+    (root / "reqs" / "extra.txt").write_text("alpha\n")
+    (root / "requirements.txt").write_text("-r reqs/extra.txt\n")
+    (root / ".flashignore").write_text("reqs/\npylock.toml\n")
+    assert json.loads(build(root, "--json")[1])["dependencies"] == ["alpha==1.0", "numpy==1.26.4"]
+    (root / "reqs" / "extra.txt").write_text("alpha\nbeta\n")  # outside the archive, still an input
+    rebuilt = json.loads(build(root, "--json")[1])
+    assert rebuilt["up_to_date"] is False and "beta==1.0" in rebuilt["dependencies"]
+    assert lock(root)[0] == 0
+    assert json.loads(build(root, "--json")[1])["locked"] is True  # ignored by .flashignore, still the lock
+
+
+def test_a_build_with_warnings_is_up_to_date_and_says_them_again(tmp_path: Path) -> None:
+    root = checkout(tmp_path)
+    (root / "flash.lock").write_text("{}\n")
+    first = build(root)[1]
+    assert "flash.lock is no longer read" in first
+    code, again = build(root)
+    assert (code == 0 and again.startswith("up to date")) or "up to date" in again
+    assert "flash.lock is no longer read" in again

@@ -586,3 +586,14 @@ def test_read_project_requirements_without_files() -> None:
         provided_by_runtime=(),
         problems=(),
     )
+
+
+def test_pins_whose_markers_do_not_hold_on_the_worker_do_not_conflict() -> None:
+    from flashc.deps.target import Target
+
+    a = function("app:f", 1, 'beta==1.0; python_version < "3.10"')
+    b = function("app:g", 2, 'beta>=1.5; python_version < "3.10"')
+    files, options, _ = parse("")
+    assert collect(from_functions([a, b]), files, [], options).has_errors  # no target: cannot tell
+    assert not collect(from_functions([a, b]), files, [], options, Target("3.11")).has_errors
+    assert collect(from_functions([a, b]), files, [], options, Target("3.9")).has_errors

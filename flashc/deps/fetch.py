@@ -29,7 +29,7 @@ from .models import Wheel
 if TYPE_CHECKING:  # httpx is imported only when a wheel must be downloaded: a rebuild needs none
     import httpx
 
-__all__ = ["Credentials", "FetchError", "WheelCache", "fetch_wheels"]
+__all__ = ["Credentials", "FetchError", "WheelCache", "WheelChanged", "fetch_wheels"]
 
 Credentials = Mapping[str, tuple[str, str]]
 """user and password by host name."""
@@ -43,6 +43,17 @@ Progress = Callable[[str], None]
 
 class FetchError(FlashcError):
     """A wheel could not be fetched: the network failed, or the index served other bytes."""
+
+
+class WheelChanged(FetchError):
+    """The index serves other bytes for a wheel than the sha256 it was pinned with."""
+
+    def __init__(self, wheel: Wheel, digest: str) -> None:
+        super().__init__(
+            f"{wheel.filename} from {_shown(wheel.url)} has sha256 {digest}, not the locked {wheel.sha256}",
+            "the file changed since it was locked: run `flashc lock` if that is expected, else check the index",
+        )
+        self.wheel = wheel
 
 
 class WheelCache:
@@ -122,10 +133,7 @@ def _download(wheel: Wheel, target: Path, client: httpx.Client, credentials: Cre
         with os.fdopen(fd, "wb") as out:
             digest = _copy(wheel, out, client, credentials)
         if digest != wheel.sha256:
-            raise FetchError(
-                f"{wheel.filename} from {_shown(wheel.url)} has sha256 {digest}, not the locked {wheel.sha256}",
-                "the file changed since it was locked: run `flashc lock` if that is expected, else check the index",
-            )
+            raise WheelChanged(wheel, digest)
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     except BaseException:

@@ -76,26 +76,31 @@ class Dependencies:
         return next(plan.site.path for plan in self.plans if resource in plan.site.resources)
 
 
-def read_requirements(snapshot: Snapshot, config: Config, analysis: Analysis) -> RequirementSet:
-    """The project's requirements: its functions', `requirements.txt` (with `-r`) and `[project.dependencies]`.
+def read_requirements(snapshot: Snapshot, config: Config, analysis: Analysis) -> tuple[RequirementSet, tuple[str, ...]]:
+    """The project's requirements: its functions', `requirements.txt` (with `-r`) and `[project.dependencies]`;
+    and the files read that are not in the snapshot (an include that the ignore rules leave out of the
+    archive, or one outside the project), which the up-to-date check must watch too.
 
     Raises DiagnosticsError when a requirement is invalid or two that one resource installs
     together cannot both hold.
     """
+    outside: list[str] = []
 
     def read(path: str) -> str | None:
         if path in snapshot.files:
             return snapshot.read(path).decode("utf-8-sig")
-        try:  # an include that the ignore rules leave out of the archive is still read
-            return (snapshot.root / path).read_text(encoding="utf-8-sig")
+        try:
+            text = (snapshot.root / path).read_text(encoding="utf-8-sig")
         except FileNotFoundError:
             return None
+        outside.append(path)
+        return text
 
     pyproject = (config.pyproject.data, config.pyproject.text) if config.pyproject is not None else None
-    reqs = read_project_requirements(analysis.functions, read, pyproject)
+    reqs = read_project_requirements(analysis.functions, read, pyproject, config.target)
     if reqs.has_errors:
         raise DiagnosticsError(reqs.problems, snapshot.root)
-    return reqs
+    return reqs, tuple(outside)
 
 
 def _options(reqs: RequirementSet, config: Config, root: Path) -> IndexOptions:
@@ -150,8 +155,12 @@ def plan_dependencies(
     lock_text: str | None,
     *,
     uv: UvRunner | None = None,
+    refresh: bool = False,
 ) -> Dependencies:
-    """Resolve (or take pylock.toml) and decide what each site ships; `fetch_shipped` gets the wheels."""
+    """Resolve (or take pylock.toml) and decide what each site ships; `fetch_shipped` gets the wheels.
+
+    Without a lock, a resolution of the same requirements is taken from the cache unless `refresh`.
+    """
     options = _options(reqs, config, root)
     warnings = [d for d in reqs.problems if d.severity == "warning"]
     lock = _lock(root, lock_text, warnings)
@@ -171,7 +180,7 @@ def plan_dependencies(
             )
         plans, split = lock.plans, lock.split
     else:
-        plans, split = _decide(root, reqs, analysis, config, options, uv, refresh=False)
+        plans, split = _decide(root, reqs, analysis, config, options, uv, refresh=refresh)
     plans = _sized(plans)
     if split is not None:
         warnings.append(_split_warning(split, reqs, [plan.site for plan in plans]))

@@ -42,6 +42,7 @@ from packaging.version import InvalidVersion, Version
 
 from ..diagnostics import Diagnostic, Note, Span, sort_key
 from ..models import RemoteFunction
+from .target import Target, marker_applies
 
 __all__ = [
     "RUNTIME_DISTRIBUTIONS",
@@ -484,12 +485,14 @@ def collect(
     file_reqs: Iterable[Requirement],
     pyproject_reqs: Iterable[Requirement],
     options: IndexOptions,
+    target: Target | None = None,
 ) -> RequirementSet:
     """Merge the three sources: drop runtime-provided SDK distributions, dedupe, report conflicts.
 
     Exact duplicates (same name, specifier, extras, marker and URL) keep the first one in the
     order functions, requirements files, pyproject. Compatible requirements for one name are all
-    kept: pip intersects them.
+    kept: the resolver intersects them. With a `target`, a requirement whose marker does not hold
+    on that worker conflicts with nothing: it is not installed there.
     """
     kept: dict[tuple[object, ...], Requirement] = {}  # by what it asks for, and for which resource
     provided: dict[tuple[object, ...], Requirement] = {}
@@ -521,7 +524,7 @@ def collect(
             for second in same[i + 1 :]:
                 # Different resources may need different versions: each then gets its own site.
                 together = first.resource is None or second.resource is None or first.resource == second.resource
-                if together and _conflict(first, second):
+                if together and _applies(first, target) and _applies(second, target) and _conflict(first, second):
                     problems.append(_conflict_error(name, first, second))
     return RequirementSet(
         requirements=tuple(sorted(kept.values(), key=_order)),
@@ -535,6 +538,7 @@ def read_project_requirements(
     functions: Iterable[RemoteFunction],
     read: Callable[[str], str | None],
     pyproject: tuple[Mapping[str, Any], str] | None = None,
+    target: Target | None = None,
 ) -> RequirementSet:
     """Collect the project's requirements: the functions', `requirements.txt` (with `-r`) and `pyproject.toml`.
 
@@ -565,8 +569,18 @@ def read_project_requirements(
     if pyproject is not None:
         pyproject_reqs, found = pyproject_dependencies(*pyproject)
         problems.extend(found)
-    result = collect(from_functions(functions), file_reqs, pyproject_reqs, options)
+    result = collect(from_functions(functions), file_reqs, pyproject_reqs, options, target)
     return dataclasses.replace(result, problems=tuple(sorted((*problems, *result.problems), key=sort_key)))
+
+
+def _applies(requirement: Requirement, target: Target | None) -> bool:
+    """Whether the requirement is installed on the worker: no marker, no target, or a marker that holds there."""
+    if requirement.marker is None or target is None:
+        return True
+    try:
+        return marker_applies(requirement.marker, target)
+    except ValueError:  # a marker packaging cannot evaluate: leave the judgement to the resolver
+        return True
 
 
 # --- helpers -----------------------------------------------------------------------------------
