@@ -71,3 +71,19 @@ def test_split_sites_decide_each_for_its_own_resource() -> None:
         ("_flashc/sites/cpu", None),
         ("_flashc/sites/gpu", GPU_IMAGE),
     ]
+
+
+def test_what_another_site_ships_is_not_counted_as_left_out() -> None:
+    from flashc.deps.plan import Dependencies
+    from flashc.deps.target import Target
+
+    gpu = Site("_flashc/sites/gpu", ("gpu",), GRAPH)
+    cpu = Site("_flashc/sites/cpu", ("cpu",), GRAPH)
+    plans = choose(
+        Resolution((cpu, gpu), "conflict"), reqs(req("app", "gpu"), req("app", "cpu")), {"gpu": "gpu", "cpu": "cpu"}
+    )
+    deps = Dependencies(Target("3.11"), reqs(), IndexOptions(), plans, "conflict", False, ())
+    assert deps.left_out == () and deps.saved == 0  # the CPU site ships torch and what it needs
+    (gpu_only,) = choose(Resolution((gpu,)), reqs(req("app", "gpu")), {"gpu": "gpu"})
+    alone = Dependencies(Target("3.11"), reqs(), IndexOptions(), (gpu_only,), None, False, ())
+    assert [p.name for p in alone.left_out] == ["nvidia-cublas", "torch", "triton"] and alone.saved == 2800

@@ -208,3 +208,14 @@ def test_an_unreachable_index_is_a_network_error(tmp_path: Path, monkeypatch: py
         )
     assert info.value.message.startswith("cannot reach the package index: ")
     assert "127.0.0.1:9" in info.value.message
+
+
+def test_a_plain_linux_wheel_installs_as_pip_on_the_worker_would_but_after_any_manylinux_one(tmp_path: Path) -> None:
+    house = tmp_path / "house"
+    make_wheel(house, "mixed", "0.9", tag="cp311-cp311-manylinux_2_17_x86_64")
+    make_wheel(house, "mixed", "1.0", tag="cp311-cp311-linux_x86_64")  # a private index's own build
+    (pin,) = resolve(house, tmp_path / "1", [req("mixed")]).sites[0].pins
+    assert pin.wheel.filename == "mixed-1.0-cp311-cp311-linux_x86_64.whl"
+    make_wheel(house, "mixed", "1.0", tag="cp311-cp311-manylinux_2_17_x86_64")
+    (pin,) = resolve(house, tmp_path / "2", [req("mixed")]).sites[0].pins
+    assert pin.wheel.filename == "mixed-1.0-cp311-cp311-manylinux_2_17_x86_64.whl"

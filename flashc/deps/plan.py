@@ -63,9 +63,10 @@ class Dependencies:
 
     @property
     def left_out(self) -> tuple[Pin, ...]:
-        """Every distinct pin left out of some site, by name then version."""
+        """Every distinct pin no site ships though some site needs it, by name then version."""
+        shipped = {(p.name, p.version) for plan in self.plans for p in plan.ships}
         pins = {(p.name, p.version): p for plan in self.plans for p, _ in plan.left_out_pins}
-        return tuple(pins[k] for k in sorted(pins))
+        return tuple(pins[k] for k in sorted(pins) if k not in shipped)
 
     @property
     def saved(self) -> int:

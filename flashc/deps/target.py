@@ -110,7 +110,7 @@ def parse_glibc(text: str) -> str:
 
 
 def platform_tags(target: Target) -> tuple[str, ...]:
-    """Every platform tag a worker accepts, newest first: one `--platform` option each for pip.
+    """Every platform tag a worker accepts, most preferred first.
 
     For glibc 2.N on x86_64 that is `manylinux_2_N_x86_64` down to `manylinux_2_5_x86_64`, each legacy alias right
     after its PEP 600 twin (`manylinux2014_x86_64` after 2_17, `manylinux2010_x86_64` after 2_12, `manylinux1_x86_64`
@@ -119,9 +119,9 @@ def platform_tags(target: Target) -> tuple[str, ...]:
     2.3 pin `nvidia-cublas-cu12==12.1.3.1`, whose only Linux wheel is `manylinux1_x86_64`). Other architectures
     start at 2.17, the oldest manylinux defined for them.
 
-    `linux_x86_64` is left out although pip accepts it on a real Linux host: a plain linux wheel promises nothing
-    about the glibc or shared libraries it was built against (PyPI refuses them for that reason), so it may import
-    on the build host and fail on the worker.
+    `linux_x86_64` comes last: pip on the worker accepts it, and so does uv for the target, so a private index or
+    find-links folder of plain linux wheels resolves. Such a wheel promises nothing about the glibc it was built
+    against (PyPI refuses them), so any manylinux wheel of the same release is preferred to it.
     """
     return _platform_tags(target)
 
@@ -237,6 +237,7 @@ def _platform_tags(target: Target) -> tuple[str, ...]:
         tags.append(f"manylinux_2_{minor}_{target.machine}")
         if legacy := _LEGACY_MANYLINUX.get((2, minor)):
             tags.append(f"{legacy}_{target.machine}")
+    tags.append(f"linux_{target.machine}")
     return tuple(tags)
 
 
@@ -270,8 +271,6 @@ def _platform_reason(platforms: list[str], target: Target) -> str:
             misses.append((0, "glibc", platform, glibc) if too_new else (5, "other", platform, (0, 0)))
         elif platform.startswith("musllinux_"):
             misses.append((1, "musl", platform, (0, 0)))
-        elif platform == f"linux_{target.machine}":
-            misses.append((2, "plain", platform, (0, 0)))
         elif arch is not None or platform.startswith("linux_"):
             arch = arch or platform.removeprefix("linux_")
             misses.append((3, f"arch {arch}", platform, (0, 0)))
@@ -289,8 +288,6 @@ def _platform_reason(platforms: list[str], target: Target) -> str:
         return f"needs glibc {major}.{minor} (manylinux_{major}_{minor}), newer than the worker's {target.glibc}"
     if family == "musl":
         return f"is for musl-based Linux ({listed}), but workers run glibc-based Linux {target.machine}"
-    if family == "plain":
-        return f"is a plain {listed} wheel, which is not portable across Linux systems; workers need a manylinux wheel"
     if family.startswith("arch "):
         return f"is for {family.removeprefix('arch ')} ({listed}), but {worker}"
     if family in ("macOS", "Windows"):
