@@ -219,3 +219,34 @@ def test_a_plain_linux_wheel_installs_as_pip_on_the_worker_would_but_after_any_m
     make_wheel(house, "mixed", "1.0", tag="cp311-cp311-manylinux_2_17_x86_64")
     (pin,) = resolve(house, tmp_path / "2", [req("mixed")]).sites[0].pins
     assert pin.wheel.filename == "mixed-1.0-cp311-cp311-manylinux_2_17_x86_64.whl"
+
+
+def test_a_url_that_does_not_answer_is_reported_at_its_requirement_with_the_others(tmp_path: Path) -> None:
+    import http.server
+    import threading
+
+    class Gone(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_error(404)
+
+        def do_HEAD(self) -> None:
+            self.send_error(404)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Gone)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/ghost-1.0-py3-none-any.whl"
+        house = tmp_path / "house"
+        make_wheel(house, "fine", "1.0")
+        with pytest.raises(DiagnosticsError) as info:
+            resolve(
+                house, tmp_path, [req("fine", "a"), req(f"ghost @ {url}", "a", 5), req("nothere", "b", 7)], ["a", "b"]
+            )
+    finally:
+        server.shutdown()
+    found = [(d.path, d.span.line if d.span else None) for d in info.value.diagnostics]
+    assert found == [("a.py", 5), ("b.py", 7)]
+    assert "404" in info.value.diagnostics[0].message

@@ -56,6 +56,9 @@ _KEPT_UV_VARIABLES = frozenset(
     {"UV_NATIVE_TLS", "UV_HTTP_TIMEOUT", "UV_HTTP_RETRIES", "UV_CONCURRENT_DOWNLOADS", "UV_REQUEST_TIMEOUT"}
 )
 _UNSATISFIABLE_EXIT = 1
+DEFAULT_INDEX = "https://pypi.org/simple"
+# How uv says the network failed (not a URL that answered 404, which is the requirement's fault).
+_NETWORK = ("tcp connect error", "dns error", "connection refused", "timed out", "connection reset", "os error 101")
 _INPUT = "requirements.in"
 _PIN_LINE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*(?:==\s*(?P<version>\S+)|@\s*\S+)")
 _VIA = re.compile(r"#\s*via\s+(?P<via>.*)$")
@@ -170,7 +173,10 @@ def compile_pins(
         if code == _UNSATISFIABLE_EXIT and "No solution found" in stderr and "network was disabled" not in stderr:
             return _unsatisfiable(stderr)
         if code != 0:
-            raise _failure(stderr)
+            failure = _failure(stderr, options)
+            if isinstance(failure, ResolveError):
+                raise failure
+            return failure
     wheels = _read_lock(lock_run[1], target)
     graph = _read_graph(graph_run[1])
     if set(graph) != set(wheels) or any(v is not None and v != wheels[n][0] for n, (v, _) in graph.items()):
@@ -212,9 +218,13 @@ def _unsatisfiable(stderr: str) -> Unsatisfiable:
     return Unsatisfiable(" ".join(reasons) or "no set of versions satisfies the requirements", tuple(hints))
 
 
-def _failure(stderr: str) -> ResolveError:
+def _failure(stderr: str, options: IndexOptions) -> ResolveError | Unsatisfiable:
+    """What a failed uv run means: working offline, an index out of reach (errors for the whole run),
+    or something one requirement asked for (a URL that does not answer, a source distribution, a
+    repository), which the caller then finds by trying each requirement alone."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip() and not line.startswith("warning:")]
     causes = [line.removeprefix("cause:").strip() for line in lines if line.startswith("cause:")]
+    hints = tuple(line.removeprefix("hint:").strip() for line in lines if line.startswith("hint:"))
     head = lines[0].removeprefix("error:").strip() if lines else "uv failed and said nothing"
     # The cause that names a URL says where, the last one says why.
     where = next((c for c in causes if "://" in c), None)
@@ -225,12 +235,14 @@ def _failure(stderr: str) -> ResolveError:
             f"cannot resolve offline: {detail}",
             "build once without --offline while the index is reachable, or run `flashc lock`",
         )
-    if any(word in text for word in ("failed to fetch", "connect", "dns", "timed out", "request failed")):
+    indexes = [url.rstrip("/") for url in (options.index_url or DEFAULT_INDEX, *options.extra_index_urls)]
+    unreachable = any(word in text for word in _NETWORK)
+    if unreachable or (where is not None and any(index in where for index in indexes)):
         return ResolveError(
             f"cannot reach the package index: {detail}",
             "check the network connection and the index URL (requirements.txt, UV_INDEX_URL or PIP_INDEX_URL)",
         )
-    return ResolveError(f"the resolver failed: {detail}", "run with FLASHC_DEBUG=1 and report it if it persists")
+    return Unsatisfiable(detail, hints)
 
 
 def _read_lock(text: str, target: Target) -> dict[str, tuple[str, Wheel]]:
