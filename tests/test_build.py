@@ -326,8 +326,9 @@ def test_resources_that_need_conflicting_versions_get_a_site_each(tmp_path: Path
     code, output = build(root)
     assert code == 0, output
     assert (
-        "a.py:4:1: warning: resources 'a', 'b' need versions that cannot be installed together, so each gets a "
-        "site folder of its own: Because you require numpy==1.26.2 and numpy>=2" in output
+        "a.py:4:1: warning: the resources need versions that cannot be installed together, so they get 2 site "
+        "folders (_flashc/sites/a for 'a'; _flashc/sites/b for 'b'): Because you require numpy==1.26.2 and numpy>=2"
+        in output
     )
     assert "b.py:4:1: note: 'numpy>=2' is required here (dependencies of b:g)" in output
     assert "  _flashc/sites/a: a (2 distributions)" in output and "  _flashc/sites/b: b (2 distributions)" in output

@@ -124,7 +124,7 @@ def test_every_requirement_that_cannot_be_installed_is_reported_at_its_place(tmp
     assert "nothere" in messages[1] and "fine>=9" in messages[2] and "only fine==1.0 is available" in messages[2]
 
 
-def test_resources_whose_versions_conflict_get_a_site_each(tmp_path: Path) -> None:
+def test_resources_whose_versions_conflict_get_a_site_folder_each(tmp_path: Path) -> None:
     house = tmp_path / "house"
     make_wheel(house, "numpy", "1.26.2")
     make_wheel(house, "numpy", "2.1.0")
@@ -250,3 +250,20 @@ def test_a_url_that_does_not_answer_is_reported_at_its_requirement_with_the_othe
     found = [(d.path, d.span.line if d.span else None) for d in info.value.diagnostics]
     assert found == [("a.py", 5), ("b.py", 7)]
     assert "404" in info.value.diagnostics[0].message
+
+
+def test_a_resource_that_conflicts_with_nobody_shares_a_folder(tmp_path: Path) -> None:
+    house = tmp_path / "house"
+    make_wheel(house, "numpy", "1.26.2")
+    make_wheel(house, "numpy", "2.1.0")
+    make_wheel(house, "requests", "2.32.0")
+    resolution = resolve(
+        house,
+        tmp_path,
+        [req("numpy<2", "old"), req("numpy>=2", "new"), req("requests", "web"), req("numpy", "any")],
+        ["any", "new", "old", "plain", "web"],
+    )
+    assert [(s.path, s.resources) for s in resolution.sites] == [
+        ("_flashc/sites/any", ("any", "new", "plain", "web")),
+        ("_flashc/sites/old", ("old",)),
+    ]

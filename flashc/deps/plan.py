@@ -248,20 +248,20 @@ def fetch_shipped(
 
 
 def _split_warning(reason: str, reqs: RequirementSet, sites: Sequence[Site]) -> Diagnostic:
-    """Why each resource has a site folder of its own, where the requirements that conflict are written."""
+    """Why the resources have several site folders, where the requirements that conflict are written."""
     resources = [name for site in sites for name in site.resources]
     involved = mentioned(reason, [r for name in [None, *resources] for r in reqs.for_resource(name)])
     first = involved[0] if involved else None
     rest = involved[1:]
-    listed = ", ".join(f"'{name}'" for name in resources)
+    folders = "; ".join(f"{site.path} for {', '.join(repr(n) for n in site.resources)}" for site in sites)
     return Diagnostic(
         first.origin.path if first else ".",
         origin_span(first.origin) if first else None,
         "warning",
         "split",
-        f"resources {listed} need versions that cannot be installed together, so each gets a site folder "
-        f"of its own: {reason}",
-        "files the sites share are stored once (hard links); pin versions that agree to share one site",
+        f"the resources need versions that cannot be installed together, so they get {len(sites)} site "
+        f"folders ({folders}): {reason}",
+        "files the folders share are stored once (hard links); pin versions that agree to share one folder",
         tuple(Note(r.origin.path, origin_span(r.origin), f"'{r.text}' is required here{_what(r)}") for r in rest),
     )
 

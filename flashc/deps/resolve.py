@@ -122,12 +122,42 @@ def resolve_project(
         failing = [lines for lines in distinct if isinstance(answers[lines], Unsatisfiable)]
         if failing:
             raise DiagnosticsError(_explain(failing, reqs, names, target, solve), root)
-        slugs = handler_slugs(names)
-        sites = tuple(Site(f"_flashc/sites/{slugs[name]}", (name,), _pins(answers[sets[name]])) for name in names)
-        resolution = Resolution(sites, union.reason)
+        resolution = Resolution(_group(names, sets, answers, solve), union.reason)
     if cache is not None:
         cache.save(key, resolution)
     return resolution
+
+
+def _group(
+    names: Sequence[str],
+    sets: dict[str, tuple[str, ...]],
+    answers: dict[tuple[str, ...], tuple[Pin, ...] | Unsatisfiable],
+    solve: Solver,
+) -> tuple[Site, ...]:
+    """As few site folders as hold: each resource joins the first folder whose requirements it can be
+    installed with, the largest sets first; a resource whose requirements a folder already holds
+    (one with no requirements of its own, say) joins it without asking the resolver again."""
+    groups: list[tuple[list[str], tuple[str, ...], tuple[Pin, ...]]] = []
+    for name in sorted(names, key=lambda n: (-len(sets[n]), n)):
+        for members, lines, _ in groups:
+            if set(sets[name]) <= set(lines):
+                members.append(name)
+                break
+        else:
+            for index, (members, lines, _) in enumerate(groups):
+                merged = tuple(sorted(set(lines) | set(sets[name])))
+                answer = solve(merged)
+                if not isinstance(answer, Unsatisfiable):
+                    groups[index] = ([*members, name], merged, answer)
+                    break
+            else:
+                groups.append(([name], sets[name], _pins(answers[sets[name]])))
+    slugs = handler_slugs(names)
+    sites = [(sorted(members), pins) for members, _, pins in groups]
+    return tuple(
+        Site(f"_flashc/sites/{slugs[members[0]]}", tuple(members), pins)
+        for members, pins in sorted(sites, key=lambda site: site[0][0])
+    )
 
 
 def _pins(answer: tuple[Pin, ...] | Unsatisfiable) -> tuple[Pin, ...]:
