@@ -522,6 +522,25 @@ def _find_key(lines: Sequence[str], table: str, key: str) -> tuple[Span, Span] |
         start = match.end()
         key_span = Span(number, match.start("key") + 1, number, match.end("key") + 1)
         return key_span, Span(number, start + 1, number, _value_end(line, start) + 1)
+    return _find_dotted(lines, table, key)
+
+
+def _find_dotted(lines: Sequence[str], table: str, key: str) -> tuple[Span, Span] | None:
+    """Where `key` is written as a dotted key (`tool.flashc.key = ...`, `flashc.key = ...` under `[tool]`)
+    or inside an inline table (`flashc = { key = ... }`): on a line that names the table's last part."""
+    last = table.rsplit(".", 1)[-1]
+    written = re.compile(rf"""(?<![\w-])(["']?){re.escape(key)}\1\s*=\s*""")
+    for number, line in enumerate(lines, 1):
+        if last not in line or line.lstrip().startswith("#"):
+            continue
+        match = written.search(line, line.index(last) + len(last))
+        if match is not None:
+            start = match.end()
+            key_span = Span(number, match.start() + 1, number, match.start() + 1 + len(match[1]) * 2 + len(key))
+            end = _value_end(line, start)
+            if line[start : start + 1] not in ("'", '"', "[", "{"):  # a bare value ends at the inline table's comma
+                end = min([end, *(i for i in (line.find(",", start), line.find("}", start)) if i > start)])
+            return key_span, Span(number, start + 1, number, end + 1)
     return None
 
 

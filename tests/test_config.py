@@ -370,7 +370,8 @@ def test_tool_flashc_that_is_not_a_table() -> None:
 
 
 def test_key_that_cannot_be_found_in_the_text_has_no_span() -> None:
-    (found,) = diagnostics("tool.flashc.turbo = true\n")
+    # The table named with an escape: the problem is still reported, without a place.
+    (found,) = diagnostics('tool."flash\\u0063".turbo = true\n')
     assert (found.span, found.message) == (None, "unknown key 'turbo' in [tool.flashc]")
 
 
@@ -475,3 +476,14 @@ def test_read_config_errors_point_at_the_project(tmp_path: Path) -> None:
         read_config(tmp_path, CliOptions(), environ={})
     assert info.value.root == tmp_path.resolve()
     assert info.value.message == "1 error found"
+
+
+def test_keys_in_dotted_form_or_an_inline_table_are_located_too() -> None:
+    dotted = 'tool.flashc.pyton_version = "3.11"\n'
+    assert diagnostics(dotted) == [
+        located(1, 13, 26, "unknown key 'pyton_version' in [tool.flashc]", "did you mean 'python_version'?")
+    ]
+    inline = "[tool]\nflashc = {python_version = 3, exlcude = []}\n"
+    found = diagnostics(inline)
+    assert [(d.span.line, d.span.col) if d.span else None for d in found] == [(2, 28), (2, 31)]
+    assert found[1].message == "unknown key 'exlcude' in [tool.flashc]"

@@ -266,10 +266,10 @@ def test_remote_url_requirement_is_kept() -> None:
 
 
 def test_unknown_option_is_an_error_naming_it() -> None:
-    _, _, problems = parse("--prefer-binary\n--only-binary=:all:\nnumpy==1.0 --hash=sha256:abc\n--index-url\n")
+    _, _, problems = parse("--use-feature=x\n--no-deps\nnumpy==1.0 --hash=sha256:abc\n--index-url\n")
     assert messages(problems) == [
-        ("requirements.txt", 1, "error", "unknown option '--prefer-binary' in a requirements file"),
-        ("requirements.txt", 2, "error", "unknown option '--only-binary' in a requirements file"),
+        ("requirements.txt", 1, "error", "unknown option '--use-feature' in a requirements file"),
+        ("requirements.txt", 2, "error", "unknown option '--no-deps' in a requirements file"),
         ("requirements.txt", 3, "error", "option '--hash' after a requirement is not supported"),
         ("requirements.txt", 4, "error", "option '--index-url' needs a value"),
     ]
@@ -597,3 +597,16 @@ def test_pins_whose_markers_do_not_hold_on_the_worker_do_not_conflict() -> None:
     assert collect(from_functions([a, b]), files, [], options).has_errors  # no target: cannot tell
     assert not collect(from_functions([a, b]), files, [], options, Target("3.11")).has_errors
     assert collect(from_functions([a, b]), files, [], options, Target("3.9")).has_errors
+
+
+def test_pips_binary_options_are_understood() -> None:
+    reqs, _, problems = parse("--only-binary :all:\n--prefer-binary\nnumpy\n--no-binary numpy\n")
+    assert texts(reqs) == ["numpy"]
+    assert messages(problems) == [
+        (
+            "requirements.txt",
+            4,
+            "warning",
+            "'--no-binary numpy' is ignored: the worker gets wheels only, never a source build",
+        )
+    ]

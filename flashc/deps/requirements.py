@@ -156,8 +156,10 @@ _VALUE_OPTIONS = {
     "--constraint": "--constraint",
     "-e": "--editable",
     "--editable": "--editable",
+    "--only-binary": "--only-binary",
+    "--no-binary": "--no-binary",
 }
-_FLAG_OPTIONS = {"--no-index", "--pre"}
+_FLAG_OPTIONS = {"--no-index", "--pre", "--prefer-binary"}
 
 
 @dataclasses.dataclass(slots=True)
@@ -257,6 +259,19 @@ def _parse_file(
                 )
             elif option == "--editable":
                 error(line, f"'{line.text}': local path requirements cannot be resolved for the target", _LOCAL_HINT)
+            elif option in ("--only-binary", "--prefer-binary"):
+                continue  # flashc installs nothing but wheels already
+            elif option == "--no-binary":
+                problems.append(
+                    Diagnostic(
+                        path,
+                        line.span,
+                        "warning",
+                        _CODE,
+                        f"'--no-binary {value}' is ignored: the worker gets wheels only, never a source build",
+                        "remove the line, or pin a version that publishes a manylinux wheel",
+                    )
+                )
             elif option == "--constraint":
                 problems.append(
                     Diagnostic(
