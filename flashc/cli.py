@@ -283,7 +283,11 @@ class _Aside:
 
 
 def _analyze_aside(snapshot: Any) -> _Aside:
-    if sys.platform != "linux":
+    import threading
+
+    # Only a process with one thread forks safely: another could hold a lock (the import lock, say)
+    # that the child would then wait for forever. The command line has no other thread at this point.
+    if sys.platform != "linux" or threading.active_count() > 1:
         return _Aside(None)
     from .analyze import analyze_project  # before the fork: the child inherits it loaded
 

@@ -4,10 +4,10 @@
 
 uv is a backtracking resolver that judges markers and wheel tags for a target rather than for this
 machine (`--python-version`, `--python-platform x86_64-manylinux_2_NN`, `--only-binary :all:`).
-Two runs go side by side over the same input: one prints a PEP 751 lock (each pin with the wheels
-that fit the target: URL, size, sha256), the other the same pins as requirements text whose
-`# via` annotations are the dependency graph, which a lock from `uv pip compile` does not hold.
-Both must agree, or the resolution is refused.
+Two runs read the same input: the first prints a PEP 751 lock (each pin with the wheels that fit
+the target: URL, size, sha256), the second, offline from what the first cached, the same pins as
+requirements text whose `# via` annotations are the dependency graph, which a lock from
+`uv pip compile` does not hold. Both must agree, or the resolution is refused.
 
 flashc then checks every wheel's tags itself and takes the one the worker prefers.
 
@@ -25,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -165,17 +164,18 @@ def compile_pins(
     with tempfile.TemporaryDirectory(prefix="flashc-uv-") as tmp:
         folder = Path(tmp)
         (folder / _INPUT).write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
-        runs = ([*base, "--format", "pylock.toml"], [*base, "--annotation-style", "line", "--no-strip-extras"])
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            lock_run, graph_run = pool.map(lambda args: uv(args, folder), runs)
-    for code, _, stderr in (lock_run, graph_run):
-        # Offline, a distribution missing from the cache reads as unsatisfiable; it is not.
-        if code == _UNSATISFIABLE_EXIT and "No solution found" in stderr and "network was disabled" not in stderr:
-            return _unsatisfiable(stderr)
-        if code != 0:
-            failure = _failure(stderr, options)
-            if isinstance(failure, ResolveError):
-                raise failure
+        lock_run = uv([*base, "--format", "pylock.toml"], folder)
+        failure = _failed(lock_run, options)
+        if failure is not None:
+            return failure
+        # The same resolution again, for its graph: from what the first run just cached, so offline
+        # (two runs side by side on a cold cache contend for it: 4 s instead of 1.4 for torch's set).
+        graph_args = [*base, "--annotation-style", "line", "--no-strip-extras"]
+        graph_run = uv([*graph_args, "--offline"] if not offline else graph_args, folder)
+        if graph_run[0] != 0 and not offline:
+            graph_run = uv(graph_args, folder)  # what uv could not cache (a direct URL, say): ask again
+        failure = _failed(graph_run, options)
+        if failure is not None:
             return failure
     wheels = _read_lock(lock_run[1], target)
     graph = _read_graph(graph_run[1])
@@ -192,6 +192,20 @@ def compile_pins(
     return tuple(
         Pin(name, version, wheel, tuple(sorted(requires[name]))) for name, (version, wheel) in sorted(wheels.items())
     )
+
+
+def _failed(run: tuple[int, str, str], options: IndexOptions) -> Unsatisfiable | None:
+    """Why a uv run failed, as the caller reports it (or raises, for the index or offline); None if it did not."""
+    code, _, stderr = run
+    # Offline, a distribution missing from the cache reads as unsatisfiable; it is not.
+    if code == _UNSATISFIABLE_EXIT and "No solution found" in stderr and "network was disabled" not in stderr:
+        return _unsatisfiable(stderr)
+    if code == 0:
+        return None
+    failure = _failure(stderr, options)
+    if isinstance(failure, ResolveError):
+        raise failure
+    return failure
 
 
 def _unsatisfiable(stderr: str) -> Unsatisfiable:

@@ -274,7 +274,9 @@ def bench_ml(scratch: Path, flashc: Path) -> str:
         locks.append(_timed(f"ml, flashc lock (empty cache) #{turn + 1}", lock_command, env))
         (project / "pylock.toml").unlink()
         uv_cache = scratch / f"uv-cache-compile-{turn}"
-        compile_command = [_uv(), "pip", "compile", "--no-config", "-", *target, "-o", str(scratch / "compiled.txt")]
+        # A new output file each time: uv takes the pins of an existing one as preferences.
+        out = scratch / f"compiled-{turn}.txt"
+        compile_command = [_uv(), "pip", "compile", "--no-config", "-", *target, "-o", str(out)]
         compiles.append(
             _timed(
                 f"ml, uv pip compile (empty cache) #{turn + 1}",
@@ -300,7 +302,8 @@ def bench_ml(scratch: Path, flashc: Path) -> str:
         lock_command = [str(flashc), "lock", str(real), "--python-version", PYTHON_VERSION]
         real_locks.append(_timed(f"three functions, flashc lock (empty cache) #{turn + 1}", lock_command, env))
         (real / "pylock.toml").unlink()
-        compile_command = [_uv(), "pip", "compile", "--no-config", "-", *target, "-o", str(scratch / "three.txt")]
+        out = scratch / f"three-{turn}.txt"
+        compile_command = [_uv(), "pip", "compile", "--no-config", "-", *target, "-o", str(out)]
         real_compiles.append(
             _timed(
                 f"three functions, uv pip compile (empty cache) #{turn + 1}",
