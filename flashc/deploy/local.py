@@ -41,8 +41,8 @@ from typing import Any, Protocol
 from flashc_runtime.manifest import ManifestError, parse_manifest
 from flashc_runtime.unpack import UnpackError, unpack
 
-from ._atomic import write_atomic
-from .errors import ProjectError, UsageError
+from .._atomic import write_atomic
+from ..errors import ProjectError, UsageError
 
 __all__ = ["DEPLOYMENT_FILE", "DeployTarget", "Endpoint", "LocalTarget", "archive_sha256", "read_deployment"]
 
