@@ -77,12 +77,23 @@ def test_a_real_set_that_needs_backtracking_locks_for_the_worker(
         assert wheel["name"].endswith(".whl") and len(wheel["hashes"]["sha256"]) == 64
         assert "macosx" not in wheel["name"] and "win" not in wheel["name"].rsplit("-", 1)[-1]
     assert "cp311" in packages["numpy"]["wheels"][0]["name"] and "manylinux" in packages["numpy"]["wheels"][0]["name"]
-    # torch is on the GPU image: locked with its size, marked, and what only it needs with it.
-    assert packages["torch"]["version"] == "2.1.0"
-    assert packages["torch"]["tool"]["flashc"]["left-out"] == "provided by the GPU worker image"
-    assert packages["nvidia-cublas-cu12"]["tool"]["flashc"]["left-out"].startswith("needed only by torch")
+    # The GPU image has torch 2.9.1; the project pins 2.1.0, so that ships, and the lock says why.
+    assert packages["torch"]["version"] == "2.1.0" and "left-out" not in packages["torch"]["tool"]["flashc"]
+    (shadows,) = packages["torch"]["tool"]["flashc"]["shadows"]
+    assert shadows == {
+        "image": "Runpod's GPU image for queue-based resources",
+        "version": "2.9.1",
+        "resources": ["vision"],
+    }
     assert packages["torch"]["wheels"][0]["size"] > 100_000_000
-    assert "tool" not in packages["numpy"]
+    assert "torch 2.1.0 ships although Runpod's GPU image for queue-based resources has 2.9.1" in result.output
+    # requests is on every worker image: the resolver took the image's version, and it stays out.
+    assert packages["requests"]["version"] == "2.32.5"
+    assert packages["requests"]["tool"]["flashc"]["left-out"] == (
+        "provided by Runpod's CPU image for queue-based resources and Runpod's GPU image for queue-based resources"
+    )
+    assert "left-out" not in packages["numpy"]["tool"]["flashc"]  # numpy<2 for vision: it ships over the image's 2
+    assert "tool" not in packages["pandas"]
 
 
 def test_markers_follow_the_target_python_and_wheels_are_verified_from_the_index(
@@ -96,17 +107,17 @@ def test_markers_follow_the_target_python_and_wheels_are_verified_from_the_index
     (root / "app.py").write_text(
         "from tetra_rp import CpuLiveServerless, remote\n\n\n"
         '@remote(CpuLiveServerless(name="cpu"),\n'
-        '        dependencies=["six==1.17.0", "numpy==2.2.6; python_version >= \'3.12\'"])\n'
+        '        dependencies=["tabulate==0.9.0", "numpy==2.2.6; python_version >= \'3.12\'"])\n'
         "def f(x):\n    return x\n"
     )
     result = CliRunner().invoke(main, ["lock", str(root), "--python-version", "3.12"])
     assert result.exit_code == 0, result.output
     packages = {p["name"]: p for p in loads((root / "pylock.toml").read_text())["packages"]}
-    assert set(packages) == {"numpy", "six"}
+    assert set(packages) == {"numpy", "tabulate"}
     assert "-cp312-cp312-manylinux" in packages["numpy"]["wheels"][0]["name"]
     (root / "pylock.toml").unlink()
-    # For 3.11 the marker drops numpy: only six is downloaded, checked against the index's sha256.
+    # For 3.11 the marker drops numpy: only tabulate is downloaded, checked against the index's sha256.
     result = CliRunner().invoke(main, ["build", str(root), "--python-version", "3.11", "--json"])
     assert result.exit_code == 0, result.output
-    assert '"six==1.17.0"' in result.output and "numpy" not in result.output
-    assert len(list((tmp_path / "cache" / "wheels").glob("*/six-1.17.0-*.whl"))) == 1
+    assert '"tabulate==0.9.0"' in result.stdout and "numpy" not in result.stdout
+    assert len(list((tmp_path / "cache" / "wheels").glob("*/tabulate-0.9.0-*.whl"))) == 1

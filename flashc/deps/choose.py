@@ -1,28 +1,55 @@
 """What each site ships, and what it leaves out and why.
 
-    Resolution + each resource's compute + exclusions --choose--> SitePlan per site
+    Resolution + each resource's worker image + exclusions --choose--> SitePlan per site
 
-GPU worker images come with torch, torchvision, torchaudio and triton; shipping them again would
-cost gigabytes. They are left out of a site when only GPU resources need them: when a CPU
-resource of that site needs one (its functions' requirements, or the project's own files,
-directly or through another distribution), it ships. `--exclude` leaves out more. Whatever only a
-left-out distribution needed goes too (`prune`), and what something else still needs stays.
+A worker image comes with distributions of its own (every Runpod worker image has fastapi, pydantic,
+requests and a hundred more; the GPU ones torch too, see `flashc/profiles`). A pin is left out of a
+site when the image of every resource of the site that needs it provides that very version: the
+resolver was asked to prefer those versions, so this is the rule, not the exception. When the
+project needs another version, the pin ships (it comes first on the worker's `sys.path`) and
+`shadowed` says so. `--exclude` leaves out more, and `--keep-gpu-packages` ships torch and its
+companions anyway. Whatever only a left-out distribution needed goes too (`prune`), and what
+something else still needs stays.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Literal
+from typing import Protocol
 
 from .models import Pin, Resolution, Site
 from .prune import GPU_IMAGE_PACKAGES, Dist, prune
 from .requirements import RequirementSet
 
-__all__ = ["GPU_IMAGE", "SitePlan", "choose"]
+__all__ = ["Image", "Shadowed", "SitePlan", "choose", "provided_reason"]
 
-GPU_IMAGE = "provided by the GPU worker image"
 EXCLUDED = "--exclude"
+
+
+class Provided(Protocol):
+    @property
+    def version(self) -> str: ...
+
+
+class Image(Protocol):
+    """What a resource's worker image has installed (a `flashc.profiles.Profile`)."""
+
+    @property
+    def description(self) -> str: ...
+
+    def provides(self, name: str) -> Provided | None: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Shadowed:
+    """A pin that ships although an image of its site has the distribution, in another version."""
+
+    name: str
+    version: str
+    image_version: str
+    image: str  # the image's label
+    resources: tuple[str, ...]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -31,6 +58,7 @@ class SitePlan:
 
     site: Site
     left_out: tuple[tuple[str, str], ...]
+    shadowed: tuple[Shadowed, ...] = ()
 
     @property
     def ships(self) -> tuple[Pin, ...]:
@@ -43,54 +71,57 @@ class SitePlan:
         return tuple((p, gone[p.name]) for p in self.site.pins if p.name in gone)
 
 
+def provided_reason(labels: Iterable[str]) -> str:
+    """The left-out reason of a pin the images of these labels provide."""
+    return f"provided by {' and '.join(sorted(set(labels)))}"
+
+
 def choose(
     resolution: Resolution,
     reqs: RequirementSet,
-    computes: Mapping[str, Literal["gpu", "cpu"]],
+    images: Mapping[str, Image],
     *,
     exclude: Iterable[str] = (),
     keep_gpu_packages: bool = False,
 ) -> tuple[SitePlan, ...]:
-    """The plan of every site: roots are the requirements of its resources and the project's files."""
+    """The plan of every site: roots are the requirements of its resources and the project's files;
+    `images` gives each resource's worker image."""
     excluded = frozenset(exclude)
-    return tuple(_plan(site, reqs, computes, excluded, keep_gpu_packages) for site in resolution.sites)
+    return tuple(_plan(site, reqs, images, excluded, keep_gpu_packages) for site in resolution.sites)
 
 
 def _plan(
-    site: Site,
-    reqs: RequirementSet,
-    computes: Mapping[str, Literal["gpu", "cpu"]],
-    excluded: frozenset[str],
-    keep_gpu: bool,
+    site: Site, reqs: RequirementSet, images: Mapping[str, Image], excluded: frozenset[str], keep_gpu: bool
 ) -> SitePlan:
     graph = {p.name: p for p in site.pins}
-    own = {r.name for name in site.resources for r in reqs.for_resource(name)}
-    roots = ({r.name for r in reqs.for_resource(None)} | own) & graph.keys()
-    gpu = {} if keep_gpu else _gpu_only(site, reqs, computes, graph)
-    skip = excluded | gpu.keys()
+    project = {r.name for r in reqs.for_resource(None)}
+    needs = {name: _reachable(graph, project | {r.name for r in reqs.for_resource(name)}) for name in site.resources}
+    roots = {r.name for n in [None, *site.resources] for r in reqs.for_resource(n)} & graph.keys()
+    provided: dict[str, str] = {}
+    shadowed: list[Shadowed] = []
+    for pin in site.pins:
+        users = [name for name in site.resources if pin.name in needs[name]]
+        if not users or (keep_gpu and pin.name in GPU_IMAGE_PACKAGES):
+            continue
+        found = [(images[name], images[name].provides(pin.name)) for name in users]
+        if all(have is not None and have.version == pin.version for _, have in found):
+            provided[pin.name] = provided_reason(image.description for image, _ in found)
+            continue
+        for image, have in found:
+            if have is not None and have.version != pin.version:
+                who = tuple(n for n in users if images[n].description == image.description)
+                shadowed.append(Shadowed(pin.name, pin.version, have.version, image.description, who))
+    skip = excluded | provided.keys()
     dists = {p.name: Dist(p.name, p.version, p.wheel.size or 0, p.requires) for p in site.pins}
     pruned = prune(dists, roots, skip)
     reasons: dict[str, str] = {}
     for name in pruned.excluded:
-        reasons[name] = EXCLUDED if name in excluded else GPU_IMAGE
+        reasons[name] = EXCLUDED if name in excluded else provided[name]
     for name in pruned.dropped:
         reasons[name] = f"needed only by {', '.join(_left_out_parents(name, graph, pruned.excluded))}"
     # A pin no root reaches cannot happen in a resolution of these roots; left as is if it does.
-    return SitePlan(site, tuple(sorted(reasons.items())))
-
-
-def _gpu_only(
-    site: Site, reqs: RequirementSet, computes: Mapping[str, Literal["gpu", "cpu"]], graph: Mapping[str, Pin]
-) -> dict[str, None]:
-    """The GPU image's packages that no CPU resource of this site needs."""
-    if all(computes.get(name) != "gpu" for name in site.resources):
-        return {}
-    cpu_roots = {r.name for r in reqs.for_resource(None)}
-    for name in site.resources:
-        if computes.get(name) != "gpu":
-            cpu_roots |= {r.name for r in reqs.for_resource(name)}
-    needed = _reachable(graph, cpu_roots)
-    return {name: None for name in GPU_IMAGE_PACKAGES if name in graph and name not in needed}
+    kept = {s for s in shadowed if s.name not in reasons}
+    return SitePlan(site, tuple(sorted(reasons.items())), tuple(sorted(kept, key=lambda s: (s.name, s.image))))
 
 
 def _reachable(graph: Mapping[str, Pin], roots: Iterable[str]) -> set[str]:

@@ -32,7 +32,7 @@ from packaging.version import InvalidVersion, Version
 from .._atomic import write_atomic
 from .._toml import TOMLDecodeError, loads
 from ..errors import ProjectError
-from .choose import SitePlan
+from .choose import Shadowed, SitePlan
 from .models import SHARED_SITE, Pin, Site, Wheel
 from .target import Target
 
@@ -73,13 +73,15 @@ def lock_text(lock: Lock, root: Path | None = None) -> str:
         out.append("default-groups = []")
     out.append('created-by = "flashc"')
     # One entry per (name, version, left-out reason); its marker lists the groups that install it.
-    entries: dict[tuple[str, str, str | None], tuple[Pin, list[str]]] = {}
+    entries: dict[tuple[str, str, str | None], tuple[Pin, list[str], set[Shadowed]]] = {}
     for plan in lock.plans:
         reasons = dict(plan.left_out)
         for pin in plan.site.pins:
-            entry = entries.setdefault((pin.name, pin.version, reasons.get(pin.name)), (pin, []))
+            entry = entries.setdefault((pin.name, pin.version, reasons.get(pin.name)), (pin, [], set()))
             entry[1].append(groups[plan.site.path])
-    for (name, version, reason), (pin, in_groups) in sorted(entries.items(), key=lambda e: (*e[0][:2], e[0][2] or "")):
+            entry[2].update(s for s in plan.shadowed if s.name == pin.name and s.version == pin.version)
+    ordered = sorted(entries.items(), key=lambda e: (*e[0][:2], e[0][2] or ""))
+    for (name, version, reason), (pin, in_groups, shadows) in ordered:
         out += ["", "[[packages]]", f"name = {_str(name)}", f"version = {_str(version)}"]
         if split:
             marker = " or ".join(f"'{g}' in dependency_groups" for g in sorted(set(in_groups)))
@@ -88,8 +90,12 @@ def lock_text(lock: Lock, root: Path | None = None) -> str:
             deps = ", ".join(f"{{ name = {_str(r)} }}" for r in pin.requires)
             out.append(f"dependencies = [{deps}]")
         out.append(f"wheels = [{_wheel(pin.wheel, root)}]")
+        if reason is not None or shadows:
+            out += ["", "[packages.tool.flashc]"]
         if reason is not None:
-            out += ["", "[packages.tool.flashc]", f"left-out = {_str(reason)}"]
+            out.append(f"left-out = {_str(reason)}")
+        if shadows:  # the worker image has another version: this one ships, and comes first
+            out.append(f"shadows = [{', '.join(_shadow(s) for s in sorted(shadows, key=lambda s: s.image))}]")
     out += [
         "",
         "[tool.flashc]",
@@ -174,17 +180,20 @@ def parse_lock(text: str, root: Path, path: str = LOCK_FILE) -> Lock:
         by_group[_text(site, "group", path, where)] = (_text(site, "path", path, where), tuple(resources))
     pins: dict[str, list[Pin]] = {group: [] for group in by_group}
     left_out: dict[str, list[tuple[str, str]]] = {group: [] for group in by_group}
+    shadowed: dict[str, list[Shadowed]] = {group: [] for group in by_group}
     packages = data.get("packages", [])
     if not isinstance(packages, list):
         raise _error(path, "packages: expected an array of tables")
     for i, package in enumerate(packages):
         where = f"packages[{i}]"
-        pin, reason, marker = _package(package, path, where, root)
+        pin, reason, marker, shadows = _package(package, path, where, root)
         groups = _groups(marker, by_group, path, where) if marker is not None else list(by_group)
         for group in groups:
             pins[group].append(pin)
             if reason is not None:
                 left_out[group].append((pin.name, reason))
+            members = set(by_group[group][1])
+            shadowed[group].extend(s for s in shadows if members & set(s.resources))
     plans = []
     for group, (site_path, resources) in by_group.items():
         named = [p.name for p in pins[group]]
@@ -192,11 +201,12 @@ def parse_lock(text: str, root: Path, path: str = LOCK_FILE) -> Lock:
         if twice:
             raise _error(path, f"group '{group}' holds {', '.join(twice)} twice")
         site = Site(site_path, resources, tuple(sorted(pins[group], key=lambda p: p.name)))
-        plans.append(SitePlan(site, tuple(sorted(left_out[group]))))
+        found = tuple(sorted(set(shadowed[group]), key=lambda s: (s.name, s.image)))
+        plans.append(SitePlan(site, tuple(sorted(left_out[group])), found))
     return Lock(target, inputs, tuple(sorted(plans, key=lambda p: p.site.path)), split)
 
 
-def _package(package: Any, path: str, where: str, root: Path) -> tuple[Pin, str | None, str | None]:
+def _package(package: Any, path: str, where: str, root: Path) -> tuple[Pin, str | None, str | None, list[Shadowed]]:
     if not isinstance(package, dict):
         raise _error(path, f"{where}: expected a table")
     name = _text(package, "name", path, where)
@@ -229,7 +239,16 @@ def _package(package: Any, path: str, where: str, root: Path) -> tuple[Pin, str 
     marker = package.get("marker")
     if marker is not None and not isinstance(marker, str):
         raise _error(path, f"{where}.marker: expected a string")
-    return Pin(name, version, wheel, tuple(sorted(set(requires)))), reason, marker
+    shadows = []
+    listed = tool.get("shadows", []) if isinstance(tool, dict) else []
+    for j, item in enumerate(listed if isinstance(listed, list) else [None]):
+        at = f"{where}.tool.flashc.shadows[{j}]"
+        resources = item.get("resources") if isinstance(item, dict) else None
+        if not isinstance(resources, list) or not all(isinstance(r, str) for r in resources):
+            raise _error(path, f"{at}: expected a table with image, version and resources")
+        image, image_version = _text(item, "image", path, at), _text(item, "version", path, at)
+        shadows.append(Shadowed(name, version, image_version, image, tuple(resources)))
+    return Pin(name, version, wheel, tuple(sorted(set(requires)))), reason, marker, shadows
 
 
 def _wheel_entry(entry: Mapping[str, Any], path: str, where: str, root: Path) -> Wheel:
@@ -279,6 +298,11 @@ def _wheel(wheel: Wheel, root: Path | None) -> str:
             where = f"path = {_str(local.relative_to(root.resolve()).as_posix())}"
     size = f", size = {wheel.size}" if wheel.size is not None else ""
     return f"{{ name = {_str(wheel.filename)}, {where}{size}, hashes = {{ sha256 = {_str(wheel.sha256)} }} }}"
+
+
+def _shadow(shadowed: Shadowed) -> str:
+    resources = ", ".join(_str(r) for r in shadowed.resources)
+    return f"{{ image = {_str(shadowed.image)}, version = {_str(shadowed.image_version)}, resources = [{resources}] }}"
 
 
 def _str(value: str) -> str:

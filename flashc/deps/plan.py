@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
@@ -25,8 +25,9 @@ from ..config import Config
 from ..diagnostics import Diagnostic, Note
 from ..errors import DiagnosticsError, ProjectError
 from ..models import Analysis
+from ..profiles import Profile, profile_for
 from ..sources import Snapshot
-from .choose import SitePlan, choose
+from .choose import Shadowed, SitePlan, choose
 from .fetch import WheelCache, fetch_wheels
 from .lock import LOCK_FILE, ForeignLock, Lock, read_lock
 from .models import Pin, Site
@@ -38,7 +39,17 @@ from .uv import UvRunner, default_uv
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["Dependencies", "fetch_shipped", "lock_inputs", "lock_project", "plan_dependencies", "read_requirements"]
+__all__ = [
+    "Dependencies",
+    "fetch_shipped",
+    "images_of",
+    "lock_inputs",
+    "lock_project",
+    "lock_warnings",
+    "plan_dependencies",
+    "preferred_versions",
+    "read_requirements",
+]
 
 Progress = Callable[[str], None]
 
@@ -125,13 +136,30 @@ def lock_inputs(reqs: RequirementSet, analysis: Analysis, config: Config) -> str
     folder, `PIP_INDEX_URL` set or not).
     """
     resources = sorted(r.name for r in analysis.resources)
+    images = images_of(analysis)
     data = {
-        "resolution": resolution_key(reqs, resources, config.target, IndexOptions(), config.no_deps),
-        "computes": {r.name: r.compute for r in analysis.resources},
+        "resolution": resolution_key(
+            reqs, resources, config.target, IndexOptions(), config.no_deps, preferred_versions(images.values())
+        ),
+        "images": {name: image.name for name, image in images.items()},
         "exclude": sorted(config.exclude),
         "keep_gpu_packages": config.keep_gpu_packages,
     }
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def images_of(analysis: Analysis) -> dict[str, Profile]:
+    """Each resource's worker image: Runpod's for its kind (queue or load-balanced) and compute."""
+    return {r.name: profile_for(r.kind, r.compute) for r in analysis.resources}
+
+
+def preferred_versions(images: Iterable[Profile]) -> dict[str, str]:
+    """The versions the resolver prefers: what the images have installed (the first image's, where two differ)."""
+    preferred: dict[str, str] = {}
+    for image in sorted(set(images), key=lambda i: i.name):
+        for dist in image.distributions.values():
+            preferred.setdefault(dist.name, dist.version)
+    return preferred
 
 
 def lock_project(
@@ -185,6 +213,7 @@ def plan_dependencies(
     plans = _sized(plans)
     if split is not None:
         warnings.append(_split_warning(split, reqs, [plan.site for plan in plans]))
+    warnings.extend(_shadow_warnings(plans, reqs))
     referenced = {p.name for plan in plans for p in plan.site.pins}
     unknown = sorted(set(config.exclude) - referenced)
     if unknown:
@@ -212,6 +241,7 @@ def _decide(
     refresh: bool,
 ) -> tuple[tuple[SitePlan, ...], str | None]:
     """Resolve (from the cache unless `refresh`) and choose what each site ships; the plans and why they split."""
+    images = images_of(analysis)
     resolution = resolve_project(
         dataclasses.replace(reqs, options=options),
         sorted(r.name for r in analysis.resources),
@@ -222,11 +252,12 @@ def _decide(
         no_deps=config.no_deps,
         offline=config.offline,
         root=root,
+        preferences=preferred_versions(images.values()),
     )
     plans = choose(
         resolution,
         reqs,
-        {r.name: r.compute for r in analysis.resources},
+        images,
         exclude=config.exclude,
         keep_gpu_packages=config.keep_gpu_packages,
     )
@@ -264,6 +295,54 @@ def _split_warning(reason: str, reqs: RequirementSet, sites: Sequence[Site]) -> 
         "files the folders share are stored once (hard links); pin versions that agree to share one folder",
         tuple(Note(r.origin.path, origin_span(r.origin), f"'{r.text}' is required here{_what(r)}") for r in rest),
     )
+
+
+def lock_warnings(lock: Lock, reqs: RequirementSet) -> tuple[Diagnostic, ...]:
+    """What `flashc lock` says about what it locked: where a distribution ships though its image has it."""
+    return tuple(_shadow_warnings(lock.plans, reqs))
+
+
+def _shadow_warnings(plans: Sequence[SitePlan], reqs: RequirementSet) -> list[Diagnostic]:
+    found = {(s, plan.site) for plan in plans for s in plan.shadowed}
+    ordered = sorted(found, key=lambda f: (f[0].name, f[0].version, f[0].image, f[1].path))
+    unique = {s: site for s, site in ordered}  # one warning per distribution, version and image
+    return [_shadow_warning(s, site, reqs) for s, site in unique.items()]
+
+
+def _shadow_warning(shadowed: Shadowed, site: Site, reqs: RequirementSet) -> Diagnostic:
+    """A distribution the worker image has ships anyway, in the version the project needs: at the
+    requirement that asks for it, or at the one whose dependencies do."""
+    mine = [r for name in [None, *shadowed.resources] for r in reqs.for_resource(name)]
+    direct = [r for r in mine if r.name == shadowed.name]
+    pins = {p.name: p for p in site.pins}
+    parents = sorted(p.name for p in site.pins if shadowed.name in p.requires)
+    through = [r for r in mine if r.name in pins and shadowed.name in _closure(pins, r.name)]
+    asked = sorted(direct or through, key=lambda r: (r.origin.path, r.origin.line or 0))
+    first = asked[0] if asked else None
+    if direct:
+        why = f"'{direct[0].text}' asks for another version"
+    else:
+        why = f"{', '.join(parents) or 'another distribution'} need{'s' if len(parents) == 1 else ''} it"
+    return Diagnostic(
+        first.origin.path if first else ".",
+        origin_span(first.origin) if first else None,
+        "warning",
+        "image",
+        f"{shadowed.name} {shadowed.version} ships although {shadowed.image} has {shadowed.image_version} "
+        f"({why}); on the worker the shipped version comes first",
+        f"allow {shadowed.name}=={shadowed.image_version} to use the image's and ship less",
+    )
+
+
+def _closure(pins: Mapping[str, Pin], name: str) -> set[str]:
+    seen: set[str] = set()
+    stack = [name]
+    while stack:
+        current = stack.pop()
+        if current not in seen and current in pins:
+            seen.add(current)
+            stack.extend(pins[current].requires)
+    return seen
 
 
 def _what(requirement: Requirement) -> str:

@@ -21,7 +21,7 @@ import dataclasses
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -65,10 +65,17 @@ class ResolutionCache:
 
 
 def resolution_key(
-    reqs: RequirementSet, resources: Sequence[str], target: Target, options: IndexOptions, no_deps: bool
+    reqs: RequirementSet,
+    resources: Sequence[str],
+    target: Target,
+    options: IndexOptions,
+    no_deps: bool,
+    preferences: Mapping[str, str] | None = None,
 ) -> str:
-    """Identifies a resolution's inputs: the requirements of each resource, the target and the index."""
+    """Identifies a resolution's inputs: the requirements of each resource, the target, the index, and
+    the versions preferred (the worker images')."""
     data = {
+        "preferences": dict(sorted((preferences or {}).items())),
         "format": _FORMAT,
         "resources": {name: _lines(reqs.for_resource(name)) for name in sorted(resources)},
         "project": _lines(reqs.for_resource(None)),
@@ -90,22 +97,26 @@ def resolve_project(
     no_deps: bool = False,
     offline: bool = False,
     root: Path = Path("."),
+    preferences: Mapping[str, str] | None = None,
 ) -> Resolution:
     """Pins for every resource's requirements (project-wide ones included), in as few sites as can hold.
 
     A resolution of the same inputs in `cache` is taken as it is, unless `refresh` asks for a new
-    one (which is then cached). Raises DiagnosticsError (paths relative to `root`) naming every
+    one (which is then cached). `preferences` (name -> version) are taken wherever the requirements
+    allow. Raises DiagnosticsError (paths relative to `root`) naming every
     requirement that cannot be installed, and ResolveError when the resolver cannot run or reach
     the index.
     """
-    key = resolution_key(reqs, resources, target, reqs.options, no_deps)
+    key = resolution_key(reqs, resources, target, reqs.options, no_deps, preferences)
     if cache is not None and not refresh and (cached := cache.load(key)) is not None:
         return cached
 
     def solve(lines: Sequence[str]) -> tuple[Pin, ...] | Unsatisfiable:
         if not lines:
             return ()
-        return compile_pins(lines, target, reqs.options, uv=uv, no_deps=no_deps, offline=offline)
+        return compile_pins(
+            lines, target, reqs.options, uv=uv, no_deps=no_deps, offline=offline, preferences=preferences
+        )
 
     names = sorted(resources)
     everything = _lines(r for name in [None, *names] for r in reqs.for_resource(name))

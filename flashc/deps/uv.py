@@ -43,6 +43,7 @@ __all__ = [
     "UvRunner",
     "compile_pins",
     "default_uv",
+    "index_arguments",
     "uv_arguments",
 ]
 
@@ -59,6 +60,8 @@ DEFAULT_INDEX = "https://pypi.org/simple"
 # How uv says the network failed (not a URL that answered 404, which is the requirement's fault).
 _NETWORK = ("tcp connect error", "dns error", "connection refused", "timed out", "connection reset", "os error 101")
 _INPUT = "requirements.in"
+_LOCK = "pylock.toml"  # uv takes the pins of an existing output file as preferences
+_GRAPH = "graph.txt"
 _PIN_LINE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*(?:==\s*(?P<version>\S+)|@\s*\S+)")
 _VIA = re.compile(r"#\s*via\s+(?P<via>.*)$")
 
@@ -131,6 +134,12 @@ def uv_arguments(target: Target, options: IndexOptions, *, no_deps: bool, offlin
         args.append("--no-deps")
     if offline:
         args.append("--offline")
+    return args + index_arguments(options)
+
+
+def index_arguments(options: IndexOptions) -> list[str]:
+    """uv's options for where distributions come from (find-links must be absolute)."""
+    args: list[str] = []
     if options.no_index:
         args.append("--no-index")
     if options.index_url:
@@ -154,31 +163,38 @@ def compile_pins(
     uv: UvRunner,
     no_deps: bool = False,
     offline: bool = False,
+    preferences: Mapping[str, str] | None = None,
 ) -> tuple[Pin, ...] | Unsatisfiable:
     """Resolve requirement `lines` (PEP 508) for `target`: the pins sorted by name, or why none exist.
 
-    Raises ResolveError when uv fails for another reason (an unreachable index, say) or answers
-    something flashc cannot read.
+    `preferences` (name -> version) are taken where the requirements allow them, as uv takes the
+    pins of an output file that already exists: the versions the worker image has, so that what it
+    provides need not ship. Raises ResolveError when uv fails for another reason (an unreachable
+    index, say) or answers something flashc cannot read.
     """
     base = uv_arguments(target, options, no_deps=no_deps, offline=offline)
     with tempfile.TemporaryDirectory(prefix="flashc-uv-") as tmp:
         folder = Path(tmp)
         (folder / _INPUT).write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
-        lock_run = uv([*base, "--format", "pylock.toml"], folder)
+        (folder / _LOCK).write_text(_preferred_lock(preferences or {}), encoding="utf-8")
+        lock_run = uv([*base, "--output-file", _LOCK], folder)
         failure = _failed(lock_run, options)
         if failure is not None:
             return failure
-        # The same resolution again, for its graph: from what the first run just cached, so offline
-        # (two runs side by side on a cold cache contend for it: 4 s instead of 1.4 for torch's set).
-        graph_args = [*base, "--annotation-style", "line", "--no-strip-extras"]
+        locked = (folder / _LOCK).read_text(encoding="utf-8")
+        wheels = _read_lock(locked, target)
+        # The same resolution again, for its graph, preferring the pins just found: from what the
+        # first run cached, so offline (two runs side by side on a cold cache contend for it: 4 s
+        # instead of 1.4 for torch's set).
+        (folder / _GRAPH).write_text("".join(f"{n}=={v}\n" for n, (v, _) in sorted(wheels.items())), encoding="utf-8")
+        graph_args = [*base, "--annotation-style", "line", "--no-strip-extras", "--output-file", _GRAPH]
         graph_run = uv([*graph_args, "--offline"] if not offline else graph_args, folder)
         if graph_run[0] != 0 and not offline:
             graph_run = uv(graph_args, folder)  # what uv could not cache (a direct URL, say): ask again
         failure = _failed(graph_run, options)
         if failure is not None:
             return failure
-    wheels = _read_lock(lock_run[1], target)
-    graph = _read_graph(graph_run[1])
+        graph = _read_graph((folder / _GRAPH).read_text(encoding="utf-8"))
     if set(graph) != set(wheels) or any(v is not None and v != wheels[n][0] for n, (v, _) in graph.items()):
         raise ResolveError(
             "uv gave two different answers for the same requirements (did the index change meanwhile?)",
@@ -192,6 +208,15 @@ def compile_pins(
     return tuple(
         Pin(name, version, wheel, tuple(sorted(requires[name]))) for name, (version, wheel) in sorted(wheels.items())
     )
+
+
+def _preferred_lock(preferences: Mapping[str, str]) -> str:
+    """A PEP 751 lock of names and versions only: uv reads it as the versions to prefer."""
+    packages = "".join(
+        f'\n[[packages]]\nname = "{name}"\nversion = "{version}"\n' for name, version in sorted(preferences.items())
+    )
+    head = 'lock-version = "1.0"\ncreated-by = "flashc"\n'
+    return head + (packages or "packages = []\n")
 
 
 def _failed(run: tuple[int, str, str], options: IndexOptions) -> Unsatisfiable | None:
