@@ -20,6 +20,7 @@ from flashc_runtime.schema import ParamProblem, SchemaModel, suggest, validate_p
 from . import _ir as ir
 from ._link import DefRef, ExternalRef, Linker, ModuleRef, SdkRef, Undefined, ValueRef, dotted
 from .diagnostics import Note, Span
+from .envvars import looks_secret
 
 __all__ = ["INVALID", "Evaluator", "Origin", "Where"]
 
@@ -373,9 +374,27 @@ class Evaluator:
             ok = False
         if not ok:
             return INVALID
+        self._secret_warnings(path, owner, kwargs.get("env"), spans.get("env", expr.span), notes)
         instance = cls(**kwargs)
         self.origins[id(instance)] = Origin(path, expr.span)
         return instance
+
+    def _secret_warnings(self, path: str, owner: str, env: Any, span: Span, notes: tuple[Note, ...]) -> None:
+        """Warn about literal env values that look like credentials: they would be stored in the archive."""
+        pairs = env.items() if isinstance(env, dict) else [(e.get("key"), e.get("value")) for e in env or ()]
+        for name, value in pairs:
+            if isinstance(name, str) and isinstance(value, str) and looks_secret(name, value):
+                self.linker.report(
+                    path,
+                    span,
+                    "secret",
+                    f"the env value of {name} in {owner} looks like a secret: it would be written into "
+                    "flash_manifest.json, inside the archive",
+                    f'refer to it instead, env={{"{name}": "${{{name}}}"}}, and set {name} in .env or the shell: '
+                    "deploy fills it in, and it never enters the archive",
+                    notes,
+                    severity="warning",
+                )
 
     def _param_problem(
         self,
