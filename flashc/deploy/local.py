@@ -3,7 +3,11 @@
     archive --unpack--> .flash/deploy/<sha>/ --start one server per resource--> .flash/deployment.json
 
 Each endpoint is `python -m flashc_runtime.server` from the archive's own runtime, on a free
-loopback port, in its own process group, with its output in `.flash/logs/<resource>.log`. A key
+loopback port, in its own process group, with its output in `.flash/logs/<resource>.log`. Its
+Python is the environment of its worker image (`envs.py`: the image's CPython and distributions,
+never flashc's own), its variables are the worker's (`process.py`), a network volume is at
+/runpod-volume (`volumes.py`), and the apt packages it declares are looked for on this machine
+(`system.py`). All of that is decided before any process is started or stopped. A key
 made per deployment guards every request; it is kept, with the endpoints, ports, process ids,
 the archive's sha256 and the config hashes, in `.flash/deployment.json` (mode 600), never in the
 archive. Redeploying an unchanged archive restarts nothing; an endpoint restarts only when
@@ -14,9 +18,10 @@ endpoint left running keeps running from the unpacked archive it started from; t
 kept until no endpoint uses it.
 
 An archive is checked before any process is started or stopped: it must unpack, hold a manifest
-this runtime reads, the runtime and every resource's handler, and be built for this machine's
-Python. A refused archive is a FlashcError naming it, and leaves the running deployment as it
-was: its processes, `.flash/deployment.json` and its unpacked folders. A deploy that fails, for
+this runtime reads, the runtime and every resource's handler, and name worker images flashc
+knows; this machine must have its Python. A refused archive is a FlashcError naming it, and
+leaves the running deployment as it was: its processes, `.flash/deployment.json` and its
+unpacked folders. A deploy that fails, for
 this or because an endpoint cannot start, removes the folder it unpacked the archive into.
 """
 
@@ -32,9 +37,8 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,12 +46,31 @@ from flashc_runtime.manifest import ManifestError, parse_manifest
 from flashc_runtime.unpack import UnpackError, unpack
 
 from .._atomic import write_atomic
+from ..deps.requirements import IndexOptions
+from ..envvars import read_dotenv
 from ..errors import ProjectError, UsageError
+from ..profiles import Profile, profiles
+from .envs import TORCH_FAMILY, Env, EnvSpec, TorchUnavailable, ensure_env, env_spec
+from .interpreters import Interpreter, find_interpreter
+from .process import Unset, endpoint_environment, resource_env
+from .system import describe, install_hint, missing_packages
+from .volumes import MOUNT_POINT, mount_problem, volume_folder, volume_of, wrap
 
-__all__ = ["DEPLOYMENT_FILE", "DeployTarget", "Endpoint", "LocalTarget", "archive_sha256", "read_deployment"]
+__all__ = [
+    "DEPLOYMENT_FILE",
+    "DeployTarget",
+    "Endpoint",
+    "LocalSettings",
+    "LocalTarget",
+    "archive_sha256",
+    "read_deployment",
+]
+
+Progress = Callable[[str], None]
 
 DEPLOYMENT_FILE = Path(".flash") / "deployment.json"
 _START_TIMEOUT = 20.0
+_PER_DEPLOY = frozenset({"FLASHC_API_KEY", "FLASHC_PICKLE_SECRET", "PYTHONPATH"})
 _REBUILD = "rebuild the archive with `flashc build`"
 _SERVER = "_flashc/flashc_runtime/server.py"  # what every endpoint runs: no archive deploys without it
 
@@ -111,8 +134,35 @@ def alive(pid: int) -> bool:
         return True
 
 
+@dataclasses.dataclass(frozen=True)
+class LocalSettings:
+    """What a local deploy needs besides the archive: flashc's cache (the environments live there),
+    where distributions come from, the deploying shell's variables (for `${NAME}` in env), and
+    where to say what happens (progress and warnings, one line each)."""
+
+    cache_dir: Path
+    index: IndexOptions = dataclasses.field(default_factory=IndexOptions)
+    variables: Mapping[str, str] = dataclasses.field(default_factory=lambda: dict(os.environ))
+    progress: Progress | None = None
+    uv: Any = None  # a deps.uv.UvRunner; default: the uv installed with flashc
+
+
+@dataclasses.dataclass(frozen=True)
+class _Launch:
+    """How one endpoint process starts: decided for every resource before any starts."""
+
+    command: tuple[str, ...]  # before the runtime's own arguments
+    env: Mapping[str, str]
+    digest: str  # what of this changes the running endpoint: a change restarts it
+
+
 class LocalTarget:
-    """Endpoints as supervised processes on 127.0.0.1, with this machine's Python."""
+    """Endpoints as supervised processes on 127.0.0.1, each in its worker image's environment."""
+
+    def __init__(self, settings: LocalSettings | None = None) -> None:
+        from ..config import default_cache_dir
+
+        self.settings = settings or LocalSettings(default_cache_dir())
 
     def deploy(self, root: Path, archive: Path, sha256: str) -> dict[str, Any]:
         previous = read_deployment(root) or {}
@@ -126,7 +176,10 @@ class LocalTarget:
                 except UnpackError as exc:
                     raise ProjectError(str(exc), _REBUILD) from exc
             manifest = _checked(archive, unpacked)
-            return self._run(root, unpacked, manifest, previous, sha256)
+            key = previous.get("key") or secrets.token_urlsafe(32)
+            secret = previous.get("secret") or secrets.token_hex(32)  # signs pickled calls; never in the archive
+            launches = self._prepare(root, unpacked, manifest, key, secret)
+            return self._run(root, unpacked, manifest, previous, sha256, launches, key, secret)
         except BaseException:
             if unpacked.resolve() not in {p.resolve() for p in in_use}:  # new, or left by an earlier failure
                 shutil.rmtree(unpacked, ignore_errors=True)
@@ -134,16 +187,136 @@ class LocalTarget:
                     unpacked.parent.rmdir()  # only when nothing else is in it
             raise
 
+    def _prepare(
+        self, root: Path, unpacked: Path, manifest: Mapping[str, Any], key: str, secret: str
+    ) -> dict[str, _Launch]:
+        """How each endpoint will start: its environment made, its variables filled in, its volume and
+        apt packages looked at. Raises before anything runs when an endpoint could not start right."""
+        settings = self.settings
+        say = settings.progress or (lambda line: None)
+        resources: Mapping[str, Mapping[str, Any]] = manifest["resources"]
+        images = _images(resources)
+        python = manifest["target"]["python_version"]
+        uv = settings.uv or _default_uv(settings.cache_dir)
+        interpreter = _interpreter(python)
+        envs = self._environments(resources, images, python, interpreter, uv, manifest)
+        missing = missing_packages({name: r["system_dependencies"] for name, r in resources.items()})
+        if missing:
+            say(f"warning: {describe(missing)}; functions that run them will fail here (not on Runpod): "
+                f"{install_hint(missing)}")  # fmt: skip
+        variables = {**_dotenv(root), **settings.variables}  # the shell wins, as with python-dotenv
+        filled: dict[str, dict[str, str]] = {}
+        unset: list[Unset] = []
+        for name, resource in sorted(resources.items()):
+            filled[name], missing_here = resource_env(name, resource["config"], variables)
+            unset += missing_here
+        if unset:
+            raise UsageError(
+                "env values refer to variables that neither the shell nor .env sets: "
+                + ", ".join(f"{u.variable} (env {u.key} of {u.resource})" for u in unset),
+                "set them in the project's .env file or in the shell that deploys",
+            )
+        volumes = {name: volume for name, r in resources.items() if (volume := volume_of(r["config"]))}
+        problem = mount_problem() if volumes else None
+        if problem is not None:
+            say(f"warning: {', '.join(sorted(volumes))} use a network volume, but {problem}: their endpoints start "
+                f"without {MOUNT_POINT}, and code that reads it will fail here (not on Runpod)")  # fmt: skip
+        launches = {}
+        for name, resource in resources.items():
+            env = envs[name]
+            endpoint_id = _endpoint_id(resource)
+            image_env = dict(images[name].env)
+            if "HF_HOME" in image_env:  # the image's cache folder, here one shared by every project
+                image_env["HF_HOME"] = str(settings.cache_dir / "hf-home")
+            runpod = {
+                "RUNPOD_ENDPOINT_ID": endpoint_id,
+                "RUNPOD_POD_ID": f"{endpoint_id}-worker",
+                "FLASH_RESOURCE_NAME": name,
+                **({"FLASH_ENDPOINT_TYPE": "lb"} if resource["kind"] == "load_balanced" else {}),
+            }
+            flashc = {
+                "FLASHC_API_KEY": key,
+                "FLASHC_PICKLE_SECRET": secret,
+                "PYTHONPATH": str(unpacked / "_flashc"),
+                "PYTHONUNBUFFERED": "1",
+            }
+            process_env = endpoint_environment(
+                env_bin=env.path / "bin",
+                home=os.environ.get("HOME", "/root"),
+                image=image_env,
+                runpod=runpod,
+                resource=filled[name],
+                flashc=flashc,
+            )
+            command: list[str] = [str(env.python), "-m", "flashc_runtime.server"]
+            if name in volumes and problem is None:
+                command = wrap(command, volume_folder(root, volumes[name]))
+            # What restarts the endpoint when it changes: its interpreter and variables (a changed secret
+            # too, through its digest), but not where this archive is unpacked: the archive's own
+            # fingerprint says whether what it runs changed.
+            seen = {k: v for k, v in process_env.items() if k not in _PER_DEPLOY}
+            digest = hashlib.sha256(json.dumps([command, seen], sort_keys=True).encode()).hexdigest()
+            launches[name] = _Launch(tuple(command), process_env, digest)
+        return launches
+
+    def _environments(
+        self,
+        resources: Mapping[str, Mapping[str, Any]],
+        images: Mapping[str, Profile],
+        python: str,
+        interpreter: Interpreter,
+        uv: Any,
+        manifest: Mapping[str, Any],
+    ) -> dict[str, Env]:
+        """Each resource's environment: one per set of distributions, torch in it when an endpoint needs it."""
+        specs: dict[str, EnvSpec] = {}
+        for name in resources:
+            image = images[name]
+            versions = {d.name: d.version for d in image.distributions.values()}
+            same = [n for n in resources if images[n].distributions == image.distributions]
+            torch = {t for n in same for t in resources[n]["provided"] if t in TORCH_FAMILY}
+            described = [images[n].description for n in resources if images[n].distributions == image.distributions]
+            specs[name] = env_spec(python, versions, described, torch)
+        made: dict[EnvSpec, Env] = {}
+        for spec in sorted(set(specs.values()), key=lambda s: s.images):
+            try:
+                made[spec] = ensure_env(
+                    spec,
+                    interpreter,
+                    cache_dir=self.settings.cache_dir,
+                    index=self.settings.index,
+                    uv=uv,
+                    progress=self.settings.progress,
+                )
+            except TorchUnavailable as exc:
+                needing = sorted(n for n, s in specs.items() if s == spec and s.torch)
+                functions = sorted(f for n in needing for f in resources[n]["functions"])
+                raise ProjectError(
+                    f"{exc.message}; so these functions would fail: {', '.join(functions)} "
+                    f"(of {', '.join(needing)}, whose worker image has torch)",
+                    exc.hint,
+                ) from exc
+        return {name: made[spec] for name, spec in specs.items()}
+
     def _run(
-        self, root: Path, unpacked: Path, manifest: Mapping[str, Any], previous: Mapping[str, Any], sha256: str
+        self,
+        root: Path,
+        unpacked: Path,
+        manifest: Mapping[str, Any],
+        previous: Mapping[str, Any],
+        sha256: str,
+        launches: Mapping[str, _Launch],
+        key: str,
+        secret: str,
     ) -> dict[str, Any]:
         """Start, keep and stop endpoints so that they run `manifest`; the new deployment state."""
         state_dir = root / ".flash"
-        key = previous.get("key") or secrets.token_urlsafe(32)
-        secret = previous.get("secret") or secrets.token_hex(32)  # signs pickled calls; never in the archive
         old = {name: e for name, e in previous.get("endpoints", {}).items()}
         # Everything that reads the archive happens before the first process is stopped or started.
-        fingerprints = {name: _fingerprint(manifest, name, unpacked) for name in manifest["resources"]}
+        fingerprints = {
+            name: hashlib.sha256((_fingerprint(manifest, name, unpacked) + launches[name].digest).encode()).hexdigest()
+            for name in manifest["resources"]
+        }
         endpoints: dict[str, dict[str, Any]] = {}
         try:
             for name, resource in sorted(manifest["resources"].items()):
@@ -153,7 +326,7 @@ class LocalTarget:
                     continue
                 if kept:
                     _stop(kept["pid"])
-                started = self._start(root, unpacked, name, resource, key, secret, fingerprints[name])
+                started = self._start(root, unpacked, name, resource, launches[name], fingerprints[name])
                 endpoints[name] = dataclasses.asdict(started)
             state = {
                 "key": key,
@@ -182,29 +355,26 @@ class LocalTarget:
         unpacked: Path,
         name: str,
         resource: Mapping[str, Any],
-        key: str,
-        secret: str,
+        launch: _Launch,
         fingerprint: str,
     ) -> Endpoint:
         port = _free_port()
-        endpoint_id = f"local-{resource['handler_module'].rsplit('.', 1)[-1].removeprefix('handler_')}"
+        endpoint_id = _endpoint_id(resource)
         logs = root / ".flash" / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         log = logs / f"{endpoint_id.removeprefix('local-')}.log"
-        env = {
-            **os.environ,
-            "FLASHC_API_KEY": key,
-            "FLASHC_PICKLE_SECRET": secret,
-            "PYTHONPATH": str(unpacked / "_flashc"),
-            "PYTHONUNBUFFERED": "1",
-        }
         command = [
-            sys.executable, "-m", "flashc_runtime.server", "--root", str(unpacked), "--resource", name,
-            "--endpoint-id", endpoint_id, "--port", str(port),
+            *launch.command, "--root", str(unpacked), "--resource", name, "--endpoint-id", endpoint_id,
+            "--port", str(port),
         ]  # fmt: skip
         with open(log, "ab") as out:
             process = subprocess.Popen(
-                command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=unpacked
+                command,
+                env=dict(launch.env),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=unpacked,
             )
         url = f"http://127.0.0.1:{port}"
         _wait_until_listening(port, process, log)
@@ -245,14 +415,13 @@ def _checked(archive: Path, unpacked: Path) -> dict[str, Any]:
         raise ProjectError(str(exc), _REBUILD) from exc
     except OSError as exc:
         raise ProjectError(f"cannot read the manifest of archive '{archive}': {exc.strerror or exc}", _REBUILD) from exc
-    here = f"{sys.version_info.major}.{sys.version_info.minor}"
-    built_for = manifest["target"]["python_version"]
-    if built_for != here:
-        raise UsageError(
-            f"archive '{archive}' was built for CPython {built_for}, but this machine runs {here}",
-            f"rebuild it for this machine: flashc build --python-version {here}",
-        )
     resources = manifest["resources"].values()
+    unknown_images = sorted({r["image"] for r in resources} - set(profiles()))
+    if unknown_images:
+        raise ProjectError(
+            f"archive '{archive}' names worker images this flashc does not know: {', '.join(unknown_images)}",
+            _REBUILD,
+        )
     unknown = sorted({f for r in resources for f in r["functions"] if f not in manifest["functions"]})
     if unknown:
         raise ProjectError(
@@ -264,6 +433,43 @@ def _checked(archive: Path, unpacked: Path) -> dict[str, Any]:
         shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
         raise ProjectError(f"archive '{archive}' is incomplete: it has no {shown}", _REBUILD)
     return manifest
+
+
+def _endpoint_id(resource: Mapping[str, Any]) -> str:
+    return f"local-{resource['handler_module'].rsplit('.', 1)[-1].removeprefix('handler_')}"
+
+
+def _images(resources: Mapping[str, Mapping[str, Any]]) -> dict[str, Profile]:
+    known = profiles()
+    return {name: known[r["image"]] for name, r in resources.items()}
+
+
+_INTERPRETERS: dict[str, Interpreter] = {}
+
+
+def _interpreter(python: str) -> Interpreter:
+    """The CPython of the archive's version on this machine, found once per process."""
+    if python not in _INTERPRETERS:
+        from ..deps.uv import _uv_binary
+
+        _INTERPRETERS[python] = find_interpreter(python, uv=_uv_binary())
+    return _INTERPRETERS[python]
+
+
+def _default_uv(cache_dir: Path) -> Any:
+    from ..deps.uv import default_uv
+
+    return default_uv(cache_dir / "uv")
+
+
+def _dotenv(root: Path) -> dict[str, str]:
+    """The project's `.env` (never packed into the archive), or nothing."""
+    try:
+        return read_dotenv((root / ".env").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {root / '.env'}: {exc}", "check the file") from exc
 
 
 def _fingerprint(manifest: Mapping[str, Any], name: str, unpacked: Path) -> str:
