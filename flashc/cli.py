@@ -393,7 +393,7 @@ def lock(
     from .analyze import analyze_project
     from .config import CliOptions
     from .deps.lock import LOCK_FILE, ForeignLock, read_lock, write_lock
-    from .deps.plan import lock_project, read_requirements
+    from .deps.plan import lock_project, lock_warnings, read_requirements
 
     cli = CliOptions(python_version, glibc, exclude, keep_gpu_packages, no_deps, offline)
     with _reported():
@@ -412,6 +412,9 @@ def lock(
         reqs, _ = read_requirements(snapshot, config, analysis)
         locked = lock_project(snapshot.root, reqs, analysis, config)
         path = write_lock(snapshot.root, locked)
+        warnings = lock_warnings(locked, reqs)
+        if warnings:
+            click.echo(render_all(warnings, _line_reader(snapshot.root)), err=True)
         pins = {(p.name, p.version) for plan in locked.plans for p in plan.site.pins}
         left = sorted({p.name for plan in locked.plans for p, _ in plan.left_out_pins})
         line = f"locked {_count(len(pins), 'distribution')} for CPython {locked.target.python_version}"
@@ -435,13 +438,74 @@ def deploy(project_dir: Path, archive: Path | None) -> None:
             from .pipeline import build_project
 
             built = build_project(project_dir)
+            warnings = (*built.generated.analysis.diagnostics, *built.warnings)
+            if warnings:
+                click.echo(render_all(warnings, _line_reader(root)), err=True)
             archive, sha256 = built.archive.path, built.archive.sha256
         else:
             sha256 = archive_sha256(archive)
-        state = LocalTarget().deploy(root, archive, sha256)
+        state = LocalTarget(_local_settings(root)).deploy(root, archive, sha256)
         for name, endpoint in sorted(state["endpoints"].items()):
             click.echo(f"{name:<24} {endpoint['url']}  (pid {endpoint['pid']})")
         click.echo(f"key in {_shown(root / '.flash' / 'deployment.json')}; `flashc undeploy` stops everything")
+
+
+def _local_settings(root: Path) -> Any:
+    """What a local deploy reads from the config (cache folder, index) and where it speaks: its
+    progress (making an environment takes a while, once) and its warnings, always on stderr."""
+    from .config import CliOptions, read_config
+    from .deploy import LocalSettings
+    from .deps.requirements import IndexOptions
+
+    config = read_config(root, CliOptions())
+
+    def say(line: str) -> None:
+        click.echo(f"flashc: {line}" if line.startswith("warning: ") else f"  ... {line}", err=True)
+
+    index = IndexOptions(
+        index_url=config.index.index_url,
+        extra_index_urls=config.index.extra_index_urls,
+        find_links=tuple(str((root / f).resolve()) if "://" not in f else f for f in config.index.find_links),
+        no_index=config.index.no_index,
+    )
+    return LocalSettings(config.cache_dir, index, progress=say)
+
+
+@main.command("envs")
+@click.option("--python-version", "python_version", help="The workers' CPython (default: the images', 3.12).")
+@click.option("--torch", is_flag=True, help="Add torch to the GPU images' environment (a CPU build if found).")
+def envs_command(python_version: str | None, torch: bool) -> None:
+    """Make the environments local endpoints run in: each worker image's Python and distributions.
+
+    Deploy makes what it needs the first time anyway; this does it ahead (in CI, say), once.
+    """
+    from .config import image_python
+    from .deploy.envs import TORCH_FAMILY, ensure_env, env_spec
+    from .deploy.local import _default_uv, _interpreter
+    from .deps.target import parse_python_version
+    from .profiles import profiles
+
+    with _reported():
+        settings = _local_settings(Path.cwd())
+        python = parse_python_version(python_version) if python_version else image_python()
+        interpreter = _interpreter(python)
+        groups: dict[tuple[tuple[str, str], ...], list[Any]] = {}
+        for image in profiles().values():
+            key = tuple(sorted((d.name, d.version) for d in image.distributions.values()))
+            groups.setdefault(key, []).append(image)
+        for key, images in sorted(groups.items(), key=lambda g: g[1][0].name):
+            wanted = [t for t in TORCH_FAMILY if torch and images[0].provides(t)]
+            spec = env_spec(python, dict(key), [i.description for i in images], wanted)
+            env = ensure_env(
+                spec,
+                interpreter,
+                cache_dir=settings.cache_dir,
+                index=settings.index,
+                uv=_default_uv(settings.cache_dir),
+                progress=settings.progress,
+            )
+            state = "made" if env.created else "ready"
+            click.echo(f"{state} in {env.seconds:.1f} s: {env.path}  ({'; '.join(spec.images)})")
 
 
 @main.command()

@@ -9,7 +9,7 @@ is pure: it gets the file's content, the options and the environment as values. 
 one place it comes from, most specific first:
 
     setting            command line            [tool.flashc]       environment              default
-    python_version     --python-version        python_version      -                        the Python running flashc
+    python_version     --python-version        python_version      -                        the worker images' (3.12)
     glibc              --glibc                 glibc               -                        2.35
     exclude            --exclude a,b (both lists are merged)       -                        none
     keep_gpu_packages  --keep-gpu-packages or keep_gpu_packages    -                        false
@@ -35,7 +35,6 @@ import hashlib
 import json
 import os
 import re
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -56,6 +55,8 @@ __all__ = [
     "Config",
     "IndexSettings",
     "PyProject",
+    "default_cache_dir",
+    "image_python",
     "parse_config",
     "read_config",
 ]
@@ -186,7 +187,8 @@ def read_config(
 ) -> Config:
     """Read `root/pyproject.toml` (if any) and the environment, and parse them with `cli`.
 
-    `environ` defaults to `os.environ`, `host_python` to the Python running flashc. Raises
+    `environ` defaults to `os.environ`, `host_python` (the Python built for when nothing says) to
+    the Python of Runpod's worker images: what the archive runs on, whatever runs flashc. Raises
     `ProjectError` if pyproject.toml exists but cannot be read, and what `parse_config` raises.
     """
     root = root.resolve()
@@ -199,7 +201,7 @@ def read_config(
             raise ProjectError(
                 f"cannot read {PYPROJECT}: {exc.strerror or exc}", "check the file's permissions"
             ) from exc
-    host = host_python or f"{sys.version_info.major}.{sys.version_info.minor}"
+    host = host_python or image_python()
     return parse_config(data, cli, os.environ if environ is None else environ, host, root=root)
 
 
@@ -628,6 +630,18 @@ def _index_url(value: str) -> str:
     """The URL of a uv index given as `name=url` (or just `url`)."""
     name, sep, url = value.partition("=")
     return url if sep and _INDEX_NAME.fullmatch(name) and url else value
+
+
+def image_python() -> str:
+    """The CPython of the worker images ("3.12"); the oldest if they ever differ."""
+    from .profiles import profiles
+
+    return min((p.python for p in profiles().values()), key=lambda v: tuple(int(n) for n in v.split(".")))
+
+
+def default_cache_dir() -> Path:
+    """flashc's cache folder as the environment says (FLASHC_CACHE_DIR, XDG_CACHE_HOME, ~/.cache/flashc)."""
+    return _cache_dir(os.environ)
 
 
 def _cache_dir(environ: Mapping[str, str]) -> Path:

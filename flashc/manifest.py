@@ -19,12 +19,13 @@ import hashlib
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from .errors import ProjectError
 from .group import BuildPlan, Group
 from .models import RemoteFunction
+from .profiles import profile_for
 
 if TYPE_CHECKING:
     from pydantic import TypeAdapter, ValidationError
@@ -143,6 +144,11 @@ class ManifestResource:
     # The shipped files its functions can run (their import closure) and every non-Python file:
     # a redeploy restarts the endpoint only when this changes.
     source_fingerprint: Annotated[str, _SHA256]
+    # The worker image it runs on (a profile of `flashc/profiles`: Python, distributions, env).
+    image: str
+    # The distributions it takes from that image rather than from the archive (left out of its
+    # site, or imported by its code), by name: a local endpoint's environment must have them.
+    provided: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,12 +237,14 @@ def build_manifest(
     source_fingerprint: str,
     resource_fingerprints: Mapping[str, str] | None = None,
     sites: Mapping[str, str] | None = None,
+    provided: Mapping[str, Sequence[str]] | None = None,
 ) -> Manifest:
     """The manifest of a build plan. Pure; raises ValueError on a malformed version or fingerprint.
 
     `resource_fingerprints` gives each resource the fingerprint of the files it can run; a
     resource left out gets `source_fingerprint`, the fingerprint of everything shipped. `sites`
     gives each resource its site folder; a resource left out uses the shared `_flashc/site`.
+    `provided` gives the distributions each resource takes from its worker image (none if left out).
     """
     per_resource = resource_fingerprints or {}
     site_of = sites or {}
@@ -247,7 +255,12 @@ def build_manifest(
         project=plan.project,
         target=Target(python_version=python_version, platform=_PLATFORM),
         resources={
-            g.name: _resource(g, per_resource.get(g.name, source_fingerprint), site_of.get(g.name, SHARED_SITE))
+            g.name: _resource(
+                g,
+                per_resource.get(g.name, source_fingerprint),
+                site_of.get(g.name, SHARED_SITE),
+                sorted(set((provided or {}).get(g.name, ()))),
+            )
             for g in plan.groups
         },
         functions={f.id: _function(f) for f in sorted(functions, key=lambda f: f.id)},
@@ -363,7 +376,7 @@ def _adapter() -> TypeAdapter[Manifest]:
     return TypeAdapter(Manifest)
 
 
-def _resource(g: Group, fingerprint: str, site: str) -> ManifestResource:
+def _resource(g: Group, fingerprint: str, site: str, provided: list[str]) -> ManifestResource:
     return ManifestResource(
         name=g.name,
         type=g.type,
@@ -380,6 +393,8 @@ def _resource(g: Group, fingerprint: str, site: str) -> ManifestResource:
         system_dependencies=list(g.system_dependencies),
         site=site,
         source_fingerprint=fingerprint,
+        image=profile_for(g.kind, g.compute).name,
+        provided=provided,
     )
 
 

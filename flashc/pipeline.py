@@ -6,6 +6,8 @@
     analyze   Snapshot                              Analysis                      scan cache
     group     Analysis                              BuildPlan                     none
     deps      Analysis, Snapshot, Config            Dependencies (site plans)     runs uv, downloads (caches)
+    imports   sources, site plans, layers           diagnostics, what each        none
+                                                    resource takes from its image
     manifest  BuildPlan, fingerprints, sites        Manifest                      none
     render    BuildPlan, Manifest                   RenderedFile per file         none (reads flashc's templates)
     layers    each site's wheels                    Layer per wheel               layer cache
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,18 +30,20 @@ from packaging.utils import canonicalize_name
 from ._atomic import write_atomic
 from .analyze import analyze_project
 from .closure import resource_files
-from .config import CliOptions, Config, read_config
+from .config import CliOptions, Config, image_python, read_config
 from .deps.fetch import WheelCache, WheelChanged
 from .deps.lock import LOCK_FILE
-from .deps.plan import Dependencies, Progress, fetch_shipped, plan_dependencies, read_requirements
-from .diagnostics import Diagnostic
+from .deps.plan import Dependencies, Progress, fetch_shipped, images_of, plan_dependencies, read_requirements
+from .diagnostics import Diagnostic, sort_key
 from .errors import DiagnosticsError, ProjectError, UsageError
 from .group import BuildPlan, group
+from .imports import ProjectImports, Worker, check_imports
 from .manifest import Manifest, build_manifest, source_fingerprint
 from .models import Analysis
 from .pack import (
     DamagedLayer,
     Entry,
+    Layer,
     PackResult,
     Site,
     SiteLayers,
@@ -52,6 +55,7 @@ from .pack import (
     site_layers,
     write_archive,
 )
+from .profiles import distribution_for
 from .render import MANIFEST_PATH, RenderedFile, render
 from .sources import Snapshot, snapshot_project
 
@@ -80,6 +84,7 @@ def generate(
     *,
     python_version: str | None = None,
     sites: Mapping[str, str] | None = None,
+    provided: Mapping[str, Sequence[str]] | None = None,
     analysis: Analysis | None = None,
     use_cache: bool = True,
 ) -> Generated:
@@ -87,7 +92,8 @@ def generate(
 
     `sites` gives each resource its site folder when a build knows it (resources whose
     dependencies conflict each have their own); without it, the project's pylock.toml says, else
-    every resource shares `_flashc/site`.
+    every resource shares `_flashc/site`. `provided` gives the distributions each resource takes
+    from its worker image, which only a build knows (`check_worker_imports`); without it, none.
     """
     snapshot = project if isinstance(project, Snapshot) else snapshot_project(project)
     analysis = analysis or analyzed(snapshot, use_cache=use_cache)
@@ -96,13 +102,14 @@ def generate(
     plan = group(analysis)
     shipped_by_resource = resource_files(contents, {g.name: {f.module for f in g.functions} for g in plan.groups})
     per_resource = {name: source_fingerprint(files) for name, files in shipped_by_resource.items()}
-    version = python_version or f"{sys.version_info.major}.{sys.version_info.minor}"
+    version = python_version or image_python()
     manifest = build_manifest(
         plan,
         python_version=version,
         source_fingerprint=fingerprint,
         resource_fingerprints=per_resource,
         sites=sites if sites is not None else _locked_sites(snapshot),
+        provided=provided,
     )
     return Generated(snapshot, analysis, plan, manifest, render(plan, manifest))
 
@@ -180,7 +187,12 @@ def build(
     if OLD_LOCK in snapshot.files:
         deps = dataclasses.replace(deps, warnings=(*deps.warnings, _old_lock_warning()))
     sites = {r.name: deps.site_of(r.name) for r in analysis.resources}
-    generated = generate(snapshot, python_version=config.python_version, sites=sites, analysis=analysis)
+    imports, provided = check_worker_imports(snapshot, analysis, deps, layered.layers, config.python_version)
+    if any(d.severity == "error" for d in imports):
+        raise DiagnosticsError([*imports, *deps.warnings], snapshot.root)
+    generated = generate(
+        snapshot, python_version=config.python_version, sites=sites, provided=provided, analysis=analysis
+    )
     generated_paths = {f.path for f in generated.files}
     clashes = [p for p in snapshot.files if p in generated_paths or p.split("/")[0] == "_flashc"]
     if clashes:
@@ -219,9 +231,48 @@ def build(
         deps,
         result,
         state / MANIFEST_PATH,
-        (*deps.warnings, *layered.warnings),
+        (*deps.warnings, *layered.warnings, *imports),
         (*outside, *lock_outside),
     )
+
+
+def check_worker_imports(
+    snapshot: Snapshot, analysis: Analysis, deps: Dependencies, layers: Sequence[Layer], python_version: str
+) -> tuple[tuple[Diagnostic, ...], dict[str, list[str]]]:
+    """Every import each endpoint runs, checked against what its worker will have: the standard
+    library, the project, the wheels of its site folder and its worker image. The problems (errors
+    for what runs at start, warnings for what runs in a call), and for each resource the
+    distributions it takes from its image: those left out of its site, and those its code imports."""
+    sources = {p: snapshot.read(p) for p in snapshot.files if p.endswith(".py")}
+    project = ProjectImports(sources, python_version)
+    tops: dict[str, set[str]] = {}
+    for layer in layers:
+        tops.setdefault(layer.site, set()).update(_top_level(f.arcname, layer.site) for f in layer.files)
+    images = images_of(analysis)
+    found: dict[tuple[str, int, str], Diagnostic] = {}
+    provided: dict[str, list[str]] = {}
+    plan = group(analysis)
+    for g in sorted(plan.groups, key=lambda g: g.name):
+        image = images[g.name]
+        by_module = {m: d.name for d in image.distributions.values() for m in d.modules}
+        by_module.update({m: preferred.name for m in by_module if (preferred := image.module(m)) is not None})
+        site = deps.site_of(g.name)
+        worker = Worker(image.description, frozenset(tops.get(site, set())), by_module)
+        report = check_imports(project, g.name, {f.module for f in g.functions}, worker, distribution_for)
+        for problem in report.diagnostics:
+            key = (problem.path, problem.span.line if problem.span else 0, problem.message.split("'")[1])
+            found.setdefault(key, problem)
+        plan_of_site = next(p for p in deps.plans if p.site.path == site)
+        from_site = {name for name, reason in plan_of_site.left_out if reason.startswith("provided by")}
+        imported = {by_module[top] for top in report.image_at_load | report.image_at_call}
+        provided[g.name] = sorted(from_site | imported)
+    return tuple(sorted(found.values(), key=sort_key)), provided
+
+
+def _top_level(arcname: str, site: str) -> str:
+    """The import name a file of a site folder installs: `_flashc/site/yaml/x.py` -> `yaml`."""
+    first = arcname[len(site) + 1 :].split("/", 1)[0]
+    return first.split(".", 1)[0]
 
 
 def _lock_text(snapshot: Snapshot) -> tuple[str | None, tuple[str, ...]]:
@@ -287,13 +338,32 @@ def _project_entries(snapshot: Snapshot) -> list[Entry]:
 
 
 def _runtime_entries() -> list[Entry]:
+    """The runtime package, and what it brings along: cloudpickle (its license with it), last on the
+    worker's `sys.path`, so the image's or the project's own copy comes first where there is one."""
     runtime_root = Path(flashc_runtime.__file__).parent
     files = sorted(
         p
         for p in runtime_root.rglob("*")
         if p.is_file() and "__pycache__" not in p.parts and (p.suffix in (".py", ".json") or p.name == "py.typed")
     )
-    return [Entry(f"_flashc/flashc_runtime/{p.relative_to(runtime_root).as_posix()}", source=p) for p in files]
+    entries = [Entry(f"_flashc/flashc_runtime/{p.relative_to(runtime_root).as_posix()}", source=p) for p in files]
+    return entries + _vendored("cloudpickle")
+
+
+def _vendored(name: str) -> list[Entry]:
+    """A pure-Python distribution flashc itself installs, as `_flashc/_vendor/<name>/`, with its license."""
+    from importlib import metadata
+
+    dist = metadata.distribution(name)
+    entries = []
+    for file in sorted(dist.files or (), key=str):
+        path = Path(str(dist.locate_file(file)))
+        parts = file.parts
+        if parts[0] == name and file.suffix == ".py":
+            entries.append(Entry(f"_flashc/_vendor/{file.as_posix()}", source=path))
+        elif parts[0].endswith(".dist-info") and ("LICENSE" in file.name or "licenses" in parts):
+            entries.append(Entry(f"_flashc/_vendor/{name}/{file.name}", source=path))
+    return entries
 
 
 def _too_large(exc: TooLarge) -> ProjectError:

@@ -38,7 +38,9 @@ __all__ = ["FlashcRender", "flashc_render"]
 class FlashcRender(Protocol):
     """The type of the `flashc_render` fixture, for annotating tests."""
 
-    def __call__(self, project_dir: str | os.PathLike[str] = ".", *, python_version: str = "3.11") -> dict[str, str]:
+    def __call__(
+        self, project_dir: str | os.PathLike[str] = ".", *, python_version: str | None = None
+    ) -> dict[str, str]:
         """The generated files of the project at `project_dir`, as `{posix path: text}`."""
 
 
@@ -47,13 +49,13 @@ def flashc_render() -> FlashcRender:
     """Render a project as `flashc render --out` does and return `{posix path: text}`, sorted by path.
 
     A relative `project_dir` is resolved against the current working directory, as on the command
-    line. `python_version` is the target written into the manifest; it defaults to a fixed "3.11"
-    rather than the interpreter running the tests, so snapshots do not change between Python
-    versions. The scan cache is neither read nor written. A project with errors fails the test with
-    the rendered diagnostics.
+    line. `python_version` is the target written into the manifest; it defaults to the worker
+    images' Python, as `flashc render` does (never the interpreter running the tests, so snapshots
+    do not change between Python versions). The scan cache is neither read nor written. A project
+    with errors fails the test with the rendered diagnostics.
     """
 
-    def render(project_dir: str | os.PathLike[str] = ".", *, python_version: str = "3.11") -> dict[str, str]:
+    def render(project_dir: str | os.PathLike[str] = ".", *, python_version: str | None = None) -> dict[str, str]:
         from .errors import FlashcError
         from .pipeline import generate
 

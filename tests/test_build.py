@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import tarfile
 from pathlib import Path
 
@@ -42,8 +41,9 @@ def checkout(parent: Path) -> Path:
 
 
 def build(root: Path, *args: str) -> tuple[int, str]:
+    """The exit code and what the build printed: with --json, only the JSON on stdout (not the warnings)."""
     result = CliRunner().invoke(main, ["build", str(root), *args])
-    return result.exit_code, result.output
+    return result.exit_code, result.stdout if "--json" in args and result.exit_code == 0 else result.output
 
 
 def test_two_checkouts_build_the_same_bytes(tmp_path: Path) -> None:
@@ -88,7 +88,7 @@ def test_terminal_summary_keep_build_and_quiet(tmp_path: Path) -> None:
     assert code == 0
     lines = output.splitlines()
     assert lines[0] == "analyzed 5 Python files: 3 resources, 4 functions"
-    assert lines[1] == f"dependencies for CPython {sys.version_info.major}.{sys.version_info.minor}: 1 distribution"
+    assert lines[1] == "dependencies for CPython 3.12: 1 distribution"  # the worker images' Python
     assert lines[2] == "  provided by flashc's runtime, not installed: tetra-rp"
     assert lines[3].startswith("packed ") and lines[3].endswith(f"{root / '.flash' / 'archive.tar.gz'}")
     assert lines[4].startswith("sha256 ")
@@ -158,8 +158,9 @@ def embed(texts):
 
 def test_dependencies_go_under_flashc_site_and_gpu_packages_are_left_out(tmp_path: Path, offline_index: Path) -> None:
     make_wheel(offline_index, "sentence-transformers", "3.0.0", requires=["torch", "numpy"])
-    make_wheel(offline_index, "torch", "2.3.0", requires=["nvidia-cublas-cu12", "triton", "numpy"], payload=50_000)
-    make_wheel(offline_index, "triton", "2.3.0", payload=20_000)
+    # The versions Runpod's GPU image has (flashc/profiles/runpod-gpu.toml).
+    make_wheel(offline_index, "torch", "2.9.1", requires=["nvidia-cublas-cu12", "triton", "numpy"], payload=50_000)
+    make_wheel(offline_index, "triton", "3.5.1", payload=20_000)
     make_wheel(offline_index, "nvidia-cublas-cu12", "12.1.3.1", payload=30_000)
     root = project_with(tmp_path, {"app.py": GPU_APP})
     code, output = build(root, "--json")
@@ -180,7 +181,7 @@ def test_dependencies_go_under_flashc_site_and_gpu_packages_are_left_out(tmp_pat
     assert not any(n.startswith(("_flashc/site/torch", "_flashc/site/triton")) for n in names)
     # --keep-gpu-packages ships them; --exclude leaves out anything else, with what it alone needed.
     kept = json.loads(build(root, "--json", "--keep-gpu-packages")[1])
-    assert "torch==2.3.0" in kept["dependencies"] and "triton==2.3.0" in kept["dependencies"]
+    assert "torch==2.9.1" in kept["dependencies"] and "triton==3.5.1" in kept["dependencies"]
     assert json.loads(build(root, "--json", "--exclude", "sentence-transformers")[1])["dependencies"] == []
 
 
@@ -213,7 +214,7 @@ def test_lock_pins_hashes_and_build_installs_exactly_that(tmp_path: Path, offlin
     root = checkout(tmp_path)
     code, output = lock(root)
     assert code == 0, output
-    assert output == "locked 1 distribution for CPython 3.11: " + str(root / "pylock.toml") + "\n"
+    assert output == "locked 1 distribution for CPython 3.12: " + str(root / "pylock.toml") + "\n"
     text = (root / "pylock.toml").read_text()
     assert 'lock-version = "1.0"' in text and 'name = "numpy"' in text and "sha256 = " in text
     summary = json.loads(build(root, "--json")[1])
@@ -260,8 +261,8 @@ def test_another_tools_lock_is_not_used_nor_overwritten(tmp_path: Path) -> None:
 
 
 def test_gpu_packages_stay_when_a_cpu_resource_needs_them(tmp_path: Path, offline_index: Path) -> None:
-    make_wheel(offline_index, "torch", "2.3.0", requires=["triton"])
-    make_wheel(offline_index, "triton", "2.3.0")
+    make_wheel(offline_index, "torch", "2.9.1", requires=["triton"])
+    make_wheel(offline_index, "triton", "3.5.1")
     make_wheel(offline_index, "torchmetrics", "1.0", requires=["torch"])
     gpu_only = project_with(
         tmp_path / "a",
@@ -283,9 +284,9 @@ def test_gpu_packages_stay_when_a_cpu_resource_needs_them(tmp_path: Path, offlin
     )
     # The CPU worker needs torch through torchmetrics: it ships.
     assert json.loads(build(shared, "--json")[1])["dependencies"] == [
-        "torch==2.3.0",
+        "torch==2.9.1",
         "torchmetrics==1.0",
-        "triton==2.3.0",
+        "triton==3.5.1",
     ]
 
 

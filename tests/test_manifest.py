@@ -108,7 +108,10 @@ def test_demo_manifest_contents() -> None:
         "system_dependencies": [],
         "site": "_flashc/site",  # no sites given: every resource shares one
         "source_fingerprint": FINGERPRINT,  # no per-resource fingerprints given: everything shipped
+        "image": "runpod-lb-cpu",  # Runpod's CPU image for load-balanced resources
+        "provided": [],  # only a build knows what it takes from its image
     }
+    assert [data["resources"][n]["image"] for n in ("demo-cpu", "demo-gpu")] == ["runpod-cpu", "runpod-gpu"]
     assert api["config"]["name"] == "demo-api"
     assert re.fullmatch(r"[0-9a-f]{64}", api["config_hash"])
     assert data["functions"]["api:greet"] == {

@@ -350,6 +350,8 @@ def _import_handler(root: Path, resource: Mapping[str, Any]) -> ModuleType:
     # site folder of installed dependencies (shared by every resource unless their versions conflict).
     site = root / resource["site"]
     sys.path[:0] = [str(root / "_flashc"), str(root), str(root / "src"), str(site)]
+    # What the runtime brings along (cloudpickle) comes last: the image's or the project's copy wins.
+    sys.path.append(str(root / "_flashc" / "_vendor"))
     return importlib.import_module(resource["handler_module"])
 
 
