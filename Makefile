@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: install
+	$(BIN)/flashc envs  # the worker images' environments local endpoints run in: made once, from the index
 	$(BIN)/python -m pytest -q
 
 demo: install

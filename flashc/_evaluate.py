@@ -392,8 +392,9 @@ class Evaluator:
                     "flash_manifest.json, inside the archive",
                     f'refer to it instead, env={{"{name}": "${{{name}}}"}}, and set {name} in .env or the shell: '
                     "deploy fills it in, and it never enters the archive",
-                    notes,
+                    (),  # the notes would show the line again
                     severity="warning",
+                    show_source=False,  # the line holds the secret: not into the log as well
                 )
 
     def _param_problem(

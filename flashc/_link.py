@@ -125,13 +125,14 @@ class Linker:
         hint: str | None = None,
         notes: tuple[Note, ...] = (),
         severity: str = "error",
+        show_source: bool = True,
     ) -> None:
         key = (path, span, message)
         if key in self._seen:
             return
         self._seen.add(key)
         self.diagnostics.append(
-            Diagnostic(path, span, severity, code, message, hint, notes)  # type: ignore[arg-type]
+            Diagnostic(path, span, severity, code, message, hint, notes, show_source)  # type: ignore[arg-type]
         )
 
     # --- modules -------------------------------------------------------------------------

@@ -50,6 +50,7 @@ class Diagnostic:
     message: str
     hint: str | None = None
     notes: tuple[Note, ...] = ()
+    show_source: bool = True  # False when the line holds what must not be printed again (a secret)
 
 
 def sort_key(d: Diagnostic) -> tuple[str, int, int, str]:
@@ -65,7 +66,8 @@ LineReader = Callable[[str, int], "str | None"]
 def render(d: Diagnostic, read_line: LineReader) -> str:
     """`path:line:col: severity: message`, the source line with a caret under the span, the hint."""
     out = [f"{_location(d.path, d.span)}: {d.severity}: {d.message}"]
-    out.extend(_excerpt(d.path, d.span, read_line))
+    if d.show_source:
+        out.extend(_excerpt(d.path, d.span, read_line))
     for note in d.notes:
         out.append(f"{_location(note.path, note.span)}: note: {note.message}")
         out.extend(_excerpt(note.path, note.span, read_line))

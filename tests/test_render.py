@@ -22,7 +22,10 @@ RUNTIME = Path(__file__).resolve().parent.parent / "runtime"
 BUILDABLE = sorted(p.name for p in FIXTURES.iterdir() if p.is_dir() and not p.name.startswith("err_"))
 # seed_style imports python-dotenv at module level: the bundle gets it from the dependency stage,
 # which this test does not run, so its handlers cannot be imported here.
-IMPORTABLE = [name for name in BUILDABLE if name != "seed_style"]
+# Fixtures whose modules import what only a worker image has (fastapi, torch) or nothing has: their
+# handlers import in an endpoint's environment, not in flashc's own.
+NEEDS_A_WORKER = {"seed_style", "worker_image", "unprovided_import", "gpu_torch"}
+IMPORTABLE = [name for name in BUILDABLE if name not in NEEDS_A_WORKER]
 
 
 def rendered(name: str) -> tuple[RenderedFile, ...]:

@@ -289,7 +289,9 @@ class LocalTarget:
                     progress=self.settings.progress,
                 )
             except TorchUnavailable as exc:
-                needing = sorted(n for n, s in specs.items() if s == spec and s.torch)
+                needing = sorted(
+                    n for n, s in specs.items() if s == spec and set(resources[n]["provided"]) & set(TORCH_FAMILY)
+                )
                 functions = sorted(f for n in needing for f in resources[n]["functions"])
                 raise ProjectError(
                     f"{exc.message}; so these functions would fail: {', '.join(functions)} "
