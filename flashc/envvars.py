@@ -13,15 +13,20 @@ as with python-dotenv). `$${` writes a literal `${`.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping
 
 __all__ = ["looks_secret", "read_dotenv", "references", "substitute"]
 
 _REFERENCE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_SECRET_NAME = re.compile(
-    r"(TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIAL|AUTH)", re.IGNORECASE
+# Words of a variable's name that make it a credential (HF_TOKEN, DB_PASSWORD, OPENAI_API_KEY), whole
+# words only: TOKENIZER_NAME and AUTHOR are not. Pairs count only together (API_KEY, not KEY_PATH).
+_SECRET_WORDS = frozenset(
+    {"TOKEN", "SECRET", "PASSWORD", "PASSWD", "PASSPHRASE", "APIKEY", "CREDENTIAL", "CREDENTIALS", "AUTH"}
 )
+_SECRET_PAIRS = frozenset({("API", "KEY"), ("ACCESS", "KEY"), ("PRIVATE", "KEY"), ("SECRET", "KEY")})
+_PLACEHOLDER = re.compile(r"^(<.*>|your[_-].*|.*change.?me.*|x+|\*+|.*placeholder.*|dummy|example|none|null)$", re.I)
 # Shapes of well-known credentials: Hugging Face, OpenAI-style, GitHub, GitLab, AWS, Slack, Runpod, a JWT.
 _SECRET_VALUE = re.compile(
     r"^(hf_[A-Za-z0-9]{30,}|sk-[A-Za-z0-9_-]{20,}|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}"
@@ -60,7 +65,10 @@ def looks_secret(name: str, value: str) -> bool:
         return False
     if _SECRET_VALUE.match(value.strip()):
         return True
-    return bool(_SECRET_NAME.search(name)) and len(value) >= _MIN_SECRET and " " not in value.strip()
+    if len(value) < _MIN_SECRET or " " in value.strip() or _PLACEHOLDER.match(value.strip()):
+        return False
+    words = [w for w in re.split(r"[^A-Za-z0-9]+", name.upper()) if w]
+    return bool(_SECRET_WORDS & set(words)) or any(pair in _SECRET_PAIRS for pair in itertools.pairwise(words))
 
 
 def read_dotenv(text: str) -> dict[str, str]:

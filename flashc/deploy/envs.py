@@ -200,7 +200,7 @@ def _choose_torch(spec: EnvSpec, python: str, index: IndexOptions, uv: UvRunner,
         names = [line.split("==", 1)[0] for line in spec.torch]
         for lines in (list(spec.torch), names):
             pins = _compile(uv, lines, python, cpu_sources, work)
-            if pins and all(_CPU_LOCAL.search(version) for version in pins.values()):
+            if pins and set(names) <= pins.keys() and all(_CPU_LOCAL.search(pins[name]) for name in names):
                 chosen = [f"{name}=={pins[name]}" for name in names]
                 same = lines is not names
                 where = ", ".join(

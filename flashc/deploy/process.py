@@ -49,7 +49,7 @@ def resource_env(
         pairs += [(str(k), str(v)) for k, v in env.items()]
     filled: dict[str, str] = {}
     unset: list[Unset] = []
-    for key, value in pairs:
+    for key, value in dict(pairs).items():  # a key `env` sets again replaces the template's, unread
         filled[key], missing = substitute(value, variables)
         unset += [Unset(name, key, variable) for variable in missing]
     return filled, unset
