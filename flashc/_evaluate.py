@@ -390,7 +390,7 @@ class Evaluator:
                     "secret",
                     f"the env value of {name} in {owner} looks like a secret: it would be written into "
                     "flash_manifest.json, inside the archive",
-                    f'refer to it instead, env={{"{name}": "${{{name}}}"}}, and set {name} in .env or the shell: '
+                    f"refer to it instead, {_reference_form(env, name)}, and set {name} in .env or the shell: "
                     "deploy fills it in, and it never enters the archive",
                     (),  # the notes would show the line again
                     severity="warning",
@@ -518,3 +518,11 @@ def _sdk_hint(name: str) -> str:
     if name in _ENUMS:
         return f"pick a member: {name}.{next(iter(_ENUMS[name])).name}"
     return "use a value here"
+
+
+def _reference_form(env: Any, name: str) -> str:
+    """How to write `name` as a reference in the form the config uses (a dict, or PodTemplate's list)."""
+    reference = "${" + name + "}"
+    if isinstance(env, dict):
+        return f'env={{"{name}": "{reference}"}}'
+    return f'env=[{{"key": "{name}", "value": "{reference}"}}]'
