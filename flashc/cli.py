@@ -159,7 +159,8 @@ def _dependency_options(f: Any) -> Any:
     for option in reversed(
         [
             click.option(
-                "--python-version", help="Worker's CPython, e.g. 3.12 (default: [tool.flashc], else this Python)."
+                "--python-version",
+                help="Worker's CPython, e.g. 3.11 (default: [tool.flashc], else the worker images', 3.12).",
             ),
             click.option("--glibc", help="Highest manylinux glibc of the worker image (default 2.35)."),
             click.option("--no-deps", is_flag=True, help="Install only the direct requirements, not theirs."),

@@ -224,7 +224,7 @@ def test_two_deploys_at_once_make_the_environment_once(tmp_path: Path, monkeypat
     asked = threading.Semaphore(0)
 
     def flock(fd: object, operation: int) -> None:
-        if operation == fcntl.LOCK_EX:
+        if operation & fcntl.LOCK_EX:  # asking, whether it waits or not
             asked.release()
         real_flock(fd, operation)  # type: ignore[arg-type]
 

@@ -108,7 +108,7 @@ def ensure_env(
     key = _key(spec, interpreter, index)
     folder = cache_dir / "envs" / f"py{spec.python}-{key[:16]}"
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(folder.parent / f"{folder.name}.lock"):
+    with _locked(folder.parent / f"{folder.name}.lock", progress):
         record = _read_record(folder)
         if record is not None:
             return Env(folder, folder / "bin" / "python", record.get("torch"), False, time.monotonic() - started)
@@ -143,9 +143,14 @@ def _key(spec: EnvSpec, interpreter: Interpreter, index: IndexOptions) -> str:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def _locked(path: Path, progress: Progress | None) -> Iterator[None]:
     with open(path, "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if progress is not None:
+                progress("waiting for another flashc that is making the same environment")
+            fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -249,7 +254,8 @@ def _run(uv: UvRunner, args: list[str], cwd: Path, what: str) -> None:
     if code != 0:
         raise ProjectError(
             f"cannot {what} the local endpoints' environment: {_last_lines(stderr)}",
-            "check that the package index is reachable (the worker image's distributions come from it, once)",
+            "check that the package index is reachable (the worker image's distributions come from it, once); "
+            "for a Python other than the image's, some of its versions may have no wheel",
         )
 
 

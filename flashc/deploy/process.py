@@ -21,9 +21,9 @@ from typing import Any
 
 from ..envvars import substitute
 
-__all__ = ["Unset", "endpoint_environment", "resource_env"]
+__all__ = ["SYSTEM_PATH", "Unset", "endpoint_environment", "resource_env"]
 
-_SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # after the environment's bin
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -65,5 +65,5 @@ def endpoint_environment(
     flashc: Mapping[str, str],
 ) -> dict[str, str]:
     """The whole environment of an endpoint process, layered as the module says."""
-    base = {"PATH": f"{env_bin}:{_SYSTEM_PATH}", "HOME": home, "LANG": "C.UTF-8"}
+    base = {"PATH": f"{env_bin}:{SYSTEM_PATH}", "HOME": home, "LANG": "C.UTF-8"}
     return {**base, **image, **runpod, **resource, **flashc}

@@ -45,6 +45,7 @@ __all__ = [
     "Provides",
     "Reason",
     "describe",
+    "endpoint_probe",
     "install_hint",
     "is_apt_name",
     "missing_packages",
@@ -184,8 +185,7 @@ def _library_dirs() -> tuple[str, ...]:
         "/usr/lib64",
         "/usr/local/lib",
     ]
-    # The endpoints inherit this environment, so the loader will search these folders for them too.
-    dirs += [d for d in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if d]
+    # The endpoints do not inherit LD_LIBRARY_PATH: only what the loader finds by itself counts.
     return tuple(dict.fromkeys(dirs))
 
 
@@ -219,6 +219,11 @@ def _host_library(soname: str) -> bool:
 
 HOST = Probe(installed=_dpkg_installed, program=_on_path, library=_host_library)
 """This machine: dpkg-query, PATH, and the loader's cache plus the usual library folders (scanned once)."""
+
+
+def endpoint_probe(path: str) -> Probe:
+    """This machine as an endpoint sees it: programs on the endpoint's PATH, not the deploying shell's."""
+    return dataclasses.replace(HOST, program=lambda name: shutil.which(name, path=path) is not None)
 
 
 def is_apt_name(name: str) -> bool:
