@@ -6,12 +6,14 @@ its functions it follows the project modules they import, reads each file's impo
 `ast` (no code runs) and checks that the top-level name of every imported module is available:
 
 - the project's own top-level modules and packages, which win over any other module of the same
-  name (the project root comes before the standard library on the worker's `sys.path`);
+  name (the project root comes before the standard library on the worker's `sys.path`), and its
+  compiled modules (`fastmath.cpython-312-x86_64-linux-gnu.so`), named by the caller;
 - `__future__`, `__main__` and the runtime's `flashc_runtime`, `tetra_rp` and `runpod_flash`;
 - the standard library of the target Python: `sys.stdlib_module_names` of the Python running
   flashc, corrected for the modules added or removed between 3.10 and 3.14 and without the
   Windows- and macOS-only ones. A module the worker's Python was built without (`tkinter` on a slim
-  image) still counts as present;
+  image) still counts as present. A module the target Python removed from the standard library
+  (`imp`, `distutils`, PEP 594's) is missing like any other, with a hint that says so;
 - what the shipped wheels install and what the worker image provides (both given by the caller).
 
 When an import runs decides how bad a missing module is:
@@ -28,6 +30,12 @@ along such a path is a warning. Guarded imports are never a problem, nor is anyt
   tuple), for `Exception` or `BaseException`, or a bare `except:`, unless the first such handler
   raises again (a `raise` statement directly in its body: the endpoint still fails); in the body of
   a `with suppress(...)` of one of those;
+- in the branch of an `if` that runs only when `find_spec` found a module: the body of `if
+  find_spec("x"):` or `if find_spec("x") is not None:` (also `importlib.util.find_spec`,
+  `util.find_spec`, `!= None`), the `else` of `if find_spec("x") is None:` or `if not
+  find_spec("x"):`, combined with `not`, `and`, `or`; or of `if HAS_X:` where `HAS_X` is a name
+  assigned such a test once in the file. Like a `try`, the check guards every import in the branch,
+  not only the module it names;
 - in `if TYPE_CHECKING:` or `if typing.TYPE_CHECKING:` (the `else` branch runs, so is not guarded);
 - in a branch that never runs on the worker, a CPython of the target version on Linux: of an `if`
   whose condition compares `sys.version_info` (or `[:n]`, `.major`, `.minor`) with a literal tuple or
@@ -35,12 +43,18 @@ along such a path is a warning. Guarded imports are never a problem, nor is anyt
   or `__name__` with `"__main__"`, possibly combined with `not`, `and`, `or`. Any other condition is
   assumed to take both branches.
 
+An import whose statement carries the comment `# flashc: ignore` on any of its lines (for
+`__import__`/`import_module`, on a line of the call) is not checked: the user knows something else
+provides it, such as a vendored folder put on `sys.path` or an optional import guarded by an
+environment variable. It is never reported nor counted as taken from the worker image; a project
+module it names is still followed.
+
 `__import__("name")` and `importlib.import_module("name")` (also `import_module`, and relative with a
 literal or `__package__` as the package) count as imports; a computed name is not checked. A file
-that does not parse with the running Python is skipped: flashc reports syntax errors elsewhere, but
-code using syntax newer than the running Python goes unchecked. Only top-level names are checked: a
-missing submodule of an available package, or a relative import above the top-level package, is
-not reported here.
+that does not parse with the running Python is skipped (the report lists it in `unparsed`): flashc
+reports syntax errors elsewhere, but code using syntax newer than the running Python goes unchecked.
+Only top-level names are checked: a missing submodule of an available package, or a relative import
+above the top-level package, is not reported here.
 
 Use: build one `ProjectImports` per build, then call `check_imports` once per resource with that
 resource's `Worker`. Each file is parsed once, when a resource first reaches it, and kept for the
@@ -55,11 +69,13 @@ import ast
 import dataclasses
 import functools
 import importlib.util
+import io
 import operator
 import re
 import sys
+import tokenize
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any, Literal, NamedTuple
 
 from .diagnostics import Diagnostic, Note, Span, sort_key
@@ -79,9 +95,12 @@ __all__ = [
 ]
 
 When = Literal["load", "call"]
-# except: a handler catches the ImportError; type_checking: only type checkers run it; static: a
-# version or platform condition is false on the worker. Only `except` imports run (and are followed).
-Guard = Literal["except", "type_checking", "static"]
+# except: a handler catches the ImportError; find_spec: it runs only when `find_spec` found a module;
+# type_checking: only type checkers run it; static: a version or platform condition is false on the
+# worker. Only `except` and `find_spec` imports run (and are followed).
+Guard = Literal["except", "find_spec", "type_checking", "static"]
+# The guards of imports that run, but only where they cannot fail.
+_RUNS_GUARDED: tuple[Guard, ...] = ("except", "find_spec")
 
 ALWAYS_AVAILABLE = frozenset({"__future__", "__main__", "flashc_runtime", "tetra_rp", "runpod_flash"})
 
@@ -94,7 +113,8 @@ class ImportUse:
     `from .b import c` in package `a`. For a `from` import, `names` are the names it imports, each
     either a submodule (`module.name`) or an attribute. `span` covers the module's name as written,
     or the statement where the name is not written (`from . import x`). `function` is the qualified
-    name of the function whose body holds a call-time import.
+    name of the function whose body holds a call-time import. `ignored`: its line carries
+    `# flashc: ignore`.
     """
 
     path: str
@@ -104,6 +124,7 @@ class ImportUse:
     when: When
     function: str | None
     guard: Guard | None
+    ignored: bool = False
 
     @property
     def top(self) -> str:
@@ -131,6 +152,9 @@ class ImportReport:
     can fail). `loaded`: the project modules imported when the endpoint starts, guarded imports
     included. `image_at_load` / `image_at_call`: the top-level names that only the worker image
     provides, imported when the endpoint starts / only while a function runs (unguarded imports).
+    `image_uses`: for each of those names, its first import: one that runs at start if any, then the
+    first by path and position. `unparsed`: the paths of the files reached that do not parse, whose
+    imports went unchecked.
     """
 
     resource: str
@@ -138,6 +162,8 @@ class ImportReport:
     loaded: frozenset[str]
     image_at_load: frozenset[str]
     image_at_call: frozenset[str]
+    image_uses: Mapping[str, ImportUse]
+    unparsed: frozenset[str]
 
 
 class ProjectImports:
@@ -152,14 +178,19 @@ class ProjectImports:
         sources: Mapping[str, bytes],
         python_version: str,
         modules: Mapping[str, ModuleFile] | None = None,
+        *,
+        native: Iterable[str] = (),
     ) -> None:
         """`sources`: every Python file (POSIX path relative to the root) and its content; `modules`:
-        `flashc.modules.module_files` of those paths, computed when not given; `python_version`: "3.12"."""
+        `flashc.modules.module_files` of those paths, computed when not given; `python_version`: "3.12";
+        `native`: the top-level names of the project's compiled modules (`fastmath` for
+        `fastmath.cpython-312-x86_64-linux-gnu.so`), which are available but have no imports to follow."""
         self.sources = sources
         self.target = _parse_version(python_version)
         self.modules = modules if modules is not None else module_files(sources)
         self.by_module: dict[str, ModuleFile] = {f.module: f for f in self.modules.values() if f.module}
-        self.top_level = frozenset(m.partition(".")[0] for m in self.by_module)
+        self.native = frozenset(native)
+        self.top_level = frozenset(m.partition(".")[0] for m in self.by_module) | self.native
         self._uses: dict[str, tuple[ImportUse, ...] | None] = {}
 
     def uses(self, path: str) -> tuple[ImportUse, ...] | None:
@@ -176,11 +207,17 @@ def check_imports(
     entry_modules: Iterable[str],
     worker: Worker,
     distribution_for: Callable[[str], str],
+    elsewhere: Collection[tuple[str, str]] = (),
 ) -> ImportReport:
     """Check every import the endpoint of `resource` runs, from the modules of its functions.
 
-    `distribution_for` names the distribution to add for a missing top-level import name (`cv2` ->
-    `opencv-python`); it is called only for problems. Each (file, line, name) is reported once.
+    `elsewhere` holds (module, qualname) of the remote functions of other resources: calling one
+    sends the call to its endpoint, so what its body imports never runs in this one.
+
+    `distribution_for` names the distribution to add for a missing module, given the full dotted
+    name the code imports (`cv2` -> `opencv-python`, `google.protobuf` -> `protobuf`, `yaml.loader` ->
+    `PyYAML`); it is called only for problems, and not for a module the target Python removed from
+    the standard library (the hint says so instead). Each (file, line, top-level name) is reported once.
     """
     stdlib = stdlib_modules(project.target)
     walk = _Walk(project)
@@ -195,12 +232,20 @@ def check_imports(
     problems: dict[tuple[str, int, str], Diagnostic] = {}
     image_load: set[str] = set()
     image_call: set[str] = set()
+    # The first import of each name only the image provides: those that run at start first.
+    image_uses: dict[str, tuple[tuple[bool, str, int, int], ImportUse]] = {}
+    unparsed: set[str] = set()
     for module, mode in walk:
-        uses = project.uses(project.by_module[module].path)
+        path = project.by_module[module].path
+        uses = project.uses(path)
+        if uses is None:
+            unparsed.add(path)
         for use in uses or ():
             if use.guard in ("type_checking", "static"):
                 continue
-            reached = _Mode(mode.call or use.when == "call", mode.guarded or use.guard == "except")
+            if use.function is not None and _runs_elsewhere(module, use.function, elsewhere):
+                continue
+            reached = _Mode(mode.call or use.when == "call", mode.guarded or use.guard in _RUNS_GUARDED)
             top = use.top
             if top in project.top_level:
                 candidates = [use.module, *(f"{use.module}.{name}" for name in use.names)]
@@ -209,25 +254,45 @@ def check_imports(
                     for i in range(1, len(parts) + 1):
                         walk.enter(".".join(parts[:i]), reached, (module, mode, use))
                 continue
-            if reached.guarded or top in ALWAYS_AVAILABLE or top in stdlib or top in worker.shipped:
+            if use.ignored or reached.guarded or top in ALWAYS_AVAILABLE or top in stdlib or top in worker.shipped:
                 continue
             if top in worker.image_provides:
                 (image_call if reached.call else image_load).add(top)
+                order = (reached.call, use.path, use.span.line, use.span.col)
+                if top not in image_uses or order < image_uses[top][0]:
+                    image_uses[top] = (order, use)
                 continue
             key = (use.path, use.span.line, top)
             if key not in problems:
                 chain = walk.chain(module, mode)
-                problems[key] = _problem(use, resource, worker, chain, distribution_for(top))
+                problems[key] = _problem(use, resource, worker, chain, _hint(use, project.target, distribution_for))
     return ImportReport(
         resource,
         tuple(sorted(problems.values(), key=sort_key)),
         frozenset(walk.loaded),
         frozenset(image_load),
         frozenset(image_call - image_load),
+        {top: use for top, (_, use) in sorted(image_uses.items())},
+        frozenset(unparsed),
     )
 
 
-def _problem(use: ImportUse, resource: str, worker: Worker, chain: list[_Link], distribution: str) -> Diagnostic:
+def _hint(use: ImportUse, target: tuple[int, int], distribution_for: Callable[[str], str]) -> str:
+    removed = _STDLIB_CHANGES.get(use.top, (None, None))[1]
+    if removed is not None and target >= removed:
+        return (
+            f"{use.top} was removed from the standard library in Python {removed[0]}.{removed[1]}"
+            f"{_REMOVAL_NOTES.get(use.top, '')}"
+        )
+    return f"add {distribution_for(use.module)} to the function's dependencies or to requirements.txt"
+
+
+def _runs_elsewhere(module: str, function: str, elsewhere: Collection[tuple[str, str]]) -> bool:
+    """Whether `function` (a qualname) is, or is inside, a remote function or class of another resource."""
+    return any(m == module and (function == q or function.startswith(f"{q}.")) for m, q in elsewhere)
+
+
+def _problem(use: ImportUse, resource: str, worker: Worker, chain: list[_Link], hint: str) -> Diagnostic:
     function = next((u.function for _, u in chain if u is not None and u.when == "call"), use.function)
     when = f"when the endpoint '{resource}' starts" if function is None else f"when '{resource}' runs {function}()"
     notes = []
@@ -243,7 +308,7 @@ def _problem(use: ImportUse, resource: str, worker: Worker, chain: list[_Link], 
         "warning" if function is not None else "error",
         "import",
         f"'{use.top}' is imported {when}, but neither the archive nor the worker image ({worker.image}) provides it",
-        f"add {distribution} to the function's dependencies or to requirements.txt",
+        hint,
         tuple(notes),
     )
 
@@ -313,10 +378,10 @@ def _parse_version(version: str) -> tuple[int, int]:
     return int(major), int(minor)
 
 
-# PEP 594's dead batteries, and lib2to3.
-_REMOVED_IN_3_13 = [
-    "aifc", "audioop", "cgi", "cgitb", "chunk", "crypt", "imghdr", "lib2to3", "mailcap", "msilib",
-    "nis", "nntplib", "ossaudiodev", "pipes", "sndhdr", "spwd", "sunau", "telnetlib", "uu", "xdrlib",
+# PEP 594's dead batteries removed in 3.13 (lib2to3 went too).
+_PEP_594_IN_3_13 = [
+    "aifc", "audioop", "cgi", "cgitb", "chunk", "crypt", "imghdr", "mailcap", "msilib", "nis",
+    "nntplib", "ossaudiodev", "pipes", "sndhdr", "spwd", "sunau", "telnetlib", "uu", "xdrlib",
 ]  # fmt: skip
 # Standard-library modules added or removed since 3.10: (first version with it, first without).
 _STDLIB_CHANGES: dict[str, tuple[tuple[int, int] | None, tuple[int, int] | None]] = {
@@ -325,7 +390,16 @@ _STDLIB_CHANGES: dict[str, tuple[tuple[int, int] | None, tuple[int, int] | None]
     "compression": ((3, 14), None),
     "binhex": (None, (3, 11)),
     **dict.fromkeys(["asynchat", "asyncore", "distutils", "imp", "smtpd"], (None, (3, 12))),
-    **dict.fromkeys(_REMOVED_IN_3_13, (None, (3, 13))),
+    **dict.fromkeys([*_PEP_594_IN_3_13, "lib2to3"], (None, (3, 13))),
+}
+# What the hint for a module removed from the standard library adds after "removed in Python 3.N".
+_REMOVAL_NOTES = {
+    "imp": ": use importlib",
+    "distutils": " (PEP 632): add setuptools, which provides it, or use sysconfig/shutil",
+    "asynchat": " (PEP 594): use asyncio",
+    "asyncore": " (PEP 594): use asyncio",
+    "smtpd": " (PEP 594): add aiosmtpd",
+    **dict.fromkeys(_PEP_594_IN_3_13, " (PEP 594)"),
 }
 _NOT_ON_LINUX = frozenset(
     {"_msi", "_overlapped", "_scproxy", "_winapi", "_wmi", "msilib", "msvcrt", "nt", "winreg", "winsound"}
@@ -359,6 +433,8 @@ def scan_imports(
     except (SyntaxError, ValueError, RecursionError):
         return None
     scanner = _Scanner(source, path, module, module if is_package else module.rpartition(".")[0], target)
+    if b"find_spec" in source:
+        scanner.spec_names = _spec_names(tree)
     scanner.body(tree.body, _Context("", None, None))
     return tuple(scanner.uses)
 
@@ -394,6 +470,9 @@ class _Scanner:
         self.dynamic = any(word in source for word in _DYNAMIC)
         self.ascii = source.isascii()
         self._lines: list[bytes] | None = None
+        self.ignored_lines = _ignored_lines(source) if _IGNORE_WORD in source else frozenset()
+        # Names assigned a `find_spec` test once in the file: what `if name:` guards, as `_spec_guards`.
+        self.spec_names: dict[str, tuple[bool, bool]] = {}
         self.uses: list[ImportUse] = []
 
     def body(self, statements: Iterable[ast.stmt], ctx: _Context) -> None:
@@ -405,11 +484,11 @@ class _Scanner:
             for alias in node.names:
                 end = alias.end_col_offset if alias.asname is None else alias.col_offset + len(alias.name.encode())
                 span = self.span(alias.lineno, alias.col_offset, alias.end_lineno or alias.lineno, end or 0)
-                self.add(alias.name, (), span, ctx)
+                self.add(alias.name, (), span, ctx, node)
         elif isinstance(node, ast.ImportFrom):
             module = _resolve(node.level, node.module or "", self.package)
             if module is not None:
-                self.add(module, tuple(a.name for a in node.names if a.name != "*"), self.from_span(node), ctx)
+                self.add(module, tuple(a.name for a in node.names if a.name != "*"), self.from_span(node), ctx, node)
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             if self.dynamic:  # decorators, defaults and annotations run where the def stands
                 self.expressions([*node.decorator_list, node.args, *([node.returns] if node.returns else [])], ctx)
@@ -505,7 +584,8 @@ class _Scanner:
             return
         if module:
             end_line = first.end_lineno or first.lineno
-            self.add(module, (), self.span(first.lineno, first.col_offset, end_line, first.end_col_offset or 0), ctx)
+            span = self.span(first.lineno, first.col_offset, end_line, first.end_col_offset or 0)
+            self.add(module, (), span, ctx, call)
 
     def branch_guards(self, test: ast.expr) -> tuple[Guard | None, Guard | None]:
         """Why the body and the `else` of an `if` on `test` never run on the worker, if they do not."""
@@ -514,11 +594,17 @@ class _Scanner:
         if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not) and _is_type_checking(test.operand):
             return None, "type_checking"
         truth = _static_truth(test, self.target, self.module)
-        return ("static" if truth is False else None), ("static" if truth is True else None)
+        if truth is not None:
+            return ("static" if truth is False else None), ("static" if truth is True else None)
+        body, orelse = _spec_guards(test, self.spec_names)
+        return ("find_spec" if body else None), ("find_spec" if orelse else None)
 
-    def add(self, module: str, names: tuple[str, ...], span: Span, ctx: _Context) -> None:
+    def add(self, module: str, names: tuple[str, ...], span: Span, ctx: _Context, node: ast.stmt | ast.expr) -> None:
+        """Record an import of `module` by `node`, the statement or call, whose lines may opt out."""
         when: When = "load" if ctx.function is None else "call"
-        self.uses.append(ImportUse(self.path, module, names, span, when, ctx.function, ctx.guard))
+        lines = range(node.lineno, (node.end_lineno or node.lineno) + 1)
+        ignored = bool(self.ignored_lines) and any(line in self.ignored_lines for line in lines)
+        self.uses.append(ImportUse(self.path, module, names, span, when, ctx.function, ctx.guard, ignored))
 
     def span(self, line: int, col: int, end_line: int, end_col: int) -> Span:
         """A Span from ast positions (UTF-8 byte offsets): 1-based character columns."""
@@ -591,6 +677,75 @@ def _name_of(expr: ast.expr) -> str | None:
 
 def _is_type_checking(test: ast.expr) -> bool:
     return _name_of(test) == "TYPE_CHECKING"
+
+
+_FIND_SPEC = frozenset({"find_spec", "util.find_spec", "importlib.util.find_spec"})
+
+
+def _spec_guards(test: ast.expr, names: Mapping[str, tuple[bool, bool]]) -> tuple[bool, bool]:
+    """Whether the body / the `else` of an `if` on `test` runs only when a `find_spec` found its module.
+
+    `names`: the same answer for the names assigned such a test.
+    """
+    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        body, orelse = _spec_guards(test.operand, names)
+        return orelse, body
+    if isinstance(test, ast.BoolOp):
+        branches = [_spec_guards(value, names) for value in test.values]
+        if isinstance(test.op, ast.And):  # the body needs every value true; the else, any one false
+            return any(body for body, _ in branches), all(orelse for _, orelse in branches)
+        return all(body for body, _ in branches), any(orelse for _, orelse in branches)
+    if isinstance(test, ast.Name):
+        return names.get(test.id, (False, False))
+    if _is_find_spec(test):
+        return True, False
+    if (
+        isinstance(test, ast.Compare)
+        and len(test.ops) == 1
+        and isinstance(test.ops[0], (ast.Is, ast.IsNot, ast.Eq, ast.NotEq))
+        and _is_find_spec(test.left)
+        and isinstance(test.comparators[0], ast.Constant)
+        and test.comparators[0].value is None
+    ):
+        found = isinstance(test.ops[0], (ast.IsNot, ast.NotEq))
+        return found, not found
+    return False, False
+
+
+def _is_find_spec(expr: ast.expr) -> bool:
+    if isinstance(expr, ast.NamedExpr):  # `(spec := find_spec("x")) is not None`
+        expr = expr.value
+    return isinstance(expr, ast.Call) and bool(expr.args) and _dotted(expr.func) in _FIND_SPEC
+
+
+def _spec_names(tree: ast.Module) -> dict[str, tuple[bool, bool]]:
+    """The names assigned a `find_spec` test (`HAS_X = find_spec("x") is not None`) and bound nowhere else."""
+    bound: dict[str, int] = {}
+    found: dict[str, tuple[bool, bool]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            bound[node.id] = bound.get(node.id, 0) + 1
+        elif isinstance(node, ast.arg):
+            bound[node.arg] = bound.get(node.arg, 0) + 1
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            guards = _spec_guards(node.value, {})
+            if guards != (False, False):
+                found[node.targets[0].id] = guards
+    return {name: guards for name, guards in found.items() if bound.get(name) == 1}
+
+
+_IGNORE_WORD = b"flashc:"
+_IGNORE = re.compile(r"#\s*flashc:\s*ignore\b")
+
+
+def _ignored_lines(source: bytes) -> frozenset[int]:
+    """The lines with a `# flashc: ignore` comment (a comment, not a string that looks like one)."""
+    try:
+        tokens = list(tokenize.tokenize(io.BytesIO(source).readline))
+    except (tokenize.TokenError, SyntaxError):  # ast parsed it, so unlikely: read the lines instead
+        text = importlib.util.decode_source(source)
+        return frozenset(n for n, line in enumerate(text.splitlines(), 1) if _IGNORE.search(line))
+    return frozenset(t.start[0] for t in tokens if t.type == tokenize.COMMENT and _IGNORE.search(t.string))
 
 
 class _VersionInfo:

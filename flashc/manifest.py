@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from .errors import ProjectError
 from .group import BuildPlan, Group
 from .models import RemoteFunction
-from .profiles import profile_for
+from .profiles import image_of
 
 if TYPE_CHECKING:
     from pydantic import TypeAdapter, ValidationError
@@ -393,7 +393,7 @@ def _resource(g: Group, fingerprint: str, site: str, provided: list[str]) -> Man
         system_dependencies=list(g.system_dependencies),
         site=site,
         source_fingerprint=fingerprint,
-        image=profile_for(g.kind, g.compute).name,
+        image=image_of(g.kind, g.compute, g.config).name,
         provided=provided,
     )
 

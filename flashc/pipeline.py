@@ -33,17 +33,16 @@ from .closure import resource_files
 from .config import CliOptions, Config, image_python, read_config
 from .deps.fetch import WheelCache, WheelChanged
 from .deps.lock import LOCK_FILE
-from .deps.plan import Dependencies, Progress, fetch_shipped, images_of, plan_dependencies, read_requirements
-from .diagnostics import Diagnostic, sort_key
+from .deps.plan import Dependencies, Progress, fetch_shipped, plan_dependencies, project_imports, read_requirements
+from .diagnostics import Diagnostic
 from .errors import DiagnosticsError, ProjectError, UsageError
 from .group import BuildPlan, group
-from .imports import ProjectImports, Worker, check_imports
+from .importcheck import check_worker_imports
 from .manifest import Manifest, build_manifest, source_fingerprint
 from .models import Analysis
 from .pack import (
     DamagedLayer,
     Entry,
-    Layer,
     PackResult,
     Site,
     SiteLayers,
@@ -55,7 +54,6 @@ from .pack import (
     site_layers,
     write_archive,
 )
-from .profiles import distribution_for
 from .render import MANIFEST_PATH, RenderedFile, render
 from .sources import Snapshot, snapshot_project
 
@@ -172,7 +170,8 @@ def build(
     if state.exists() and not state.is_dir():
         raise ProjectError(f"'{state}' is a file, but flashc keeps its build state there", "remove or rename it")
     analysis = analyzed(snapshot)
-    reqs, outside = read_requirements(snapshot, config, analysis)
+    project = project_imports(snapshot, config.python_version)
+    reqs, outside = read_requirements(snapshot, config, analysis, project)
     lock_text, lock_outside = _lock_text(snapshot)
     deps = plan_dependencies(snapshot.root, reqs, analysis, config, lock_text, refresh=refresh)
     try:
@@ -187,7 +186,9 @@ def build(
     if OLD_LOCK in snapshot.files:
         deps = dataclasses.replace(deps, warnings=(*deps.warnings, _old_lock_warning()))
     sites = {r.name: deps.site_of(r.name) for r in analysis.resources}
-    imports, provided = check_worker_imports(snapshot, analysis, deps, layered.layers, config.python_version)
+    imports, provided = check_worker_imports(
+        project, snapshot.root, analysis, deps, layered.layers, exclude=config.exclude
+    )
     if any(d.severity == "error" for d in imports):
         raise DiagnosticsError([*imports, *deps.warnings], snapshot.root)
     generated = generate(
@@ -234,45 +235,6 @@ def build(
         (*deps.warnings, *layered.warnings, *imports),
         (*outside, *lock_outside),
     )
-
-
-def check_worker_imports(
-    snapshot: Snapshot, analysis: Analysis, deps: Dependencies, layers: Sequence[Layer], python_version: str
-) -> tuple[tuple[Diagnostic, ...], dict[str, list[str]]]:
-    """Every import each endpoint runs, checked against what its worker will have: the standard
-    library, the project, the wheels of its site folder and its worker image. The problems (errors
-    for what runs at start, warnings for what runs in a call), and for each resource the
-    distributions it takes from its image: those left out of its site, and those its code imports."""
-    sources = {p: snapshot.read(p) for p in snapshot.files if p.endswith(".py")}
-    project = ProjectImports(sources, python_version)
-    tops: dict[str, set[str]] = {}
-    for layer in layers:
-        tops.setdefault(layer.site, set()).update(_top_level(f.arcname, layer.site) for f in layer.files)
-    images = images_of(analysis)
-    found: dict[tuple[str, int, str], Diagnostic] = {}
-    provided: dict[str, list[str]] = {}
-    plan = group(analysis)
-    for g in sorted(plan.groups, key=lambda g: g.name):
-        image = images[g.name]
-        by_module = {m: d.name for d in image.distributions.values() for m in d.modules}
-        by_module.update({m: preferred.name for m in by_module if (preferred := image.module(m)) is not None})
-        site = deps.site_of(g.name)
-        worker = Worker(image.description, frozenset(tops.get(site, set())), by_module)
-        report = check_imports(project, g.name, {f.module for f in g.functions}, worker, distribution_for)
-        for problem in report.diagnostics:
-            key = (problem.path, problem.span.line if problem.span else 0, problem.message.split("'")[1])
-            found.setdefault(key, problem)
-        plan_of_site = next(p for p in deps.plans if p.site.path == site)
-        from_site = {name for name, reason in plan_of_site.left_out if reason.startswith("provided by")}
-        imported = {by_module[top] for top in report.image_at_load | report.image_at_call}
-        provided[g.name] = sorted(from_site | imported)
-    return tuple(sorted(found.values(), key=sort_key)), provided
-
-
-def _top_level(arcname: str, site: str) -> str:
-    """The import name a file of a site folder installs: `_flashc/site/yaml/x.py` -> `yaml`."""
-    first = arcname[len(site) + 1 :].split("/", 1)[0]
-    return first.split(".", 1)[0]
 
 
 def _lock_text(snapshot: Snapshot) -> tuple[str | None, tuple[str, ...]]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from flashc_runtime.unpack import unpack
-from wheelhouse import make_wheel
+from wheelhouse import make_wheel, serve_locally, write_project
 
 from flashc.cli import main
 
@@ -22,15 +22,8 @@ DEMO = Path(__file__).resolve().parent.parent / "fixtures" / "demo"
 @pytest.fixture(autouse=True)
 def offline_index(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The demo needs numpy==1.26.4: serve a tiny one from a local wheelhouse, with a private cache."""
-    base = tmp_path_factory.mktemp("index")
-    house = base / "house"
+    house = serve_locally(tmp_path_factory.mktemp("index"), monkeypatch)
     make_wheel(house, "numpy", "1.26.4", payload=2000)
-    config = base / "pip.conf"
-    config.write_text(f"[global]\nno-index = true\nfind-links = {house}\n")
-    monkeypatch.setenv("PIP_CONFIG_FILE", str(config))
-    monkeypatch.setenv("PIP_FIND_LINKS", str(house))  # environment beats config files in pip
-    monkeypatch.setenv("PIP_NO_INDEX", "1")
-    monkeypatch.setenv("FLASHC_CACHE_DIR", str(base / "cache"))
     return house
 
 
@@ -140,11 +133,7 @@ def test_unchanged_project_is_up_to_date_and_any_change_rebuilds(tmp_path: Path)
 
 
 def project_with(tmp_path: Path, files: dict[str, str]) -> Path:
-    root = tmp_path / "proj"
-    for path, text in files.items():
-        (root / path).parent.mkdir(parents=True, exist_ok=True)
-        (root / path).write_text(text)
-    return root
+    return write_project(tmp_path / "proj", files)
 
 
 GPU_APP = """

@@ -18,7 +18,7 @@ from flashc.imports import (
     stdlib_modules,
 )
 
-DISTRIBUTIONS = {"cv2": "opencv-python", "yaml": "PyYAML", "PIL": "pillow"}
+DISTRIBUTIONS = {"cv2": "opencv-python", "yaml": "PyYAML", "PIL": "pillow", "google.protobuf": "protobuf"}
 IMAGE = "runpod/flash:py3.12"
 
 
@@ -41,10 +41,20 @@ def check(
     image: Mapping[str, str] | None = None,
     version: str = "3.12",
     resource: str = "vision",
+    native: frozenset[str] = frozenset(),
 ) -> ImportReport:
-    project = ProjectImports({p: t.encode() for p, t in files.items()}, version)
+    project = ProjectImports({p: t.encode() for p, t in files.items()}, version, native=native)
     worker = Worker(IMAGE, shipped, image or {})
     return check_imports(project, resource, entries, worker, lambda name: DISTRIBUTIONS.get(name, name))
+
+
+class Asked(list[str]):
+    """A `distribution_for` that keeps the modules it is asked about."""
+
+    def __call__(self, module: str) -> str:
+        self.append(module)
+        top = module.partition(".")[0]
+        return DISTRIBUTIONS.get(module) or DISTRIBUTIONS.get(top, top)
 
 
 def problems(report: ImportReport) -> list[tuple[str, int, int, str, str]]:
@@ -424,3 +434,213 @@ def test_each_file_is_parsed_once_for_every_resource() -> None:
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="except* is Python 3.11 syntax")
 def test_an_except_star_handler_guards_too() -> None:
     assert needs("try:\n    import fast\nexcept* ImportError:\n    pass\n") == []
+
+
+# --- find_spec, opt-outs, hints ---------------------------------------------------------------
+
+
+def test_a_find_spec_check_guards_the_branch_it_selects() -> None:
+    source = (
+        "import importlib.util\n"
+        "from importlib import util\n"
+        "from importlib.util import find_spec\n"
+        "if importlib.util.find_spec('flash_attn') is not None:\n    import flash_attn\nelse:\n    import slow\n"
+        "if find_spec('a'):\n    import a\n"
+        "if util.find_spec('b') != None:\n    import b\n"
+        "if importlib.util.find_spec('c') is None:\n    import fallback\nelse:\n    import c\n"
+        "if not find_spec('d'):\n    pass\nelse:\n    import d\n"
+        "if find_spec('e') and flag:\n    import e\n"
+        "if find_spec('f') or flag:\n    import f\n"
+        "if not (find_spec('g') and find_spec('h')):\n    import gh_missing\nelse:\n    import g, h\n"
+        "if (spec := find_spec('i')) is not None:\n    import i\n"
+        "HAS_J = find_spec('j') is not None\n"
+        "if HAS_J:\n    import j\n"
+        "if spec_of('k'):\n    import k\n"
+        "def load():\n    if find_spec('m'):\n        import m\n"
+    )
+    assert needs(source) == [
+        "importlib.util",
+        "importlib",
+        "importlib.util",
+        "slow",
+        "fallback",
+        "f",
+        "gh_missing",
+        "k",
+    ]
+    assert [u.module for u in scan(source) if u.guard == "find_spec"] == ["flash_attn", *"abcdeghijm"]
+
+
+def test_a_name_bound_twice_is_no_find_spec_guard() -> None:
+    source = "from importlib.util import find_spec\nHAS = find_spec('x')\nHAS = True\nif HAS:\n    import x\n"
+    assert needs(source) == ["importlib.util", "x"]
+    param = "from importlib.util import find_spec\nHAS = find_spec('x')\ndef f(HAS):\n    if HAS:\n        import x\n"
+    assert needs(param) == ["importlib.util", "x"]
+
+
+def test_a_find_spec_guarded_import_is_neither_a_problem_nor_taken_from_the_image() -> None:
+    files = {
+        "app.py": (
+            "import importlib.util\n"
+            "if importlib.util.find_spec('flash_attn') is not None:\n    import flash_attn\n    import torch\n"
+            "    import fast\n"
+        ),
+        "fast.py": "import cupy\n",
+    }
+    report = check(files, "app", image={"torch": "torch"})
+    assert report.diagnostics == ()
+    assert (report.image_at_load, report.image_at_call, report.image_uses) == (frozenset(), frozenset(), {})
+    assert report.loaded == {"app", "fast"}  # it runs when the branch does, where nothing can fail
+
+
+def test_an_import_marked_flashc_ignore_is_not_checked() -> None:
+    source = (
+        "import vendored_lib  # flashc: ignore\n"
+        "from other import (  # noqa: F401 #flashc:ignore\n    thing,\n)\n"
+        "from third import (\n    thing,  # flashc: ignore\n)\n"
+        "x = __import__('dyn')  # flashc: ignore\n"
+        "s = '# flashc: ignore'; import in_string\n"
+        "import cv2\n"
+        "import flashc_ignore  # flashc: ignored-not\n"
+    )
+    assert [(u.module, u.ignored) for u in scan(source)] == [
+        ("vendored_lib", True),
+        ("other", True),
+        ("third", True),
+        ("dyn", True),
+        ("in_string", False),
+        ("cv2", False),
+        ("flashc_ignore", False),
+    ]
+    files = {
+        "app.py": source,
+        "helpers.py": "import yaml\n",
+        "run.py": "import helpers  # flashc: ignore\nimport torch  # flashc: ignore\n",
+    }
+    report = check(files, "app", "run", image={"torch": "torch"})
+    assert problems(report) == [
+        ("app.py", 9, 32, "error", "in_string"),
+        ("app.py", 10, 8, "error", "cv2"),
+        ("app.py", 11, 8, "error", "flashc_ignore"),
+        ("helpers.py", 1, 8, "error", "yaml"),  # an ignored import of a project module is still followed
+    ]
+    assert (report.image_at_load, report.image_uses) == (frozenset(), {})
+
+
+def test_distribution_for_is_given_the_full_module() -> None:
+    asked = Asked()
+    files = {"app.py": "import google.protobuf\nfrom nvidia.dali import fn\nimport yaml.loader as l\nimport cv2\n"}
+    project = ProjectImports({p: t.encode() for p, t in files.items()}, "3.12")
+    report = check_imports(project, "vision", ["app"], Worker(IMAGE, frozenset(), {}), asked)
+    assert asked == ["google.protobuf", "nvidia.dali", "yaml.loader", "cv2"]
+    assert [d.hint for d in report.diagnostics] == [
+        f"add {name} to the function's dependencies or to requirements.txt"
+        for name in ("protobuf", "nvidia", "PyYAML", "opencv-python")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("module", "version", "hint"),
+    [
+        ("imp", "3.12", "imp was removed from the standard library in Python 3.12: use importlib"),
+        (
+            "distutils.core",
+            "3.12",
+            "distutils was removed from the standard library in Python 3.12 (PEP 632): add setuptools, which "
+            "provides it, or use sysconfig/shutil",
+        ),
+        ("asyncore", "3.13", "asyncore was removed from the standard library in Python 3.12 (PEP 594): use asyncio"),
+        ("asynchat", "3.12", "asynchat was removed from the standard library in Python 3.12 (PEP 594): use asyncio"),
+        ("smtpd", "3.12", "smtpd was removed from the standard library in Python 3.12 (PEP 594): add aiosmtpd"),
+        ("telnetlib", "3.13", "telnetlib was removed from the standard library in Python 3.13 (PEP 594)"),
+        ("cgi", "3.14", "cgi was removed from the standard library in Python 3.13 (PEP 594)"),
+        ("lib2to3", "3.13", "lib2to3 was removed from the standard library in Python 3.13"),
+        ("binhex", "3.11", "binhex was removed from the standard library in Python 3.11"),
+    ],
+)
+def test_a_module_removed_from_the_standard_library_says_so(module: str, version: str, hint: str) -> None:
+    asked = Asked()
+    project = ProjectImports({"app.py": f"import {module}\n".encode()}, version)
+    (problem,) = check_imports(project, "vision", ["app"], Worker(IMAGE, frozenset(), {}), asked).diagnostics
+    assert problem.hint == hint
+    assert problem.message == (
+        f"'{module.partition('.')[0]}' is imported when the endpoint 'vision' starts, but neither the archive "
+        "nor the worker image (runpod/flash:py3.12) provides it"
+    )
+    assert asked == []
+
+
+def test_a_removed_module_is_still_there_before_its_removal() -> None:
+    assert check({"app.py": "import imp, telnetlib\n"}, "app", version="3.11").diagnostics == ()
+
+
+def test_compiled_modules_of_the_project_are_available() -> None:
+    files = {"app.py": "import fastmath\nfrom fastmath.ops import add\nimport kernels\n"}
+    report = check(files, "app", native=frozenset({"fastmath"}), image={"fastmath": "fastmath"})
+    assert problems(report) == [("app.py", 3, 8, "error", "kernels")]
+    assert report.image_at_load == frozenset()  # the project's wins
+    assert report.loaded == {"app"}  # and has no imports to follow
+    assert "fastmath" in ProjectImports({}, "3.12", native=["fastmath"]).top_level
+
+
+def test_image_uses_point_at_the_first_import_of_each_image_name() -> None:
+    files = {
+        "app.py": "import helpers\ndef run():\n    import torch\n    import transformers\n",
+        "helpers.py": "import numpy\nimport torch.cuda\nimport torch\n",
+        "later.py": "import transformers\n",
+        "a_first.py": "def f():\n    import transformers.pipelines\n",
+    }
+    image = {"torch": "torch", "transformers": "transformers", "numpy": "numpy"}
+    report = check(files, "app", "later", "a_first", image=image)
+    assert report.image_uses.keys() == report.image_at_load | report.image_at_call == {"torch", "transformers", "numpy"}
+    where = {top: (use.path, use.span.line, use.module, use.when) for top, use in report.image_uses.items()}
+    assert where == {
+        "numpy": ("helpers.py", 1, "numpy", "load"),
+        # The import that runs at start wins over one in a call, even one in an earlier file or line.
+        "torch": ("helpers.py", 2, "torch.cuda", "load"),
+        "transformers": ("later.py", 1, "transformers", "load"),
+    }
+    only_calls = check(
+        {"b.py": "def f():\n    import torch\n", "a.py": "def g():\n    import torch\n"}, "b", "a", image=image
+    )
+    assert {t: (u.path, u.when) for t, u in only_calls.image_uses.items()} == {"torch": ("a.py", "call")}
+
+
+def test_the_files_reached_that_do_not_parse_are_listed() -> None:
+    files = {
+        "app.py": "import lib\ndef f():\n    import lazy\n",
+        "lib.py": "def broken(:\n",
+        "lazy.py": "match = (:\n",
+        "unreached.py": "def broken(:\n",
+    }
+    assert check(files, "app").unparsed == {"lib.py", "lazy.py"}
+    assert check({"app.py": "def broken(:\n"}, "app").unparsed == {"app.py"}
+    assert check({"app.py": "import os\n"}, "app").unparsed == frozenset()
+
+
+def test_an_image_may_provide_a_name_through_another_distribution() -> None:
+    # setuptools' distutils-precedence hack makes `import distutils` work on 3.12 where the image has setuptools.
+    files = {"app.py": "import distutils.util\nfrom distutils.core import setup\n"}
+    report = check(files, "app", image={"distutils": "setuptools"})
+    assert report.diagnostics == ()
+    assert report.image_at_load == {"distutils"}
+    assert report.image_uses["distutils"].module == "distutils.util"
+
+
+def test_what_another_resource_s_remote_function_imports_runs_on_its_endpoint_not_here() -> None:
+    files = {
+        "app.py": (
+            "def train(x):\n    import torch\n    return x\n\n"
+            "class Model:\n    def predict(self):\n        import transformers\n\n"
+            "def prep(x):\n    import pandas\n    return x\n"
+        )
+    }
+    project = ProjectImports({p: t.encode() for p, t in files.items()}, "3.12")
+    worker = Worker(IMAGE, frozenset(), {})
+    # `train` and `Model` run on the GPU resource: calling them from here sends the call there.
+    elsewhere = {("app", "train"), ("app", "Model")}
+    report = check_imports(project, "cpu", ["app"], worker, lambda m: m, elsewhere)
+    assert [d.message.split("'")[1] for d in report.diagnostics] == ["pandas"]
+    # Without knowing that, each would be reported against this resource.
+    everything = check_imports(project, "cpu", ["app"], worker, lambda m: m)
+    assert sorted(d.message.split("'")[1] for d in everything.diagnostics) == ["pandas", "torch", "transformers"]

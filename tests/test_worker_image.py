@@ -96,7 +96,8 @@ def test_an_env_reference_nothing_sets_stops_the_deploy_before_anything_starts(
     assert output.endswith(
         "flashc: error: env values refer to variables that neither the shell nor .env sets: "
         "FLASHC_TEST_TOKEN (env HF_TOKEN of image-facts)\n"
-        "  = hint: set them in the project's .env file or in the shell that deploys\n"
+        "  = hint: set them in the project's .env file or in the shell that deploys (or give a default: "
+        "${NAME:-value})\n"
     )
     assert not (project / ".flash" / "deployment.json").exists()
 

@@ -10,6 +10,10 @@ import sys
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pytest
 
 ANY = "py3-none-any"
 LINUX_311 = "cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64"
@@ -64,3 +68,24 @@ def isolated_pip(args: Sequence[str]) -> tuple[int, str]:
     env = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INPUT": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     proc = subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True, env=env, check=False)
     return proc.returncode, proc.stdout + proc.stderr
+
+
+def serve_locally(base: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Make pip and uv take wheels only from `base/house` (returned, empty), with a cache under `base`."""
+    house = base / "house"
+    house.mkdir(parents=True, exist_ok=True)
+    config = base / "pip.conf"
+    config.write_text(f"[global]\nno-index = true\nfind-links = {house}\n")
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(config))
+    monkeypatch.setenv("PIP_FIND_LINKS", str(house))  # environment beats config files in pip
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("FLASHC_CACHE_DIR", str(base / "cache"))
+    return house
+
+
+def write_project(root: Path, files: dict[str, str]) -> Path:
+    """A project folder at `root` holding `files` (path -> text)."""
+    for path, text in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+    return root

@@ -49,11 +49,11 @@ from .._atomic import write_atomic
 from ..deps.requirements import IndexOptions
 from ..envvars import read_dotenv
 from ..errors import ProjectError, UsageError
-from ..profiles import Profile, profiles
+from ..profiles import CUSTOM, Profile, profile_named
 from .envs import TORCH_FAMILY, Env, EnvSpec, TorchUnavailable, ensure_env, env_spec
 from .interpreters import Interpreter, find_interpreter
-from .process import Unset, endpoint_environment, resource_env
-from .system import describe, install_hint, missing_packages
+from .process import SYSTEM_PATH, Unset, endpoint_environment, resource_env
+from .system import describe, endpoint_probe, install_hint, missing_packages
 from .volumes import MOUNT_POINT, mount_problem, volume_folder, volume_of, wrap
 
 __all__ = [
@@ -200,22 +200,30 @@ class LocalTarget:
         uv = settings.uv or _default_uv(settings.cache_dir)
         interpreter = _interpreter(python)
         envs = self._environments(resources, images, python, interpreter, uv, manifest)
-        missing = missing_packages({name: r["system_dependencies"] for name, r in resources.items()})
+        wanted = {name: r["system_dependencies"] for name, r in resources.items()}
+        missing = missing_packages(wanted, endpoint_probe(SYSTEM_PATH))  # what the endpoints' PATH finds
         if missing:
             say(f"warning: {describe(missing)}; functions that run them will fail here (not on Runpod): "
                 f"{install_hint(missing)}")  # fmt: skip
-        variables = {**_dotenv(root), **settings.variables}  # the shell wins, as with python-dotenv
+        variables = {**_dotenv(root, settings.variables), **settings.variables}  # the shell wins, as with dotenv
         filled: dict[str, dict[str, str]] = {}
         unset: list[Unset] = []
         for name, resource in sorted(resources.items()):
             filled[name], missing_here = resource_env(name, resource["config"], variables)
             unset += missing_here
         if unset:
+            users: dict[str, list[str]] = {}
+            for u in unset:
+                users.setdefault(u.variable, []).append(f"{u.key} of {u.resource}")
             raise UsageError(
                 "env values refer to variables that neither the shell nor .env sets: "
-                + ", ".join(f"{u.variable} (env {u.key} of {u.resource})" for u in unset),
-                "set them in the project's .env file or in the shell that deploys",
+                + ", ".join(f"{variable} (env {', '.join(where)})" for variable, where in users.items()),
+                "set them in the project's .env file or in the shell that deploys (or give a default: ${NAME:-value})",
             )
+        own = sorted(name for name, image in images.items() if image.name == CUSTOM)
+        if own:
+            say(f"warning: {', '.join(own)} run on images of their own, which flashc cannot reproduce: their endpoints "
+                "run in a bare CPython with the archive's dependencies only")  # fmt: skip
         volumes = {name: volume for name, r in resources.items() if (volume := volume_of(r["config"]))}
         problem = mount_problem() if volumes else None
         if problem is not None:
@@ -418,7 +426,7 @@ def _checked(archive: Path, unpacked: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ProjectError(f"cannot read the manifest of archive '{archive}': {exc.strerror or exc}", _REBUILD) from exc
     resources = manifest["resources"].values()
-    unknown_images = sorted({r["image"] for r in resources} - set(profiles()))
+    unknown_images = sorted({r["image"] for r in resources if not _known_image(r)})
     if unknown_images:
         raise ProjectError(
             f"archive '{archive}' names worker images this flashc does not know: {', '.join(unknown_images)}",
@@ -442,8 +450,15 @@ def _endpoint_id(resource: Mapping[str, Any]) -> str:
 
 
 def _images(resources: Mapping[str, Mapping[str, Any]]) -> dict[str, Profile]:
-    known = profiles()
-    return {name: known[r["image"]] for name, r in resources.items()}
+    return {name: profile_named(r["image"], r["config"], r["kind"], r["compute"]) for name, r in resources.items()}
+
+
+def _known_image(resource: Mapping[str, Any]) -> bool:
+    try:
+        profile_named(resource["image"], resource["config"], resource["kind"], resource["compute"])
+    except KeyError:
+        return False
+    return True
 
 
 _INTERPRETERS: dict[str, Interpreter] = {}
@@ -464,10 +479,10 @@ def _default_uv(cache_dir: Path) -> Any:
     return default_uv(cache_dir / "uv")
 
 
-def _dotenv(root: Path) -> dict[str, str]:
+def _dotenv(root: Path, shell: Mapping[str, str]) -> dict[str, str]:
     """The project's `.env` (never packed into the archive), or nothing."""
     try:
-        return read_dotenv((root / ".env").read_text(encoding="utf-8"))
+        return read_dotenv((root / ".env").read_text(encoding="utf-8"), shell)
     except FileNotFoundError:
         return {}
     except (OSError, UnicodeDecodeError) as exc:

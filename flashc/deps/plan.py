@@ -24,11 +24,13 @@ from urllib.parse import urlparse
 from ..config import Config
 from ..diagnostics import Diagnostic, Note
 from ..errors import DiagnosticsError, ProjectError
+from ..imports import ProjectImports
 from ..models import Analysis
-from ..profiles import Profile, profile_for
+from ..profiles import Profile, image_of
 from ..sources import Snapshot
 from .choose import Shadowed, SitePlan, choose
 from .fetch import WheelCache, fetch_wheels
+from .implied import implied_requirements
 from .lock import LOCK_FILE, ForeignLock, Lock, read_lock
 from .models import Pin, Site
 from .requirements import IndexOptions, Requirement, RequirementSet, origin_span, read_project_requirements
@@ -48,6 +50,7 @@ __all__ = [
     "lock_warnings",
     "plan_dependencies",
     "preferred_versions",
+    "project_imports",
     "read_requirements",
 ]
 
@@ -88,10 +91,14 @@ class Dependencies:
         return next(plan.site.path for plan in self.plans if resource in plan.site.resources)
 
 
-def read_requirements(snapshot: Snapshot, config: Config, analysis: Analysis) -> tuple[RequirementSet, tuple[str, ...]]:
-    """The project's requirements: its functions', `requirements.txt` (with `-r`) and `[project.dependencies]`;
-    and the files read that are not in the snapshot (an include that the ignore rules leave out of the
-    archive, or one outside the project), which the up-to-date check must watch too.
+def read_requirements(
+    snapshot: Snapshot, config: Config, analysis: Analysis, project: ProjectImports | None = None
+) -> tuple[RequirementSet, tuple[str, ...]]:
+    """The project's requirements: its functions', `requirements.txt` (with `-r`), `[project.dependencies]`
+    and what each resource's code imports from its worker image undeclared (`implied.py`); and the
+    files read that are not in the snapshot (an include that the ignore rules leave out of the
+    archive, or one outside the project), which the up-to-date check must watch too. `project`
+    holds the parsed sources when the caller has them already.
 
     Raises DiagnosticsError when a requirement is invalid or two that one resource installs
     together cannot both hold.
@@ -112,7 +119,20 @@ def read_requirements(snapshot: Snapshot, config: Config, analysis: Analysis) ->
     reqs = read_project_requirements(analysis.functions, read, pyproject, config.target)
     if reqs.has_errors:
         raise DiagnosticsError(reqs.problems, snapshot.root)
+    project = project or project_imports(snapshot, config.python_version)
+    implied = implied_requirements(project, analysis, images_of(analysis), reqs)
+    if implied:
+        every = sorted({*reqs.requirements, *implied}, key=lambda r: (r.name, r.text, r.resource or ""))
+        reqs = dataclasses.replace(reqs, requirements=tuple(every))
     return reqs, tuple(outside)
+
+
+def project_imports(snapshot: Snapshot, python_version: str) -> ProjectImports:
+    """The project's Python sources (and compiled modules), for the import check and the requirements it implies."""
+    from ..importcheck import native_modules
+
+    sources = {p: snapshot.read(p) for p in snapshot.files if p.endswith(".py")}
+    return ProjectImports(sources, python_version, native=native_modules(snapshot.files))
 
 
 def _options(reqs: RequirementSet, config: Config, root: Path) -> IndexOptions:
@@ -141,7 +161,7 @@ def lock_inputs(reqs: RequirementSet, analysis: Analysis, config: Config) -> str
         "resolution": resolution_key(
             reqs, resources, config.target, IndexOptions(), config.no_deps, preferred_versions(images.values())
         ),
-        "images": {name: image.name for name, image in images.items()},
+        "images": {name: image.image for name, image in images.items()},
         "exclude": sorted(config.exclude),
         "keep_gpu_packages": config.keep_gpu_packages,
     }
@@ -149,8 +169,9 @@ def lock_inputs(reqs: RequirementSet, analysis: Analysis, config: Config) -> str
 
 
 def images_of(analysis: Analysis) -> dict[str, Profile]:
-    """Each resource's worker image: Runpod's for its kind (queue or load-balanced) and compute."""
-    return {r.name: profile_for(r.kind, r.compute) for r in analysis.resources}
+    """Each resource's worker image: Runpod's for its kind (queue or load-balanced) and compute, or
+    the image its config names, of which flashc knows nothing."""
+    return {r.name: image_of(r.kind, r.compute, r.config) for r in analysis.resources}
 
 
 def preferred_versions(images: Iterable[Profile]) -> dict[str, str]:
@@ -204,7 +225,8 @@ def plan_dependencies(
             )
         if lock.inputs != lock_inputs(reqs, analysis, config):
             raise ProjectError(
-                f"{LOCK_FILE} is out of date: it was resolved for other requirements, resources or exclusions",
+                f"{LOCK_FILE} is out of date: it was resolved for other requirements, resources, worker images "
+                "or exclusions",
                 "run `flashc lock` to resolve again, or delete it to resolve on every build",
             )
         plans, split = lock.plans, lock.split
@@ -323,14 +345,27 @@ def _shadow_warning(shadowed: Shadowed, site: Site, reqs: RequirementSet) -> Dia
         why = f"'{direct[0].text}' asks for another version"
     else:
         why = f"{', '.join(parents) or 'another distribution'} need{'s' if len(parents) == 1 else ''} it"
+    message = (
+        f"{shadowed.name} {shadowed.version} ships although {shadowed.image} has {shadowed.image_version} "
+        f"({why}); on the worker the shipped version comes first"
+    )
+    hint = f"allow {shadowed.name}=={shadowed.image_version} to use the image's and ship less"
+    asking = {r.resource for r in direct}
+    others = [] if None in asking or not direct else sorted(set(shadowed.resources) - asking)
+    if others:  # they share the site folder and use the distribution without asking for this version
+        message += f", also for {', '.join(repr(o) for o in others)}, which use{'s' if len(others) == 1 else ''} it"
+        hint = (
+            f"where {', '.join(others)} need{'s' if len(others) == 1 else ''} the image's version, declare it there "
+            f"({shadowed.name}=={shadowed.image_version}): resources whose versions conflict get site folders of "
+            "their own"
+        )
     return Diagnostic(
         first.origin.path if first else ".",
         origin_span(first.origin) if first else None,
         "warning",
         "image",
-        f"{shadowed.name} {shadowed.version} ships although {shadowed.image} has {shadowed.image_version} "
-        f"({why}); on the worker the shipped version comes first",
-        f"allow {shadowed.name}=={shadowed.image_version} to use the image's and ship less",
+        message,
+        hint,
     )
 
 

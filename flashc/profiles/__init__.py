@@ -25,15 +25,18 @@ from typing import Any, Literal, cast, get_args
 from .._toml import loads
 
 __all__ = [
+    "CUSTOM",
     "KNOWN_DISTRIBUTIONS",
     "Compute",
     "Kind",
     "Profile",
     "Provided",
     "distribution_for",
+    "image_of",
     "module_names",
     "parse_profile",
     "profile_for",
+    "profile_named",
     "profiles",
 ]
 
@@ -140,6 +143,46 @@ def profile_for(kind: Kind, compute: Compute) -> Profile:
         if candidate.kind == kind and candidate.compute == compute:
             return candidate
     raise ValueError(f"no worker-image profile for kind={kind!r}, compute={compute!r}")
+
+
+CUSTOM = "custom"
+"""The profile name of a resource on an image of its own (`imageName=`): flashc cannot know what it has."""
+
+# Runpod's own images, whatever their tag: a resource naming one of them runs on that image's profile.
+_RUNPOD_IMAGES = ("runpod/flash", "runpod/tetra-rp", "runpod/tetra_rp")
+
+
+def image_of(kind: Kind, compute: Compute, config: Mapping[str, Any]) -> Profile:
+    """The image a resource runs on: Runpod's for its kind and compute, or, when its config names an
+    image of its own (`imageName="my-registry/app:1"`), a profile of that image that provides
+    nothing (flashc cannot know what is in it, so every dependency ships)."""
+    image = config.get("imageName")
+    if not isinstance(image, str) or not image or image.startswith(_RUNPOD_IMAGES):
+        return profile_for(kind, compute)
+    runpod = profile_for(kind, compute)
+    return Profile(
+        name=CUSTOM,
+        image=image,
+        description=f"the image {image}",
+        date="",
+        source="the resource's imageName",
+        python=runpod.python,
+        glibc=runpod.glibc,
+        kind=kind,
+        compute=compute,
+        workdir=runpod.workdir,
+        volume=runpod.volume,
+        apt=(),
+        env=MappingProxyType({}),
+        distributions=MappingProxyType({}),
+    )
+
+
+def profile_named(name: str, config: Mapping[str, Any], kind: Kind, compute: Compute) -> Profile:
+    """The profile a manifest names for a resource (KeyError for a name this flashc does not know)."""
+    if name == CUSTOM:
+        return image_of(kind, compute, config)
+    return profiles()[name]
 
 
 @functools.cache
