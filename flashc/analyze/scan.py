@@ -21,9 +21,9 @@ from typing import Literal
 import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
-from . import _ir as ir
-from .diagnostics import Span
-from .models import Method, Param
+from ..diagnostics import Span
+from ..models import Method, Param
+from . import ir
 
 __all__ = ["scan_source"]
 

@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping
 
 import flashc_runtime
 
-from . import _ir as ir
-from .diagnostics import Diagnostic, Note, Span
-from .modules import ModuleFile
+from ..diagnostics import Diagnostic, Note, Span
+from ..modules import ModuleFile
+from . import ir
 
 __all__ = [
     "SDK_ROOTS",

@@ -30,9 +30,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import _ir as ir
-from ._atomic import write_atomic
-from .sources import Snapshot
+from .._atomic import write_atomic
+from ..sources import Snapshot
+from . import ir
 
 __all__ = ["SummaryStore"]
 
@@ -46,7 +46,7 @@ def _scanner_key() -> str:
     """Changes whenever the scanner or the summary format changes, so stale entries are never used."""
     here = Path(__file__).parent
     digest = hashlib.sha256()
-    for name in ("_scan.py", "_ir.py", "scancache.py"):
+    for name in ("scan.py", "ir.py", "cache.py"):
         digest.update((here / name).read_bytes())
     return digest.hexdigest()[:16]
 
@@ -127,7 +127,7 @@ class SummaryStore:
         if workers > 1 and len(todo) > 1 and sum(len(d) for _, _, d in todo) >= _PARALLEL_MIN_BYTES:
             encoded = _scan_parallel([d for _, _, d in todo], workers)
         else:
-            from ._scan import scan_source
+            from .scan import scan_source
 
             encoded = [ir.encode(scan_source(d)) for _, _, d in todo]
         for (path, digest, _), data in zip(todo, encoded, strict=True):
@@ -192,7 +192,7 @@ class SummaryStore:
 
 
 def _scan_chunk(sources: list[bytes]) -> list[Any]:
-    from ._scan import scan_source
+    from .scan import scan_source
 
     return [ir.encode(scan_source(s)) for s in sources]
 
@@ -200,7 +200,7 @@ def _scan_chunk(sources: list[bytes]) -> list[Any]:
 def _scan_parallel(sources: list[bytes], workers: int) -> list[Any]:
     import multiprocessing
 
-    from . import _scan  # noqa: F401 - imported before forking, so workers start with libcst loaded
+    from . import scan  # noqa: F401 - imported before forking, so workers start with libcst loaded
 
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     chunks: list[list[bytes]] = [[] for _ in range(min(len(sources), workers * 4))]

@@ -17,10 +17,10 @@ from flashc_runtime.enums import CpuInstanceType, GpuGroup, ServerlessScalerType
 from flashc_runtime.resources import RESOURCE_CLASSES, NetworkVolume, PodTemplate
 from flashc_runtime.schema import ParamProblem, SchemaModel, suggest, validate_params
 
-from . import _ir as ir
-from ._link import DefRef, ExternalRef, Linker, ModuleRef, SdkRef, Undefined, ValueRef, dotted
-from .diagnostics import Note, Span
-from .envvars import looks_secret
+from ..diagnostics import Note, Span
+from ..envvars import looks_secret
+from . import ir
+from .link import DefRef, ExternalRef, Linker, ModuleRef, SdkRef, Undefined, ValueRef, dotted
 
 __all__ = ["INVALID", "Evaluator", "Origin", "Where"]
 

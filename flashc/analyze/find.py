@@ -1,12 +1,8 @@
-"""Stage 1, analyze: find every @remote function, class and route, with its evaluated resource config.
+"""Find the decorated definitions of the candidate files, with their evaluated configs, and check each.
 
-    project folder --snapshot_project--> Snapshot --scan (libcst, cached)--> ModuleSummary per file
-                   --link--> Analysis (functions, resources, diagnostics)
+    candidate summaries --linker + evaluator--> Found per decorated definition --resources_of--> Analysis
 
-User code is never imported or run. Only files that mention `remote` or an SDK module are
-parsed up front; other files are parsed when a name leads to them (a config imported from
-`configs.py`, a re-export in a package `__init__`). `build_analysis` is pure given a summary
-loader; `analyze_project` adds the file system and the cache.
+Pure: every file is read through the summary loader given to `build_analysis`.
 """
 
 from __future__ import annotations
@@ -15,108 +11,31 @@ import builtins
 import dataclasses
 import re
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-from flashc_runtime.decorator import RemoteOptions, route_key
+from flashc_runtime.decorator import RemoteOptions
 from flashc_runtime.resources import ServerlessResource
 from flashc_runtime.schema import suggest, validate_params
 
-from . import _ir as ir
-from ._evaluate import INVALID, Evaluator, Where
-from ._link import SDK_EXPORTS, SDK_ROOTS, DefRef, Linker, ModuleRef, SdkRef, Undefined, ValueRef, module_key
-from .diagnostics import Diagnostic, Note, Span, sort_key
-from .models import (
+from ..diagnostics import Diagnostic, Span, sort_key
+from ..models import (
     ANALYSIS_SCHEMA_VERSION,
     Analysis,
-    Location,
-    RemoteFunction,
-    Resource,
-    Route,
 )
-from .modules import ModuleFile, import_roots, module_files
-from .scancache import SummaryStore
-from .sources import Snapshot, snapshot_project
+from ..modules import ModuleFile, import_roots
+from . import ir
+from .evaluate import INVALID, Evaluator, Where
+from .link import SDK_EXPORTS, Linker, ModuleRef, SdkRef, Undefined, ValueRef, module_key
+from .resources import resources_of
 
-__all__ = ["CANDIDATE_MARKERS", "analyze_project", "build_analysis"]
+__all__ = ["Found", "build_analysis"]
 
-# A file that can hold @remote mentions `remote` (the decorator, however imported) or an SDK module.
-CANDIDATE_MARKERS = (b"remote", b"tetra_rp", b"runpod_flash", b"flashc_runtime")
 _APT_NAME = re.compile(r"^[a-z0-9][a-z0-9+.\-]*$")
 _SINGLE_EQUALS = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._\-]*(?:\[[^\]]*\])?)\s*=\s*([^=<>!~\s][^\s;]*)\s*$")
 
 
-def analyze_project(project: Path | Snapshot, *, use_cache: bool = True, jobs: int | None = None) -> Analysis:
-    """Scan and link a project: a snapshot of its files, or its folder (walked here).
-
-    Reads files through the snapshot; writes only the scan cache.
-    """
-    snapshot = project if isinstance(project, Snapshot) else snapshot_project(project)
-    try:
-        return _analyze_project(snapshot, use_cache, jobs, read_cache=True)
-    except (TypeError, AttributeError, KeyError, IndexError, ValueError):
-        if not use_cache:
-            raise
-        # A cache that decodes into a summary of the wrong shape: it may only make a run slower,
-        # never fail it, so run again from the sources alone (this also rewrites the cache).
-        return _analyze_project(snapshot, use_cache, jobs, read_cache=False)
-
-
-def _analyze_project(project: Snapshot, use_cache: bool, jobs: int | None, *, read_cache: bool) -> Analysis:
-    files = module_files(project.files)
-    store = SummaryStore(project, use_cache=use_cache, read_cache=read_cache)
-    candidates = store.select(sorted(files), CANDIDATE_MARKERS)
-    store.prefetch(candidates, jobs=jobs)
-    aliases = _remote_aliases(files, store.load, candidates)
-    if aliases:
-        # `from common import endpoint` where common.py renamed the SDK's remote: such files may
-        # mention neither `remote` nor the SDK, so look for the new names too.
-        chosen = set(candidates)
-        rest = [p for p in sorted(files) if p not in chosen]
-        extra = store.select(rest, [a.encode() for a in sorted(aliases)], trust_index=False)
-        store.prefetch(extra, jobs=jobs)
-        candidates = sorted(chosen.union(extra))
-    analysis = build_analysis(project.root.name, files, store.load, candidates)
-    store.save()
-    return dataclasses.replace(analysis, parsed_files=store.loaded_count)
-
-
-def _remote_aliases(
-    files: Mapping[str, ModuleFile], load: Callable[[str], ir.ModuleSummary], candidates: Sequence[str]
-) -> set[str]:
-    """Other names under which the candidate modules make the SDK's remote available.
-
-    Only a module's own bindings are read (`from tetra_rp import remote as endpoint`, then
-    `task = endpoint`): following imports into other modules here would parse files that
-    nothing may need.
-    """
-    aliases: set[str] = set()
-    for path in candidates:
-        summary = load(path)
-        local = {"remote"} if any(s.module.split(".")[0] in SDK_ROOTS for s in summary.star_imports) else set()
-        for b in summary.bindings:
-            if _names_remote(b, local):
-                local.add(b.name)
-        aliases |= local
-    aliases.discard("remote")
-    return aliases
-
-
-def _names_remote(b: ir.Binding, aliases: set[str]) -> bool:
-    """Whether a binding makes another name for the SDK's remote, judged within its own module."""
-    if isinstance(b, ir.ImportBinding):
-        return b.attr == "remote" and b.module.split(".")[0] in SDK_ROOTS
-    if isinstance(b, ir.AssignBinding):
-        value = b.value
-        # `task = endpoint` (an alias above), or `task = tetra_rp.remote`
-        return (isinstance(value, ir.Name) and value.id in aliases) or (
-            isinstance(value, ir.Attr) and value.attr == "remote"
-        )
-    return False
-
-
 @dataclasses.dataclass
-class _Found:
+class Found:
     """A @remote definition, checked, before resources are grouped."""
 
     module: str
@@ -138,7 +57,7 @@ def build_analysis(
     """Link the candidate files' summaries into an Analysis. Pure: all I/O is behind `load`."""
     linker = Linker(files, load)
     evaluator = Evaluator(linker)
-    found: list[_Found] = []
+    found: list[Found] = []
     for path in candidates:
         f = files[path]
         summary = linker.load(path)
@@ -155,7 +74,7 @@ def build_analysis(
                     continue
                 found.append(item)
         _misplaced(linker, module, path, summary)
-    functions, resources = _group(linker, found)
+    functions, resources = resources_of(linker, found)
     diagnostics = list(linker.diagnostics)
     if not functions and not any(d.severity == "error" for d in diagnostics):
         python_files = sum(1 for p in files if p.endswith(".py"))
@@ -291,7 +210,7 @@ def _check_unresolved_decorators(linker: Linker, module: str, path: str, d: ir.D
             )
 
 
-def _remote_definition(evaluator: Evaluator, module: str, path: str, d: ir.DecoratedDef) -> _Found | None:
+def _remote_definition(evaluator: Evaluator, module: str, path: str, d: ir.DecoratedDef) -> Found | None:
     linker = evaluator.linker
     _check_unresolved_decorators(linker, module, path, d)
     uses = [(deco, _remote_use(linker, module, deco, d.index, None)) for deco in d.decorators]
@@ -325,7 +244,7 @@ def _remote_definition(evaluator: Evaluator, module: str, path: str, d: ir.Decor
     config = values["resource_config"]
     origin = evaluator.origins.get(id(config))
     site = (origin.path, origin.span) if origin else (call_path, spans.get("resource_config", deco.span))
-    return _Found(module, path, d, config, values, deco.span, spans, site)
+    return Found(module, path, d, config, values, deco.span, spans, site)
 
 
 def _remote_options(
@@ -499,145 +418,3 @@ def _misplaced(linker: Linker, module: str, path: str, summary: ir.ModuleSummary
                 "use it as a decorator: @remote(...) on the line above a module-level def or class",
             )
         linker.report(path, app.span, "not-deployable", message, hint)
-
-
-def _group(linker: Linker, found: Sequence[_Found]) -> tuple[list[RemoteFunction], list[Resource]]:
-    """Check identities, resource names and routes; build the functions and resources."""
-    seen_ids: dict[str, _Found] = {}
-    unique: list[_Found] = []
-    for item in found:
-        fid = f"{item.module}:{item.definition.name}"
-        if fid in seen_ids:
-            first = seen_ids[fid]
-            linker.report(
-                item.path,
-                item.definition.span,
-                "duplicate-function",
-                f"'{item.definition.name}' is defined twice in module '{item.module}' with @remote",
-                "rename one of them",
-                (Note(first.path, first.definition.span, "first defined here"),),
-            )
-            continue
-        seen_ids[fid] = item
-        unique.append(item)
-
-    by_name: dict[str, tuple[_Found, str]] = {}
-    members: dict[str, list[_Found]] = {}
-    for item in unique:
-        config = item.config
-        name = config.name
-        digest = config.config_hash()
-        if name in by_name:
-            first, first_digest = by_name[name]
-            if first_digest != digest:
-                linker.report(
-                    *item.config_site,
-                    "resource-conflict",
-                    f"resource '{name}' is defined with a different config than before "
-                    f"({_difference(first.config, config)})",
-                    "give each config its own name, or define the config once and reuse it",
-                    (Note(*first.config_site, "first defined here"),),
-                )
-                continue
-            if first.config.to_dict()["env"] != config.to_dict()["env"]:
-                linker.report(
-                    *item.config_site,
-                    "resource-env",
-                    f"resource '{name}' is defined again with a different env; the env of the first definition is used",
-                    "define the config once and reuse it, so that both functions see the same env",
-                    (Note(*first.config_site, "first defined here"),),
-                    severity="warning",
-                )
-        else:
-            by_name[name] = (item, digest)
-        members.setdefault(name, []).append(item)
-
-    _check_routes(linker, members)
-    ids = {(i.module, i.definition.name): f"{i.module}:{i.definition.name}" for i in unique}
-    functions = [_function(linker, item, ids) for items in members.values() for item in items]
-    resources = [_resource(by_name[name][0], items) for name, items in members.items()]
-    return sorted(functions, key=lambda f: f.id), sorted(resources, key=lambda r: r.name)
-
-
-def _difference(a: ServerlessResource, b: ServerlessResource) -> str:
-    if type(a) is not type(b):
-        return f"{type(a).__name__} vs {type(b).__name__}"
-    left, right = a.to_dict(), b.to_dict()
-    keys = [k for k in left if k != "env" and left[k] != right[k]]
-    return ", ".join(f"{k}: {left[k]!r} vs {right[k]!r}" for k in keys)
-
-
-def _check_routes(linker: Linker, members: Mapping[str, Sequence[_Found]]) -> None:
-    for items in members.values():
-        routes: dict[tuple[str, str], _Found] = {}
-        for item in items:
-            method, route_path = item.options["method"], item.options["path"]
-            if method is None or route_path is None:
-                continue
-            key = route_key(method, route_path)
-            if key in routes:
-                first = routes[key]
-                linker.report(
-                    item.path,
-                    item.keyword_spans.get("path", item.decorator_span),
-                    "route",
-                    f"route {method} {route_path} is already served by '{first.definition.name}' "
-                    f"on resource '{item.config.name}'",
-                    "give each function its own path",
-                    (
-                        Note(
-                            first.path,
-                            first.keyword_spans.get("path", first.decorator_span),
-                            "first used here",
-                        ),
-                    ),
-                )
-            else:
-                routes[key] = item
-
-
-def _function(linker: Linker, item: _Found, ids: Mapping[tuple[str, str], str]) -> RemoteFunction:
-    d = item.definition
-    own = f"{item.module}:{d.name}"
-    calls = set()
-    for site in d.calls:
-        sym = linker.resolve_expr(item.module, site.func, None, d.scope)
-        if isinstance(sym, DefRef) and (sym.module, sym.name) in ids:
-            target = ids[(sym.module, sym.name)]
-            if target != own:
-                calls.add(target)
-    options = item.options
-    route = Route(options["method"], options["path"]) if options["method"] and options["path"] else None
-    return RemoteFunction(
-        id=own,
-        module=item.module,
-        qualname=d.name,
-        kind=d.kind,
-        location=Location(item.path, d.span.line, d.span.col),
-        resource=item.config.name,
-        is_async=d.is_async,
-        is_generator=d.is_generator,
-        params=d.params,
-        methods=d.methods,
-        route=route,
-        dependencies=tuple(options["dependencies"] or ()),
-        system_dependencies=tuple(options["system_dependencies"] or ()),
-        accelerate_downloads=options["accelerate_downloads"],
-        local=options["local"],
-        calls=tuple(sorted(calls)),
-    )
-
-
-def _resource(first: _Found, items: Sequence[_Found]) -> Resource:
-    config = first.config
-    path, span = first.config_site
-    return Resource(
-        name=config.name,
-        type=type(config).__name__,
-        kind="load_balanced" if config.is_load_balanced else "queue",
-        compute="cpu" if config.is_cpu else "gpu",
-        config=config.to_dict(),
-        config_hash=config.config_hash(),
-        location=Location(path, span.line, span.col),
-        functions=tuple(sorted(f"{i.module}:{i.definition.name}" for i in items)),
-    )

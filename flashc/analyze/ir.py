@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
-from .diagnostics import Span
-from .models import Method, Param
+from ..diagnostics import Span
+from ..models import Method, Param
 
 # --- expressions -------------------------------------------------------------------------
 
