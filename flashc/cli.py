@@ -136,7 +136,7 @@ def _summary(analysis: Any) -> str:
         lines.append(f"resource '{r.name}'  {r.type}, {kind}, {r.compute.upper()}  (config {r.config_hash[:12]})")
         for fid in r.functions:
             f = by_id[fid]
-            detail = []
+            detail = ["Endpoint" if f.style == "endpoint" else "@remote"]
             if f.route:
                 detail.append(f"{f.route.method} {f.route.path}")
             if f.kind == "class":

@@ -65,7 +65,7 @@ class Method:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RemoteFunction:
-    """A function or class decorated with @remote, identified by `module:qualname`."""
+    """A function or class decorated with @remote or an Endpoint, identified by `module:qualname`."""
 
     id: str
     module: str
@@ -83,6 +83,7 @@ class RemoteFunction:
     accelerate_downloads: bool
     local: bool
     calls: tuple[str, ...]
+    style: Literal["remote", "endpoint"] = "remote"  # @remote(...), or the SDK's Endpoint
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

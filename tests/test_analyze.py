@@ -109,7 +109,7 @@ def test_err_config_params() -> None:
         configs.py:18:9: note: 'wrong_type' is used here
          18 | @remote(wrong_type)
             |         ^~~~~~~~~~
-        configs.py:4:64: error: parameter 'gpus' of LiveServerless expects list of GpuGroup, got GpuGroup.ANY
+        configs.py:4:64: error: parameter 'gpus' of LiveServerless expects list of GpuGroup or GpuType, got GpuGroup.ANY
          4 | wrong_type = LiveServerless(name="wrong-type", workersMax="3", gpus=GpuGroup.ANY)
            |                                                                ^~~~~~~~~~~~~~~~~
         configs.py:18:9: note: 'wrong_type' is used here
@@ -197,8 +197,8 @@ def test_err_no_remote() -> None:
     assert analysis.functions == ()
     assert rendered("err_no_remote", analysis.diagnostics) == pinned(
         """\
-        .: error: no @remote functions found in project 'err_no_remote' (looked at 2 Python files after ignore rules)
-          = hint: decorate a module-level function or class with @remote(resource_config=...) imported from tetra_rp, runpod_flash or flashc_runtime; check that .gitignore and .flashignore do not exclude your sources
+        .: error: no @remote or Endpoint functions found in project 'err_no_remote' (looked at 2 Python files after ignore rules)
+          = hint: decorate a module-level function or class with @Endpoint(name=...) or @remote(resource_config=...), imported from runpod_flash, tetra_rp or flashc_runtime; check that .gitignore and .flashignore do not exclude your sources
         """  # noqa: E501
     )
 
@@ -316,7 +316,7 @@ def test_err_remote_usage() -> None:
          32 | @remote(resource_config="usage")
             |         ^~~~~~~~~~~~~~~~~~~~~~~
           = hint: pass a resource config: LiveServerless, CpuLiveServerless, ServerlessEndpoint, CpuServerlessEndpoint, LiveLoadBalancer or CpuLiveLoadBalancer
-        usage.py:38:2: error: 'twice' is decorated with @remote more than once
+        usage.py:38:2: error: 'twice' is decorated with @remote or an Endpoint more than once
          38 | @remote(cfg)
             |  ^~~~~~~~~~~
         """  # noqa: E501
@@ -350,20 +350,27 @@ def test_err_resource_conflict() -> None:
     assert analysis.has_errors
     assert rendered("err_resource_conflict", analysis.diagnostics) == pinned(
         """\
-        two.py:4:9: error: resource 'inference' is defined with a different config than before (workersMax: 3 vs 5)
+        three.py:5:2: error: resource 'inference' is declared again with workersMax 7, but it was declared with 3
+         5 | @Endpoint(name="inference", gpu=GpuGroup.AMPERE_80, workers=7)
+           |  ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+        one.py:3:10: note: workersMax is set to 3 here
+         3 | config = LiveServerless(name="inference", gpus=[GpuGroup.AMPERE_80], workersMax=3)
+           |          ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+          = hint: make the two agree, set it in one place only, or give each its own name
+        two.py:4:9: error: resource 'inference' is declared again with workersMax 5, but it was declared with 3
          4 | @remote(LiveServerless(name="inference", gpus=[GpuGroup.AMPERE_80], workersMax=5))
            |         ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
-        one.py:3:10: note: first defined here
+        one.py:3:10: note: workersMax is set to 3 here
          3 | config = LiveServerless(name="inference", gpus=[GpuGroup.AMPERE_80], workersMax=3)
            |          ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
-          = hint: give each config its own name, or define the config once and reuse it
-        two.py:9:9: error: resource 'inference' is defined with a different config than before (LiveServerless vs CpuLiveServerless)
+          = hint: make the two agree, set it in one place only, or give each its own name
+        two.py:9:9: error: resource 'inference' is declared again as a queue-based CPU resource (CpuLiveServerless), but it is a queue-based GPU resource (LiveServerless)
          9 | @remote(CpuLiveServerless(name="inference"))
            |         ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
-        one.py:3:10: note: first defined here
+        one.py:3:10: note: first declared here
          3 | config = LiveServerless(name="inference", gpus=[GpuGroup.AMPERE_80], workersMax=3)
            |          ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
-          = hint: give each config its own name, or define the config once and reuse it
+          = hint: give each its own name
         """  # noqa: E501
     )
 
@@ -441,24 +448,22 @@ def test_err_remote_not_imported() -> None:
     )
 
 
-def test_env_only_difference_shares_the_resource_and_warns() -> None:
-    analysis = analyze("env_only")
+def test_declarations_of_one_resource_merge_what_each_sets() -> None:
+    analysis = analyze("merge")
     assert not analysis.has_errors
-    assert resources(analysis) == {"shared": ("LiveServerless", "queue", "gpu", ("one:first", "two:second"))}
-    assert {f.id: f.resource for f in analysis.functions} == {"one:first": "shared", "two:second": "shared"}
+    ids = ("one:first", "three:third", "two:second")
+    assert resources(analysis) == {"shared": ("LiveServerless", "queue", "gpu", ids)}
     (shared,) = analysis.resources
-    assert shared.config["env"] == {"MODE": "a"}
-    assert rendered("env_only", analysis.diagnostics) == pinned(
-        """\
-        two.py:4:9: warning: resource 'shared' is defined again with a different env; the env of the first definition is used
-         4 | @remote(LiveServerless(name="shared", env={"MODE": "b"}))
-           |         ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
-        one.py:4:9: note: first defined here
-         4 | @remote(LiveServerless(name="shared", env={"MODE": "a"}))
-           |         ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
-          = hint: define the config once and reuse it, so that both functions see the same env
-        """  # noqa: E501
-    )
+    # one.py sets env, two.py workersMax, three.py (an Endpoint) workers=(0, 5): they agree, so all hold.
+    assert shared.config["env"]["MODE"] == "a" and shared.config["workersMax"] == 5
+    assert shared.config["idleTimeout"] == 5  # nobody set it: the first declaration's default
+    # Each function keeps its own dependencies; the API style of each is recorded.
+    assert {f.id: (f.style, f.dependencies) for f in analysis.functions} == {
+        "one:first": ("remote", ()),
+        "three:third": ("endpoint", ()),
+        "two:second": ("remote", ("numpy",)),
+    }
+    assert [d.code for d in analysis.diagnostics] == ["secret"]
 
 
 # Projects that analyze cleanly.
@@ -576,6 +581,9 @@ def test_static_values() -> None:
         "locations": "EU-RO-1,US-KS-2",
         "networkVolume": {"name": "models", "id": None, "size": 200, "dataCenterId": "EU-RO-1"},
         "networkVolumeId": None,
+        "networkVolumes": None,
+        "flashboot": True,
+        "minCudaVersion": None,
         "template": {
             "containerDiskInGb": 100,
             "dockerArgs": "",
@@ -599,6 +607,8 @@ def test_static_values() -> None:
         "locations": None,
         "networkVolume": None,
         "networkVolumeId": None,
+        "networkVolumes": None,
+        "flashboot": True,
         "template": None,
     }
     compute, on_cpu = analysis.functions
@@ -784,10 +794,10 @@ def test_cli_analyze_errors_exit_1_with_rendered_diagnostics() -> None:
 
 
 def test_cli_analyze_warnings_exit_0() -> None:
-    code, out, err = run("analyze", "--no-cache", str(FIXTURES / "env_only"))
+    code, out, err = run("analyze", "--no-cache", str(FIXTURES / "merge"))
     assert code == 0
     assert "one:first" in out
-    assert err.startswith("two.py:4:9: warning: ")
+    assert err.startswith("one.py:4:39: warning: the env value of HF_TOKEN")
     assert err.endswith("\nflashc: 0 errors, 1 warning\n")
 
 
@@ -800,14 +810,18 @@ def test_cli_analyze_missing_folder_exits_2(tmp_path: Path) -> None:
 
 
 def test_cli_analyze_json() -> None:
-    code, out, _ = run("analyze", "--no-cache", "--json", str(FIXTURES / "env_only"))
+    code, out, _ = run("analyze", "--no-cache", "--json", str(FIXTURES / "merge"))
     assert code == 0
     data = json.loads(out)
     assert data["schema_version"] == ANALYSIS_SCHEMA_VERSION
-    assert [f["id"] for f in data["functions"]] == ["one:first", "two:second"]
+    assert [(f["id"], f["style"]) for f in data["functions"]] == [
+        ("one:first", "remote"),
+        ("three:third", "endpoint"),
+        ("two:second", "remote"),
+    ]
     assert [r["name"] for r in data["resources"]] == ["shared"]
     assert [(d["severity"], d["code"], d["path"], d["span"]["line"]) for d in data["diagnostics"]] == [
-        ("warning", "resource-env", "two.py", 4)
+        ("warning", "secret", "one.py", 4)
     ]
 
 

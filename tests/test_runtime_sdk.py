@@ -142,8 +142,8 @@ def test_nested_configs() -> None:
         networkVolume=NetworkVolume(name="models"),
     )
     assert config.template is not None and config.template.containerDiskInGb == 40
-    assert config.networkVolume is not None and config.networkVolume.size == 50
-    assert config.to_dict()["networkVolume"] == {"name": "models", "id": None, "size": 50, "dataCenterId": "EU-RO-1"}
+    assert config.networkVolume is not None and config.networkVolume.size == 100  # the SDK's default
+    assert config.to_dict()["networkVolume"] == {"name": "models", "id": None, "size": 100, "dataCenterId": "EU-RO-1"}
 
 
 # Wrong arguments
@@ -162,7 +162,7 @@ def test_misspelt_parameter_names_it_and_suggests_the_right_one() -> None:
         ({"workersMax": "3"}, "parameter 'workersMax' of LiveServerless expects int, got str '3'"),
         (
             {"gpus": GpuGroup.ANY},
-            "parameter 'gpus' of LiveServerless expects list of GpuGroup, got GpuGroup.ANY "
+            "parameter 'gpus' of LiveServerless expects list of GpuGroup or GpuType, got GpuGroup.ANY "
             "(wrap it in a list: gpus=[GpuGroup.ANY])",
         ),
         ({"gpuCount": True}, "parameter 'gpuCount' of LiveServerless expects int, got bool True"),

@@ -13,7 +13,17 @@ import enum
 from collections.abc import Mapping
 from typing import Any
 
-from flashc_runtime.enums import CpuInstanceType, GpuGroup, ServerlessScalerType
+import flashc_runtime
+from flashc_runtime.endpoint import EndpointParams, endpoint_problems
+from flashc_runtime.enums import (
+    CpuInstanceType,
+    CudaVersion,
+    DataCenter,
+    GpuGroup,
+    GpuType,
+    ServerlessScalerType,
+    ServerlessType,
+)
 from flashc_runtime.resources import RESOURCE_CLASSES, NetworkVolume, PodTemplate
 from flashc_runtime.schema import ParamProblem, SchemaModel, suggest, validate_params
 
@@ -24,11 +34,19 @@ from .link import DefRef, ExternalRef, Linker, ModuleRef, SdkRef, Undefined, Val
 
 __all__ = ["INVALID", "Evaluator", "Origin", "Where"]
 
-_ENUMS: dict[str, type[enum.Enum]] = {c.__name__: c for c in (GpuGroup, CpuInstanceType, ServerlessScalerType)}
+_ENUMS: dict[str, type[enum.Enum]] = {
+    c.__name__: c
+    for c in (GpuGroup, GpuType, CpuInstanceType, DataCenter, CudaVersion, ServerlessScalerType, ServerlessType)
+}
 _CONFIG_CLASSES: dict[str, type[SchemaModel]] = {
     **RESOURCE_CLASSES,
     "PodTemplate": PodTemplate,
     "NetworkVolume": NetworkVolume,
+    "Endpoint": EndpointParams,
+}
+# SDK constants, by value.
+_CONSTANTS = {
+    name: getattr(flashc_runtime, name) for name in ("CPU_DATACENTERS", "DEFAULT_WORKERS_MIN", "DEFAULT_WORKERS_MAX")
 }
 _MAX_SIZE = 1_000_000  # characters or items a computed config value may have
 _ENV_READERS = ("os.getenv", "os.environ.get", "os.environ.setdefault", "os.environ.__getitem__")
@@ -179,6 +197,9 @@ class Evaluator:
                     "or define it as a constant in a project module",
                 )
             return INVALID
+        if isinstance(sym, SdkRef) and sym.name in _CONSTANTS:
+            value = _CONSTANTS[sym.name]
+            return sorted(value) if isinstance(value, frozenset) else value
         if isinstance(sym, SdkRef):
             self._not_static(path, expr.span, where, f"the SDK name '{sym.name}' itself", _sdk_hint(sym.name))
             return INVALID
@@ -335,21 +356,31 @@ class Evaluator:
     ) -> Any:
         """Evaluate `Cls(...)` of an SDK config and check it against the shared schema."""
         path = self.linker.path_of(module)
-        owner = cls.__name__
+        owner = cls.display_name or cls.__name__
         ok = True
-        for arg in expr.args:
+        kwargs: dict[str, Any] = {}
+        spans: dict[str, Span] = {}
+        failed: set[str] = set()
+        args = expr.args
+        if cls is EndpointParams and args:  # Endpoint("name", ...): its one positional parameter
+            spans["name"] = args[0].span
+            value = self.evaluate(module, args[0], position, Where(f"argument 'name' of {owner}", notes))
+            if value is INVALID:
+                failed.add("name")
+                ok = False
+            else:
+                kwargs["name"] = value
+            args = args[1:]
+        for arg in args:
             self.linker.report(
                 path,
                 arg.span,
                 "config-param",
-                f"{owner} takes keyword arguments only",
+                f"{owner} takes keyword arguments only" + (" after its name" if cls is EndpointParams else ""),
                 "write name=value",
                 notes,
             )
             ok = False
-        kwargs: dict[str, Any] = {}
-        spans: dict[str, Span] = {}
-        failed: set[str] = set()
         for kw in expr.keywords:
             if kw.name is None:
                 spread = self.evaluate(module, kw.value, position, Where(f"**arguments of {owner}", notes))
@@ -366,7 +397,7 @@ class Evaluator:
                 ok = False
             else:
                 kwargs[kw.name] = value
-        _, problems = validate_params(cls, kwargs)
+        _, problems = endpoint_problems(kwargs) if cls is EndpointParams else validate_params(cls, kwargs)
         for problem in problems:
             if problem.param is None and (failed or expr.args):
                 continue  # "requires 'name'" is noise when name was given but could not be evaluated

@@ -24,28 +24,15 @@ from ..models import (
 )
 from ..modules import ModuleFile, import_roots
 from . import ir
+from .endpoints import endpoint_definition, endpoint_use
 from .evaluate import INVALID, Evaluator, Where
 from .link import SDK_EXPORTS, Linker, ModuleRef, SdkRef, Undefined, ValueRef, module_key
-from .resources import resources_of
+from .resources import Found, resources_of
 
 __all__ = ["Found", "build_analysis"]
 
 _APT_NAME = re.compile(r"^[a-z0-9][a-z0-9+.\-]*$")
 _SINGLE_EQUALS = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._\-]*(?:\[[^\]]*\])?)\s*=\s*([^=<>!~\s][^\s;]*)\s*$")
-
-
-@dataclasses.dataclass
-class Found:
-    """A @remote definition, checked, before resources are grouped."""
-
-    module: str
-    path: str
-    definition: ir.DecoratedDef
-    config: ServerlessResource
-    options: Mapping[str, Any]
-    decorator_span: Span
-    keyword_spans: Mapping[str, Span]
-    config_site: tuple[str, Span]  # where the config was constructed
 
 
 def build_analysis(
@@ -84,11 +71,11 @@ def build_analysis(
                 None,
                 "error",
                 "no-remote",
-                f"no @remote functions found in project '{project}' "
+                f"no @remote or Endpoint functions found in project '{project}' "
                 f"(looked at {python_files} Python file{'s' if python_files != 1 else ''} after ignore rules)",
-                "decorate a module-level function or class with @remote(resource_config=...) imported from "
-                "tetra_rp, runpod_flash or flashc_runtime; check that .gitignore and .flashignore do not "
-                "exclude your sources",
+                "decorate a module-level function or class with @Endpoint(name=...) or "
+                "@remote(resource_config=...), imported from runpod_flash, tetra_rp or flashc_runtime; "
+                "check that .gitignore and .flashignore do not exclude your sources",
             )
         )
     return Analysis(
@@ -165,7 +152,11 @@ def _remote_use(
 
 
 def _is_remote(linker: Linker, module: str, expr: ir.Expr, position: int | None, scope: ir.Scope | None) -> bool:
-    return _remote_use(linker, module, expr, position, scope) is not None
+    """Whether a decorator is the SDK's remote or an Endpoint."""
+    return (
+        _remote_use(linker, module, expr, position, scope) is not None
+        or endpoint_use(linker, module, expr, position, scope) is not None
+    )
 
 
 def _check_unresolved_decorators(linker: Linker, module: str, path: str, d: ir.DecoratedDef) -> None:
@@ -215,10 +206,26 @@ def _remote_definition(evaluator: Evaluator, module: str, path: str, d: ir.Decor
     _check_unresolved_decorators(linker, module, path, d)
     uses = [(deco, _remote_use(linker, module, deco, d.index, None)) for deco in d.decorators]
     remotes = [(deco, use) for deco, use in uses if use is not None]
-    if not remotes:
+    endpoints = [(deco, endpoint_use(linker, module, deco, d.index, None)) for deco in d.decorators]
+    found_endpoints = [(deco, use) for deco, use in endpoints if use is not None]
+    if len(remotes) + len(found_endpoints) > 1:
+        second = sorted(
+            [deco for deco, _ in remotes] + [deco for deco, _ in found_endpoints],
+            key=lambda x: (x.span.line, x.span.col),
+        )[1]
+        linker.report(
+            path, second.span, "remote-twice", f"'{d.name}' is decorated with @remote or an Endpoint more than once"
+        )
         return None
-    if len(remotes) > 1:
-        linker.report(path, remotes[1][0].span, "remote-twice", f"'{d.name}' is decorated with @remote more than once")
+    if found_endpoints:
+        deco_expr, endpoint = found_endpoints[0]
+        item = endpoint_definition(evaluator, module, path, d, deco_expr, endpoint)
+        if item is None or not _requirements_ok(linker, item.config_site[0], item.options, item.keyword_spans):
+            return None
+        if d.kind == "class" and not _class_ok(linker, path, d, item.options):
+            return None
+        return item
+    if not remotes:
         return None
     decorator, use = remotes[0]
     if use.call is None:

@@ -1,25 +1,42 @@
 """Resources from the definitions found: one per name, each function's record, route checks.
 
-A resource name used by several definitions is one resource; their configs must agree. Routes of
-a load-balanced resource must be distinct.
+A resource name used by several definitions is one resource: their configs merge where every
+field set explicitly on one agrees with the other (`_Merged`). An Endpoint instance is a decorator
+or a set of routes, not both. Routes of a load-balanced resource must be distinct.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import Any
 
 from flashc_runtime.decorator import route_key
 from flashc_runtime.resources import ServerlessResource
+from flashc_runtime.schema import ConfigError, SchemaModel
 
-from ..diagnostics import Note
+from ..diagnostics import Note, Span
 from ..models import Location, RemoteFunction, Resource, Route
+from . import ir
 from .link import DefRef, Linker
 
-if TYPE_CHECKING:
-    from .find import Found
+__all__ = ["Found", "resources_of"]
 
-__all__ = ["resources_of"]
+
+@dataclasses.dataclass
+class Found:
+    """A @remote definition, checked, before resources are grouped."""
+
+    module: str
+    path: str
+    definition: ir.DecoratedDef
+    config: ServerlessResource
+    options: Mapping[str, Any]
+    decorator_span: Span
+    keyword_spans: Mapping[str, Span]
+    config_site: tuple[str, Span]  # where the config was constructed
+    style: str = "remote"  # "remote", or "endpoint" for the SDK's Endpoint
+    instance: tuple[str, int] | None = None  # the `ep = Endpoint(...)` binding used, if any
 
 
 def resources_of(linker: Linker, found: Sequence[Found]) -> tuple[list[RemoteFunction], list[Resource]]:
@@ -42,50 +59,116 @@ def resources_of(linker: Linker, found: Sequence[Found]) -> tuple[list[RemoteFun
         seen_ids[fid] = item
         unique.append(item)
 
-    by_name: dict[str, tuple[Found, str]] = {}
+    _check_forms(linker, unique)
+    merged: dict[str, _Merged] = {}
     members: dict[str, list[Found]] = {}
     for item in unique:
-        config = item.config
-        name = config.name
-        digest = config.config_hash()
-        if name in by_name:
-            first, first_digest = by_name[name]
-            if first_digest != digest:
-                linker.report(
-                    *item.config_site,
-                    "resource-conflict",
-                    f"resource '{name}' is defined with a different config than before "
-                    f"({_difference(first.config, config)})",
-                    "give each config its own name, or define the config once and reuse it",
-                    (Note(*first.config_site, "first defined here"),),
-                )
+        name = item.config.name
+        if name in merged:
+            if not merged[name].absorb(linker, item):
                 continue
-            if first.config.to_dict()["env"] != config.to_dict()["env"]:
-                linker.report(
-                    *item.config_site,
-                    "resource-env",
-                    f"resource '{name}' is defined again with a different env; the env of the first definition is used",
-                    "define the config once and reuse it, so that both functions see the same env",
-                    (Note(*first.config_site, "first defined here"),),
-                    severity="warning",
-                )
         else:
-            by_name[name] = (item, digest)
+            merged[name] = _Merged(item)
         members.setdefault(name, []).append(item)
 
     _check_routes(linker, members)
     ids = {(i.module, i.definition.name): f"{i.module}:{i.definition.name}" for i in unique}
     functions = [_function(linker, item, ids) for items in members.values() for item in items]
-    resources = [_resource(by_name[name][0], items) for name, items in members.items()]
+    resources = [_resource(merged[name], items) for name, items in members.items()]
     return sorted(functions, key=lambda f: f.id), sorted(resources, key=lambda r: r.name)
 
 
-def _difference(a: ServerlessResource, b: ServerlessResource) -> str:
-    if type(a) is not type(b):
-        return f"{type(a).__name__} vs {type(b).__name__}"
-    left, right = a.to_dict(), b.to_dict()
-    keys = [k for k in left if k != "env" and left[k] != right[k]]
-    return ", ".join(f"{k}: {left[k]!r} vs {right[k]!r}" for k in keys)
+def _given(config: ServerlessResource) -> frozenset[str]:
+    """The fields of a config set explicitly (every field, for a config of unknown origin)."""
+    return getattr(config, "given", frozenset(f.name for f in dataclasses.fields(config)))  # type: ignore[arg-type]
+
+
+class _Merged:
+    """One resource declared by several definitions: each field set explicitly by one of them must
+    agree with every other that sets it; fields one leaves at their default take the other's value.
+
+    The Flash SDK keeps the config of the alphabetically first function instead, silently: the others'
+    settings are lost. Here nothing is lost, and a real disagreement is an error at both places.
+    """
+
+    def __init__(self, first: Found) -> None:
+        self.first = first
+        self.config = first.config
+        self.setters = {field: first for field in _given(first.config)}
+
+    def absorb(self, linker: Linker, item: Found) -> bool:
+        """Merge `item`'s config in; False after reporting a conflict."""
+        config = item.config
+        name = config.name
+        if type(config) is not type(self.config):
+            linker.report(
+                *item.config_site,
+                "resource-conflict",
+                f"resource '{name}' is declared again as a {_kind(config)}, but it is a {_kind(self.config)}",
+                "give each its own name",
+                (Note(*self.first.config_site, "first declared here"),),
+            )
+            return False
+        mine, theirs = SchemaModel.to_dict(self.config), SchemaModel.to_dict(config)
+        given = _given(config)
+        for field in sorted(given & self.setters.keys()):
+            if field != "name" and mine[field] != theirs[field]:
+                other = self.setters[field]
+                linker.report(
+                    *item.config_site,
+                    "resource-conflict",
+                    f"resource '{name}' is declared again with {field} {theirs[field]!r}, "
+                    f"but it was declared with {mine[field]!r}",
+                    "make the two agree, set it in one place only, or give each its own name",
+                    (Note(*other.config_site, f"{field} is set to {mine[field]!r} here"),),
+                )
+                return False
+        values = {f.name: getattr(self.config, f.name) for f in dataclasses.fields(self.config)}  # type: ignore[arg-type]
+        values.update({field: getattr(config, field) for field in given})
+        try:
+            combined = type(self.config)(**values)
+        except ConfigError as exc:
+            linker.report(
+                *item.config_site,
+                "resource-conflict",
+                f"resource '{name}' declared here and before does not hold together: "
+                + "; ".join(p.message for p in exc.problems),
+                "make the two declarations agree",
+                (Note(*self.first.config_site, "first declared here"),),
+            )
+            return False
+        object.__setattr__(combined, "given", frozenset(self.setters.keys() | given))
+        for field in given:
+            self.setters.setdefault(field, item)
+        self.config = combined
+        return True
+
+
+def _kind(config: ServerlessResource) -> str:
+    return (
+        f"{'load-balanced' if config.is_load_balanced else 'queue-based'} "
+        f"{'CPU' if config.is_cpu else 'GPU'} resource ({type(config).__name__})"
+    )
+
+
+def _check_forms(linker: Linker, items: Sequence[Found]) -> None:
+    """One Endpoint instance is used either as a decorator or for routes, as the SDK requires."""
+    first_of: dict[tuple[tuple[str, int], bool], Found] = {}
+    for item in items:
+        if item.instance is None:
+            continue
+        is_route = item.options["method"] is not None
+        first_of.setdefault((item.instance, is_route), item)
+        other = first_of.get((item.instance, not is_route))
+        if other is not None:
+            linker.report(
+                item.path,
+                item.decorator_span,
+                "endpoint-forms",
+                "this Endpoint is used both as a decorator (@ep) and for routes (@ep.post(...))",
+                "an Endpoint is one or the other: make a second Endpoint with its own name",
+                (Note(other.path, other.decorator_span, "used the other way here"),),
+            )
 
 
 def _check_routes(linker: Linker, members: Mapping[str, Sequence[Found]]) -> None:
@@ -146,12 +229,13 @@ def _function(linker: Linker, item: Found, ids: Mapping[tuple[str, str], str]) -
         accelerate_downloads=options["accelerate_downloads"],
         local=options["local"],
         calls=tuple(sorted(calls)),
+        style="endpoint" if item.style == "endpoint" else "remote",
     )
 
 
-def _resource(first: Found, items: Sequence[Found]) -> Resource:
-    config = first.config
-    path, span = first.config_site
+def _resource(merged: _Merged, items: Sequence[Found]) -> Resource:
+    config = merged.config
+    path, span = merged.first.config_site
     return Resource(
         name=config.name,
         type=type(config).__name__,

@@ -50,9 +50,11 @@ async def call_remote(obj: Any, options: Mapping[str, Any], args: tuple[Any, ...
     headers = {"Authorization": f"Bearer {deployment['key']}", "Content-Type": "application/json"}
     name = getattr(obj, "__name__", str(obj))
     if options.get("method") and options.get("path"):
-        return await asyncio.to_thread(
-            _route_call, endpoint["url"], options["method"], options["path"], kwargs, headers
-        )
+        try:  # a route takes named values: positional arguments are named by the signature
+            named = dict(inspect.signature(obj).bind(*args, **kwargs).arguments)
+        except TypeError as exc:
+            raise TypeError(f"{name}(): {exc}") from None
+        return await asyncio.to_thread(_route_call, endpoint["url"], options["method"], options["path"], named, headers)
     secret = deployment.get("secret")
     if secret:  # signed pickles: any Python value travels, both ways
         from .signing import dumps, sign
@@ -90,14 +92,14 @@ def _find_deployment(obj: Any) -> tuple[dict[str, Any], Path]:
     )
 
 
-def _request(url: str, data: Any, headers: Mapping[str, str], method: str) -> Any:
+def _request(url: str, data: Any, headers: Mapping[str, str], method: str, timeout: float = 600) -> Any:
     import urllib.error
     import urllib.request
 
     body = None if data is None else json.dumps(data).encode()
     request = urllib.request.Request(url, data=body, headers=dict(headers), method=method)
     try:
-        with urllib.request.urlopen(request, timeout=600) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read() or b"null")
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")

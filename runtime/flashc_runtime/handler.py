@@ -4,7 +4,9 @@ A job is Runpod's envelope, `{"id": ..., "input": {...}}`, and the input names w
 
     {"function": "process" | "workers.gpu:process", "args": [...], "kwargs": {...}, "method": "predict"}
 
-`function` may be left out when the endpoint serves a single function or class; `method` picks a
+`function` may be left out when the endpoint serves a single function or class; there, an input
+without any of these keys is the function's keyword arguments, as the Flash SDK sends them
+(`{"input_data": {...}}`). `method` picks a
 public method of a class (and may be left out when the class has one). The handler is a coroutine
 function, as Runpod's worker loop accepts: sync functions run in a worker thread, async ones on
 the event loop. A class is instantiated once per worker process, on first use, and reused.
@@ -26,6 +28,7 @@ from .signing import dumps, loads_call, signature_problem
 __all__ = ["Call", "RequestError", "create_handler", "create_resolver", "drain", "failure_text", "in_thread"]
 
 Handler = Callable[[Mapping[str, Any]], Awaitable[Any]]
+_ENVELOPE = frozenset({"function", "args", "kwargs", "method", "pickled", "signature"})
 
 
 class RequestError(ValueError):
@@ -91,7 +94,15 @@ def create_resolver(registry: Mapping[str, Any]) -> Callable[[Mapping[str, Any]]
         if problem is not None:
             raise RequestError(problem)
         pickled = "pickled" in job_input
-        args, kwargs = loads_call(job_input) if pickled else (job_input.get("args", []), job_input.get("kwargs", {}))
+        args: Any
+        kwargs: Any
+        if len(targets) == 1 and job_input and not _ENVELOPE.intersection(job_input):
+            # The SDK's own form, {"input": {"input_data": {...}}}: the input is the keyword arguments.
+            args, kwargs = [], dict(job_input)
+        elif pickled:
+            args, kwargs = loads_call(job_input)
+        else:
+            args, kwargs = job_input.get("args", []), job_input.get("kwargs", {})
         if not isinstance(args, list):
             raise RequestError("'args' must be a list")
         if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):

@@ -11,16 +11,18 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from .enums import CpuInstanceType, GpuGroup, ServerlessScalerType
+from .enums import CpuInstanceType, CudaVersion, DataCenter, GpuGroup, GpuType, ServerlessScalerType
 from .schema import ParamProblem, SchemaModel, config_hash
 
 __all__ = [
     "RESOURCE_CLASSES",
     "CpuLiveLoadBalancer",
     "CpuLiveServerless",
+    "CpuLoadBalancerSlsResource",
     "CpuServerlessEndpoint",
     "LiveLoadBalancer",
     "LiveServerless",
+    "LoadBalancerSlsResource",
     "NetworkVolume",
     "PodTemplate",
     "ServerlessEndpoint",
@@ -62,18 +64,37 @@ class PodTemplate(SchemaModel):
 
 @_model
 class NetworkVolume(SchemaModel):
-    """Persistent storage attached to every worker of an endpoint."""
+    """Persistent storage attached to every worker of an endpoint, at /runpod-volume."""
 
     name: str | None = None
     id: str | None = None
-    size: int = 50
-    dataCenterId: str = "EU-RO-1"
+    size: int = 100
+    dataCenterId: DataCenter = DataCenter.EU_RO_1
+    datacenter: DataCenter | None = None  # the SDK's other spelling of dataCenterId
+
+    @classmethod
+    def _normalise(cls, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(kwargs)
+        if out.get("datacenter") is not None and "dataCenterId" not in out:
+            out["dataCenterId"] = out["datacenter"]
+        out.pop("datacenter", None)
+        return out
 
     @classmethod
     def _extra_checks(cls, values: Mapping[str, Any], given: frozenset[str]) -> list[ParamProblem]:
+        problems = []
         if values["size"] <= 0:
-            return [ParamProblem("size", "size must be a positive number of GB")]
-        return []
+            problems.append(ParamProblem("size", "size must be a positive number of GB"))
+        if values["name"] is None and values["id"] is None:
+            problems.append(ParamProblem(None, "a NetworkVolume needs a name or an id", 'add name="..."'))
+        elif values["name"] is not None and not values["name"].strip():
+            problems.append(ParamProblem("name", "name must not be empty"))
+        return problems
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data.pop("datacenter")
+        return data
 
 
 @_model
@@ -90,11 +111,13 @@ class ServerlessResource(SchemaModel):
     env: dict[str, str] | None = None
     networkVolumeId: str | None = None
     networkVolume: NetworkVolume | None = None
+    networkVolumes: list[NetworkVolume] | None = None
     executionTimeoutMs: int = 0
     scalerType: ServerlessScalerType = ServerlessScalerType.QUEUE_DELAY
     scalerValue: int = 4
     locations: str | None = None
     template: PodTemplate | None = None
+    flashboot: bool = True
 
     @property
     def is_cpu(self) -> bool:
@@ -107,6 +130,7 @@ class ServerlessResource(SchemaModel):
         if self.is_cpu:
             data.pop("gpus", None)
             data.pop("gpuCount", None)
+            data.pop("minCudaVersion", None)
         return data
 
     def config_hash(self) -> str:
@@ -143,7 +167,7 @@ class ServerlessResource(SchemaModel):
         return problems
 
 
-def _any_gpu() -> list[GpuGroup]:
+def _any_gpu() -> list[GpuGroup | GpuType]:
     return [GpuGroup.ANY]
 
 
@@ -155,8 +179,9 @@ def _default_cpu() -> list[CpuInstanceType]:
 class LiveServerless(ServerlessResource):
     """Queue-based endpoint on the managed Flash image; GPU unless `instanceIds` are given."""
 
-    gpus: list[GpuGroup] = dataclasses.field(default_factory=_any_gpu)
+    gpus: list[GpuGroup | GpuType] = dataclasses.field(default_factory=_any_gpu)
     gpuCount: int = 1
+    minCudaVersion: CudaVersion | None = None
     instanceIds: list[CpuInstanceType] | None = None
 
 
@@ -173,8 +198,9 @@ class CpuLiveServerless(ServerlessResource):
 class ServerlessEndpoint(ServerlessResource):
     """Queue-based GPU endpoint on a Docker image of your choice."""
 
-    gpus: list[GpuGroup] = dataclasses.field(default_factory=_any_gpu)
+    gpus: list[GpuGroup | GpuType] = dataclasses.field(default_factory=_any_gpu)
     gpuCount: int = 1
+    minCudaVersion: CudaVersion | None = None
     imageName: str | None = None
 
 
@@ -195,8 +221,9 @@ class LiveLoadBalancer(ServerlessResource):
     is_load_balanced: ClassVar[bool] = True
 
     scalerType: ServerlessScalerType = ServerlessScalerType.REQUEST_COUNT
-    gpus: list[GpuGroup] = dataclasses.field(default_factory=_any_gpu)
+    gpus: list[GpuGroup | GpuType] = dataclasses.field(default_factory=_any_gpu)
     gpuCount: int = 1
+    minCudaVersion: CudaVersion | None = None
     instanceIds: list[CpuInstanceType] | None = None
 
 
@@ -211,6 +238,31 @@ class CpuLiveLoadBalancer(ServerlessResource):
     instanceIds: list[CpuInstanceType] = dataclasses.field(default_factory=_default_cpu)
 
 
+@_model
+class LoadBalancerSlsResource(ServerlessResource):
+    """Load-balanced GPU endpoint serving HTTP routes, on a Docker image of your choice."""
+
+    is_load_balanced: ClassVar[bool] = True
+
+    scalerType: ServerlessScalerType = ServerlessScalerType.REQUEST_COUNT
+    gpus: list[GpuGroup | GpuType] = dataclasses.field(default_factory=_any_gpu)
+    gpuCount: int = 1
+    minCudaVersion: CudaVersion | None = None
+    imageName: str | None = None
+
+
+@_model
+class CpuLoadBalancerSlsResource(ServerlessResource):
+    """Load-balanced CPU endpoint serving HTTP routes, on a Docker image of your choice."""
+
+    is_load_balanced: ClassVar[bool] = True
+    always_cpu: ClassVar[bool] = True
+
+    scalerType: ServerlessScalerType = ServerlessScalerType.REQUEST_COUNT
+    instanceIds: list[CpuInstanceType] = dataclasses.field(default_factory=_default_cpu)
+    imageName: str | None = None
+
+
 RESOURCE_CLASSES: dict[str, type[ServerlessResource]] = {
     cls.__name__: cls
     for cls in (
@@ -220,5 +272,7 @@ RESOURCE_CLASSES: dict[str, type[ServerlessResource]] = {
         CpuServerlessEndpoint,
         LiveLoadBalancer,
         CpuLiveLoadBalancer,
+        LoadBalancerSlsResource,
+        CpuLoadBalancerSlsResource,
     )
 }

@@ -83,6 +83,14 @@ class SchemaModel:
             raise ConfigError(owner, problems)
         for key, value in values.items():
             object.__setattr__(self, key, value)
+        object.__setattr__(self, "given", frozenset(kwargs))
+
+    given: ClassVar[frozenset[str]]  # per instance, in fact: the parameters set explicitly
+
+    @classmethod
+    def _normalise(cls, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """The arguments as the schema reads them; by default, as given."""
+        return dict(kwargs)
 
     @classmethod
     def _extra_checks(cls, values: Mapping[str, Any], given: frozenset[str]) -> list[ParamProblem]:
@@ -137,6 +145,7 @@ def validate_params(cls: type[SchemaModel], kwargs: Mapping[str, Any]) -> tuple[
     (the analyzer).
     """
     owner = cls.display_name or cls.__name__
+    kwargs = cls._normalise(kwargs)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     hints = _type_hints(cls)
     problems: list[ParamProblem] = []
