@@ -14,7 +14,7 @@ from pydantic import TypeAdapter
 from flashc.analyze import analyze_project
 from flashc.cli import main
 from flashc.diagnostics import Diagnostic, render_all
-from flashc.models import ANALYSIS_SCHEMA_VERSION, Analysis
+from flashc.models import ANALYSIS_SCHEMA_VERSION, Analysis, Route
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -373,6 +373,124 @@ def test_err_resource_conflict() -> None:
           = hint: give each its own name
         """  # noqa: E501
     )
+
+
+def test_err_endpoint() -> None:
+    analysis = analyze("err_endpoint")
+    assert analysis.has_errors
+    assert rendered("err_endpoint", analysis.diagnostics) == pinned(
+        """\
+        clients.py:6:2: error: Endpoint(id=...) is a client of an existing endpoint: it cannot decorate 'not_mine'
+         6 | @existing
+           |  ^~~~~~~~
+          = hint: use Endpoint(name=...) for code of your own; call a client with `await ep.run(...)`
+        clients.py:11:2: error: Endpoint(image=...) is a client of an existing endpoint: it cannot decorate 'from_image'
+         11 | @Endpoint(name="sdxl", image="runpod/worker-sdxl:latest")
+            |  ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+          = hint: use Endpoint(name=...) for code of your own; call a client with `await ep.run(...)`
+        names.py:1:1: error: flashc does not support the SDK's 'FlashApp'
+         1 | from runpod_flash import Endpointt, FlashApp
+           | ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+          = hint: flashc deploys the project as one app: run `flashc deploy`, and drop FlashApp
+        names.py:1:1: error: the SDK has no name 'Endpointt'
+         1 | from runpod_flash import Endpointt, FlashApp
+           | ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+          = hint: did you mean 'Endpoint'?
+        names.py:2:1: error: flashc's SDK has no module 'runpod_flash.core.resources'
+         2 | from runpod_flash.core.resources import GpuType
+           | ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+          = hint: import from the package itself: from runpod_flash import GpuType
+        routes.py:3:12: error: the Endpoint that serves route GET /status needs a name
+         3 | nameless = Endpoint(cpu="cpu3c-1-2")
+           |            ^~~~~~~~~~~~~~~~~~~~~~~~~
+          = hint: add name="...": a load-balanced endpoint is named by it
+        routes.py:14:11: error: path 'no-slash' must start with '/'
+         14 | @api.post("no-slash")
+            |           ^~~~~~~~~~
+          = hint: write @api.post("/no-slash")
+        routes.py:19:10: error: path '/ping' is reserved by the runtime
+         19 | @api.get("/ping")
+            |          ^~~~~~~
+          = hint: reserved paths: /ping, /execute; choose another path
+        routes.py:24:2: error: @api.post(...) on 'with_data' takes one argument, the route's path
+         24 | @api.post("/items", data={"x": 1})
+            |  ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+          = hint: write @api.post("/path"); data= and other arguments are for client endpoints
+        routes.py:34:11: error: route POST /items is already served by 'first' on resource 'api'
+         34 | @api.post("/items")
+            |           ^~~~~~~~
+        routes.py:29:11: note: first used here
+         29 | @api.post("/items")
+            |           ^~~~~~~~
+          = hint: give each function its own path
+        routes.py:40:7: error: class 'Thing' cannot be a load-balanced route
+         40 | class Thing:
+            |       ^~~~~
+          = hint: routes are functions: decorate a function with @api.post(...)
+        routes.py:53:2: error: this Endpoint is used both as a decorator (@ep) and for routes (@ep.post(...))
+         53 | @both_ways
+            |  ^~~~~~~~~
+        routes.py:48:2: note: used the other way here
+         48 | @both_ways.post("/run")
+            |  ^~~~~~~~~~~~~~~~~~~~~~
+          = hint: an Endpoint is one or the other: make a second Endpoint with its own name
+        shapes.py:4:45: error: gpu and cpu are mutually exclusive
+         4 | @Endpoint(name="both", gpu=GpuGroup.ADA_24, cpu="cpu3c-1-2")
+           |                                             ^~~~~~~~~~~~~~~
+          = hint: give gpu= for a GPU endpoint, cpu= for CPU
+        shapes.py:9:30: error: gpu must be a GpuGroup, a GpuType or a list of them, not the string 'ADA_24'
+         9 | @Endpoint(name="string-gpu", gpu="ADA_24")
+           |                              ^~~~~~~~~~~~
+          = hint: write gpu=GpuGroup.ADA_24
+        shapes.py:14:33: error: workers must be an int or (min, max), got 3 numbers
+         14 | @Endpoint(name="three-workers", workers=(1, 2, 3))
+            |                                 ^~~~~~~~~~~~~~~~~
+        shapes.py:19:47: error: CPU endpoints are not available in US-KS-2
+         19 | @Endpoint(name="cpu-abroad", cpu="cpu3c-1-2", datacenter=DataCenter.US_KS_2)
+            |                                               ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+          = hint: CPU data centers: EU-RO-1
+        shapes.py:24:31: error: parameter 'cpu' of Endpoint expects CpuInstanceType or list of CpuInstanceType or None, got str 'cpu9x-1-1'
+         24 | @Endpoint(name="unknown-cpu", cpu="cpu9x-1-1")
+            |                               ^~~~~~~~~~~~~~~
+          = hint: 'cpu9x-1-1' is not a CpuInstanceType; did you mean CpuInstanceType.CPU5C_1_2?
+        """  # noqa: E501
+    )
+
+
+def test_endpoint_api() -> None:
+    analysis = analyze("endpoint_api")
+    assert analysis.diagnostics == ()
+    assert resources(analysis) == {
+        "api": ("CpuLiveLoadBalancer", "load_balanced", "cpu", ("api:get_item", "api:total")),
+        "embedder": ("CpuLiveServerless", "queue", "cpu", ("embedder:Embedder",)),
+        "gpu_worker": ("LiveServerless", "queue", "gpu", ("gpu_worker:embed",)),
+        "legacy": ("CpuLiveServerless", "queue", "cpu", ("mixed:legacy_sum",)),
+        "modern": ("CpuLiveServerless", "queue", "cpu", ("mixed:modern_sum",)),
+        "named_after_me": ("CpuLiveServerless", "queue", "cpu", ("aliases:named_after_me",)),
+        "with-volume": ("LiveServerless", "queue", "gpu", ("aliases:cached",)),
+    }
+    by_id = {f.id: f for f in analysis.functions}
+    assert {f.id for f in analysis.functions if f.style == "remote"} == {"mixed:legacy_sum"}
+    assert by_id["api:get_item"].route == Route("GET", "/items/{item_id}")
+    assert by_id["api:total"].calls == ("mixed:modern_sum",)  # a route awaits a queue function
+    assert by_id["gpu_worker:embed"].dependencies == ("torch",)
+    configs = {r.name: dict(r.config) for r in analysis.resources}
+    # The SDK's defaults: workers (0, 1), idle 60 s, CUDA 12.8 and every data center on GPU.
+    assert configs["gpu_worker"]["gpus"] == ["NVIDIA GeForce RTX 4090"]
+    assert (configs["gpu_worker"]["workersMin"], configs["gpu_worker"]["workersMax"]) == (0, 1)
+    assert configs["gpu_worker"]["idleTimeout"] == 60 and configs["gpu_worker"]["minCudaVersion"] == "12.8"
+    assert configs["gpu_worker"]["locations"].split(",")[:2] == ["US-CA-2", "US-IL-1"]
+    assert configs["api"]["scalerType"] == "REQUEST_COUNT" and configs["api"]["instanceIds"] == ["cpu3c-1-2"]
+    assert (configs["api"]["workersMin"], configs["api"]["workersMax"]) == (1, 3)
+    assert (configs["embedder"]["workersMax"], configs["embedder"]["idleTimeout"]) == (2, 120)
+    assert configs["with-volume"]["networkVolume"] == {
+        "name": "models",
+        "id": None,
+        "size": 50,
+        "dataCenterId": "EU-RO-1",
+    }
+    assert configs["with-volume"]["locations"] == "EU-RO-1"
+    assert configs["legacy"]["idleTimeout"] == 5  # the old classes keep their own defaults
 
 
 def test_err_routes() -> None:

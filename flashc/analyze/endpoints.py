@@ -22,7 +22,7 @@ from flashc_runtime.schema import validate_params
 from ..diagnostics import Span
 from . import ir
 from .evaluate import INVALID, Evaluator, Where
-from .link import Linker, SdkRef, ValueRef
+from .link import Linker, SdkRef, ValueRef, dotted
 from .resources import Found
 
 __all__ = ["EndpointUse", "endpoint_definition", "endpoint_use"]
@@ -142,6 +142,9 @@ def endpoint_definition(
     values, problems = validate_params(RemoteOptions, options)
     for problem in problems:
         span = spans.get(problem.param or "", deco.span)
+        if problem.param == "path" and problem.hint and problem.hint.startswith("write path="):
+            decorator = dotted(use.route.func) if use.route is not None else None
+            problem = dataclasses.replace(problem, hint=f"write @{decorator or 'api.post'}({problem.hint[11:]})")
         linker.report(
             path, span, "route" if problem.param in ("path", "method") else "endpoint", problem.message, problem.hint
         )

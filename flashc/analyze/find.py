@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from flashc_runtime import UNSUPPORTED
 from flashc_runtime.decorator import RemoteOptions
 from flashc_runtime.resources import ServerlessResource
 from flashc_runtime.schema import suggest, validate_params
@@ -26,7 +27,7 @@ from ..modules import ModuleFile, import_roots
 from . import ir
 from .endpoints import endpoint_definition, endpoint_use
 from .evaluate import INVALID, Evaluator, Where
-from .link import SDK_EXPORTS, Linker, ModuleRef, SdkRef, Undefined, ValueRef, module_key
+from .link import SDK_EXPORTS, SDK_ROOTS, Linker, ModuleRef, SdkRef, Undefined, ValueRef, module_key
 from .resources import Found, resources_of
 
 __all__ = ["Found", "build_analysis"]
@@ -61,6 +62,7 @@ def build_analysis(
                     continue
                 found.append(item)
         _misplaced(linker, module, path, summary)
+        _check_sdk_imports(linker, path, summary)
     functions, resources = resources_of(linker, found)
     diagnostics = list(linker.diagnostics)
     if not functions and not any(d.severity == "error" for d in diagnostics):
@@ -392,6 +394,30 @@ def _class_ok(linker: Linker, path: str, d: ir.DecoratedDef, values: Mapping[str
         )
         ok = False
     return ok
+
+
+def _check_sdk_imports(linker: Linker, path: str, summary: ir.ModuleSummary) -> None:
+    """A name imported from the SDK that flashc's SDK surface does not have fails the import of the
+    module on the worker: say so at the import, never drop what uses it silently."""
+    for b in summary.bindings:
+        if not isinstance(b, ir.ImportBinding) or b.level or b.module.split(".")[0] not in SDK_ROOTS:
+            continue
+        if "." in b.module:
+            linker.report(
+                path,
+                b.span,
+                "sdk-name",
+                f"flashc's SDK has no module '{b.module}'",
+                f"import from the package itself: from {b.module.split('.')[0]} import {b.attr or '...'}",
+            )
+        elif b.attr is not None and b.attr not in SDK_EXPORTS and b.attr != "*":
+            if b.attr in UNSUPPORTED:
+                message, hint = f"flashc does not support the SDK's '{b.attr}'", UNSUPPORTED[b.attr]
+            else:
+                guess = suggest(b.attr, sorted(SDK_EXPORTS))
+                message = f"the SDK has no name '{b.attr}'"
+                hint = f"did you mean '{guess}'?" if guess else f"the SDK's names: {', '.join(sorted(SDK_EXPORTS))}"
+            linker.report(path, b.span, "sdk-name", message, hint)
 
 
 def _misplaced(linker: Linker, module: str, path: str, summary: ir.ModuleSummary) -> None:

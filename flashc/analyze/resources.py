@@ -59,7 +59,7 @@ def resources_of(linker: Linker, found: Sequence[Found]) -> tuple[list[RemoteFun
         seen_ids[fid] = item
         unique.append(item)
 
-    _check_forms(linker, unique)
+    unique = _check_forms(linker, unique)
     merged: dict[str, _Merged] = {}
     members: dict[str, list[Found]] = {}
     for item in unique:
@@ -151,11 +151,14 @@ def _kind(config: ServerlessResource) -> str:
     )
 
 
-def _check_forms(linker: Linker, items: Sequence[Found]) -> None:
-    """One Endpoint instance is used either as a decorator or for routes, as the SDK requires."""
+def _check_forms(linker: Linker, items: Sequence[Found]) -> list[Found]:
+    """One Endpoint instance is used either as a decorator or for routes, as the SDK requires; the
+    definitions that use it the second way are reported and left out."""
     first_of: dict[tuple[tuple[str, int], bool], Found] = {}
+    kept = []
     for item in items:
         if item.instance is None:
+            kept.append(item)
             continue
         is_route = item.options["method"] is not None
         first_of.setdefault((item.instance, is_route), item)
@@ -169,6 +172,9 @@ def _check_forms(linker: Linker, items: Sequence[Found]) -> None:
                 "an Endpoint is one or the other: make a second Endpoint with its own name",
                 (Note(other.path, other.decorator_span, "used the other way here"),),
             )
+        else:
+            kept.append(item)
+    return kept
 
 
 def _check_routes(linker: Linker, members: Mapping[str, Sequence[Found]]) -> None:

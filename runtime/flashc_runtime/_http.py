@@ -186,8 +186,9 @@ _ERRORS = {501: "Transfer-Encoding is not supported: send the body with a Conten
 @functools.cache
 def _head(status: int, keep_alive: bool) -> bytes:
     """An answer's head up to the value of its Content-Length."""
+    reason = REASONS.get(status, "Error" if status >= 400 else "OK")
     return (
-        f"HTTP/1.1 {status} {REASONS.get(status, 'OK')}\r\nContent-Type: application/json\r\n"
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
         f"Connection: {'keep-alive' if keep_alive else 'close'}\r\nContent-Length: "
     ).encode()
 

@@ -127,6 +127,10 @@ class Endpoint:
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # user code (SystemExit too), or a result that is not JSON
+            status = getattr(exc, "status_code", None)
+            if isinstance(status, int) and 400 <= status < 600:
+                # FastAPI's HTTPException, as Runpod's load-balanced image answers it.
+                return status, {"detail": getattr(exc, "detail", str(exc))}
             return 500, {"error": failure_text(exc)}
 
     # --- queue-based -----------------------------------------------------------------------
