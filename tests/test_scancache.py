@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from flashc import sources
-from flashc.analyze import analyze_project
+from flashc.analyze import analyze_project, cache
+from flashc.analyze.cache import SummaryStore
 from flashc.sources import snapshot_project
 
 CACHE = Path(".flash") / "cache" / "analyze.json"
@@ -341,3 +342,117 @@ def test_deleted_file_is_dropped_from_the_cache(tmp_path: Path) -> None:
     after = read_cache(root)
     assert sorted(after["files"]) == ["main.py", "settings.py"]
     assert other_digest not in after["entries"]
+
+
+# Which files are parsed: the index keeps each verdict, and trusts it only where it still holds
+
+CONFIG_EXPORTS = """\
+from tetra_rp import LiveServerless, remote
+
+gpu_task = remote(LiveServerless(name="t"))
+THING = 1
+"""
+CONFIG_NO_TASK = CONFIG_EXPORTS.replace("gpu_task = remote(", "gpu_task = print(")
+CONFIG_THING = CONFIG_EXPORTS.replace("THING = 1", 'THING = remote(LiveServerless(name="u"))')
+JOBS = "from config import gpu_task\n\n\n@gpu_task\ndef train(x):\n    return x\n"
+HELPERS = "from config import THING\n\n\n@THING\ndef helped(x):\n    return x\n"
+
+
+def names_project(tmp_path: Path) -> Path:
+    return make(tmp_path / "proj", {"main.py": MAIN_ALPHA, "settings.py": SETTINGS_2, "config.py": CONFIG_EXPORTS})
+
+
+def ids_and_parsed(root: Path) -> tuple[list[str], list[str]]:
+    """The function ids, and the files the index says were selected for parsing."""
+    analysis = analyze_project(root)
+    assert not analysis.has_errors, analysis.diagnostics
+    selected = sorted(path for path, row in read_cache(root)["files"].items() if row[4] is not None)
+    return [f.id for f in analysis.functions], selected
+
+
+def settle(root: Path) -> None:
+    """Make the cache's verdicts trusted: as if the last run started well after every file changed."""
+    document = read_cache(root)
+    document["started_ns"] = max(changed_ns(p) for p in root.rglob("*.py")) + 3_000_000_000
+    write_cache(root, document)
+
+
+def test_a_verdict_stands_while_the_names_it_was_given_for_stand(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make(names_project(tmp_path), {"jobs.py": JOBS, "helpers.py": HELPERS})
+    assert ids_and_parsed(root) == (
+        ["jobs:train", "main:alpha"],
+        ["config.py", "jobs.py", "main.py"],
+    )
+    settle(root)
+    opened: list[str] = []
+    real = open
+
+    def counting(file: str, *args: Any, **kwargs: Any) -> Any:
+        opened.append(os.path.basename(file))
+        return real(file, *args, **kwargs)
+
+    monkeypatch.setattr(sources, "open", counting, raising=False)
+    assert ids_and_parsed(root)[0] == ["jobs:train", "main:alpha"]
+    # helpers.py mentions config's names, but the index knows it imports none that config exports.
+    assert "helpers.py" not in opened
+
+
+def test_a_user_of_a_name_no_longer_exported_is_no_longer_parsed(tmp_path: Path) -> None:
+    root = make(names_project(tmp_path), {"jobs.py": JOBS})
+    assert ids_and_parsed(root)[1] == ["config.py", "jobs.py", "main.py"]
+    settle(root)
+    (root / "config.py").write_text(CONFIG_NO_TASK)
+    assert ids_and_parsed(root) == (["main:alpha"], ["config.py", "main.py"])
+
+
+def test_an_unchanged_file_importing_a_name_newly_exported_is_parsed(tmp_path: Path) -> None:
+    root = make(names_project(tmp_path), {"helpers.py": HELPERS})
+    assert ids_and_parsed(root)[1] == ["config.py", "main.py"]
+    settle(root)
+    (root / "config.py").write_text(CONFIG_THING)
+    assert ids_and_parsed(root) == (["helpers:helped", "main:alpha"], ["config.py", "helpers.py", "main.py"])
+
+
+def test_a_new_file_using_exported_names_is_parsed(tmp_path: Path) -> None:
+    root = names_project(tmp_path)
+    assert ids_and_parsed(root)[1] == ["config.py", "main.py"]
+    settle(root)
+    make(root, {"jobs.py": JOBS})
+    assert ids_and_parsed(root) == (["jobs:train", "main:alpha"], ["config.py", "jobs.py", "main.py"])
+
+
+def test_a_verdict_given_in_another_package_is_not_trusted(tmp_path: Path) -> None:
+    root = make(tmp_path / "proj", {"a.py": "x = 1\n"})
+    snapshot = snapshot_project(root)
+    tested: list[str] = []
+
+    def test(path: str, data: bytes) -> bool:
+        tested.append(path)
+        return False
+
+    def select(context: str) -> None:
+        store = SummaryStore(snapshot_project(root), contexts={"a.py": context})
+        assert store.select(["a.py"], "uses", test, trust=lambda rule: False) == []
+        store.save()
+
+    select("pkg")
+    settle(root)
+    select("pkg")
+    assert tested == ["a.py"]
+    select("other")
+    assert tested == ["a.py", "a.py"]
+    assert snapshot.files == ("a.py",)
+
+
+def test_the_cache_key_covers_the_selection_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = cache._scanner_key()
+    real = Path.read_bytes
+
+    def other_rules(self: Path) -> bytes:
+        data = real(self)
+        return data + b"\n# other rules\n" if self.name == "candidates.py" else data
+
+    monkeypatch.setattr(Path, "read_bytes", other_rules)
+    assert cache._scanner_key() != before

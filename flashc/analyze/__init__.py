@@ -20,10 +20,10 @@ from ..models import Analysis
 from ..modules import module_files
 from ..sources import Snapshot, snapshot_project
 from .cache import SummaryStore
-from .candidates import CANDIDATE_MARKERS, remote_aliases
+from .candidates import anchor, select_candidates
 from .find import build_analysis
 
-__all__ = ["CANDIDATE_MARKERS", "analyze_project", "build_analysis"]
+__all__ = ["analyze_project", "build_analysis"]
 
 
 def analyze_project(project: Path | Snapshot, *, use_cache: bool = True, jobs: int | None = None) -> Analysis:
@@ -44,18 +44,10 @@ def analyze_project(project: Path | Snapshot, *, use_cache: bool = True, jobs: i
 
 def _analyze_project(project: Snapshot, use_cache: bool, jobs: int | None, *, read_cache: bool) -> Analysis:
     files = module_files(project.files)
-    store = SummaryStore(project, use_cache=use_cache, read_cache=read_cache)
-    candidates = store.select(sorted(files), CANDIDATE_MARKERS)
-    store.prefetch(candidates, jobs=jobs)
-    aliases = remote_aliases(files, store.load, candidates)
-    if aliases:
-        # `from common import endpoint` where common.py renamed the SDK's remote: such files may
-        # mention neither `remote` nor the SDK, so look for the new names too.
-        chosen = set(candidates)
-        rest = [p for p in sorted(files) if p not in chosen]
-        extra = store.select(rest, [a.encode() for a in sorted(aliases)], trust_index=False)
-        store.prefetch(extra, jobs=jobs)
-        candidates = sorted(chosen.union(extra))
+    # A file's selection depends on its bytes and on the package its relative imports start from.
+    contexts = {path: anchor(f) for path, f in files.items()}
+    store = SummaryStore(project, use_cache=use_cache, read_cache=read_cache, contexts=contexts)
+    candidates = select_candidates(files, store, jobs=jobs)
     analysis = build_analysis(project.root.name, files, store.load, candidates)
     store.save()
     return dataclasses.replace(analysis, parsed_files=store.loaded_count)

@@ -4,11 +4,14 @@ The cache is one JSON file, `.flash/cache/analyze.json`, under a key that change
 scanner's own code changes. It holds:
 
 - `entries`: summaries keyed by the sha256 of a file's bytes;
-- `files`: per path, the stat signature (size, mtime, ctime, inode) seen last time and whether
-  the file was a candidate (and its digest). A file whose signature is unchanged is not read
-  again, the way git's index avoids rereading a work tree. Files changed within two seconds
+- `files`: per path, the stat signature (size, mtime, ctime, inode) seen last time, the file's
+  digest and the rule that selected it for parsing (both None when none did: see candidates.py),
+  and its context (what its selection depends on besides its bytes: the package its relative
+  imports start from). A file whose signature and context are unchanged is not read again to be
+  judged, the way git's index avoids rereading a work tree. Files changed within two seconds
   before the run that wrote the cache started (when its snapshot was taken) or later are always
-  reread, since an edit in the same clock tick as a stat keeps the signature.
+  reread, since an edit in the same clock tick as a stat keeps the signature;
+- `exports`: the (module, name) pairs the `uses` rule looked for, which the verdicts stand for.
 
 Anything unexpected in the cache file counts as a miss: the cache can only make a run slower,
 never wrong or failing.
@@ -26,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +49,8 @@ def _scanner_key() -> str:
     """Changes whenever the scanner or the summary format changes, so stale entries are never used."""
     here = Path(__file__).parent
     digest = hashlib.sha256()
-    for name in ("scan.py", "ir.py", "cache.py"):
+    # candidates.py: the index's verdicts were given by its rules, so other rules must not trust them.
+    for name in ("scan.py", "ir.py", "cache.py", "candidates.py"):
         digest.update((here / name).read_bytes())
     return digest.hexdigest()[:16]
 
@@ -54,9 +58,21 @@ def _scanner_key() -> str:
 class SummaryStore:
     """Gives each project file's summary, from the cache or by scanning the file's bytes from `project`."""
 
-    def __init__(self, project: Snapshot, *, use_cache: bool = True, read_cache: bool = True) -> None:
-        """`use_cache` off: neither read nor write the cache. `read_cache` off: start afresh, then write."""
+    def __init__(
+        self,
+        project: Snapshot,
+        *,
+        use_cache: bool = True,
+        read_cache: bool = True,
+        contexts: Mapping[str, str | None] | None = None,
+    ) -> None:
+        """`use_cache` off: neither read nor write the cache. `read_cache` off: start afresh, then write.
+
+        `contexts`: per path, what else than its bytes a file's selection depends on; a verdict
+        given in another context is not trusted.
+        """
         self.root = project.root
+        self._contexts = contexts or {}
         self._project = project
         self._use_cache = use_cache
         self._key = _scanner_key()
@@ -67,8 +83,12 @@ class SummaryStore:
         self._cached: dict[str, Any] = cache.get("entries", {})
         self._old_files: dict[str, list[Any]] = cache.get("files", {})
         self._trusted_before: int = cache.get("started_ns", 0) - _RACY_NS
+        self.previous_exports: frozenset[tuple[str, str]] = cache.get("exports", frozenset())
+        """The pairs the last run's verdicts stand for (see candidates.py); `exports` is this run's."""
+        self.exports: frozenset[tuple[str, str]] = frozenset()
         self._racy = False
         self._files: dict[str, list[Any]] = {}
+        self._signatures: dict[str, list[int] | None] = {}
         self._used: dict[str, Any] = {}
         self._summaries: dict[str, ir.ModuleSummary] = {}
         self._digests: dict[str, str] = {}
@@ -77,33 +97,57 @@ class SummaryStore:
     def loaded_count(self) -> int:
         return len(self._summaries)
 
-    def select(self, paths: Sequence[str], markers: Sequence[bytes], *, trust_index: bool = True) -> list[str]:
-        """The paths whose bytes contain one of `markers`.
+    def select(
+        self,
+        paths: Sequence[str],
+        rule: str,
+        test: Callable[[str, bytes], bool],
+        *,
+        trust: Callable[[str | None], bool | None],
+    ) -> list[str]:
+        """The paths that `test(path, bytes)` selects, recorded in the index as selected by `rule`.
 
-        Unchanged files (same stat signature as last run) are answered from the cache without
-        reading them, unless `trust_index` is off (the index was built with other markers).
+        A file unchanged since the last run (same stat signature and context) is not read when
+        `trust(the rule that selected it last time, or None)` answers: True for selected, False
+        for not; None means the old verdict does not tell, and the file is read and tested.
         """
         selected = []
         for path in paths:
-            try:
-                st = os.stat(self.root / path)
-            except OSError:
+            signature = self._signature(path)
+            if signature is None:
                 continue
-            signature = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+            context = self._contexts.get(path)
             old = self._old_files.get(path)
-            trusted = trust_index and max(st.st_mtime_ns, st.st_ctime_ns) < self._trusted_before
-            if old is not None and old[:4] == signature and trusted:
-                digest = old[4]
+            same = old is not None and old[:4] == signature and old[6] == context
+            verdict = trust(old[5]) if same and old is not None else None
+            if verdict is not None and old is not None and max(signature[1:3]) < self._trusted_before:
+                digest = old[4] if verdict else None
+            elif verdict is not None:
+                # Only the racy window forced the reread: saving moves the window forward.
+                self._racy = True
+                digest = self._verdict(path, test)
             else:
-                # Reread; if only the racy window forced it, saving moves the window forward.
-                self._racy = self._racy or (old is not None and old[:4] == signature)
-                data = self._project.read(path)
-                digest = self._project.digest(path) if any(m in data for m in markers) else None
-            self._files[path] = [*signature, digest]
+                digest = self._verdict(path, test)
+            self._files[path] = [*signature, digest, rule if digest is not None else None, context]
             if digest is not None:
                 self._digests[path] = digest
                 selected.append(path)
         return selected
+
+    def _signature(self, path: str) -> list[int] | None:
+        """The file's stat signature (size, mtime, ctime, inode), taken once per run; None if it is gone."""
+        if path not in self._signatures:
+            try:
+                st = os.stat(self.root / path)
+            except OSError:
+                self._signatures[path] = None
+            else:
+                self._signatures[path] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+        return self._signatures[path]
+
+    def _verdict(self, path: str, test: Callable[[str, bytes], bool]) -> str | None:
+        """The file's digest if `test` selects it, else None."""
+        return self._project.digest(path) if test(path, self._project.read(path)) else None
 
     def prefetch(self, paths: Sequence[str], *, jobs: int | None = None) -> None:
         """Load summaries for `paths`, scanning the uncached ones in parallel when that pays."""
@@ -162,28 +206,49 @@ class SummaryStore:
         if not isinstance(data, dict) or data.get("key") != self._key:
             return {}
         files, entries, started = data.get("files"), data.get("entries"), data.get("started_ns")
-        if not (isinstance(files, dict) and isinstance(entries, dict) and type(started) is int):
+        exports = data.get("exports")
+        if not (
+            isinstance(files, dict)
+            and isinstance(entries, dict)
+            and type(started) is int
+            and isinstance(exports, list)
+            and all(isinstance(p, list) and len(p) == 2 and all(isinstance(v, str) for v in p) for p in exports)
+        ):
             return {}
         valid_files = {
-            path: sig
-            for path, sig in files.items()
-            if isinstance(sig, list)
-            and len(sig) == 5
-            and all(type(v) is int for v in sig[:4])
-            and (sig[4] is None or isinstance(sig[4], str))
+            path: row
+            for path, row in files.items()
+            if isinstance(row, list)
+            and len(row) == 7
+            and all(type(v) is int for v in row[:4])
+            and all(v is None or isinstance(v, str) for v in row[4:])
+            and (row[4] is None) == (row[5] is None)
         }
-        return {"files": valid_files, "entries": entries, "started_ns": started}
+        return {
+            "files": valid_files,
+            "entries": entries,
+            "started_ns": started,
+            "exports": frozenset((m, n) for m, n in exports),
+        }
 
     def save(self) -> None:
         """Write the index and the summaries used in this run (only those), atomically.
 
         A cache that cannot be written is skipped silently: it only makes the next run slower.
         """
-        unchanged = self._used == self._cached and self._files == self._old_files
+        unchanged = (
+            self._used == self._cached and self._files == self._old_files and self.exports == self.previous_exports
+        )
         if not self._use_cache or (unchanged and not self._racy):
             return
         target = self.root / _CACHE_FILE
-        document = {"key": self._key, "started_ns": self._started_ns, "files": self._files, "entries": self._used}
+        document = {
+            "key": self._key,
+            "started_ns": self._started_ns,
+            "files": self._files,
+            "entries": self._used,
+            "exports": sorted(self.exports),
+        }
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(target, json.dumps(document, sort_keys=True, separators=(",", ":")).encode())
