@@ -92,16 +92,16 @@ def select_candidates(files: Mapping[str, ModuleFile], store: SummaryStore, *, j
         new = pairs - looked_for
         if not new:
             break
-        wanted = _by_module(new)
+        wanted = _modules_by_name(_by_module(new))
 
-        def test(path: str, data: bytes, wanted: Exports = wanted) -> bool:
+        def test(path: str, data: bytes, wanted: Mapping[str, Sequence[str]] = wanted) -> bool:
             def contains(word: str) -> bool:
                 key = (path, word)
                 if key not in seen:
                     seen[key] = word.encode() in data
                 return seen[key]
 
-            return uses_exports(files[path], data, wanted, contains)
+            return _uses(files[path], data, wanted, contains)
 
         rest = [p for p in paths if p not in chosen]
         extra = store.select(rest, "uses", test, trust=_uses_trust(store.previous_exports, new, pairs))
@@ -220,16 +220,20 @@ def uses_exports(f: ModuleFile, data: bytes, exports: Exports, contains: Callabl
     mentions the name, or imports `*` from it and mentions the name. `contains(word)` tells
     whether the bytes hold a word; a caller that asks again in later rounds may remember it.
     """
-    if contains is None:
-        contains = functools.partial(_contains, data)
+    return _uses(f, data, _modules_by_name(exports), contains or functools.partial(_contains, data))
+
+
+def _uses(f: ModuleFile, data: bytes, by_name: Mapping[str, Sequence[str]], contains: Callable[[str], bool]) -> bool:
+    """`uses_exports`, given the exporting modules of each name."""
     base = anchor(f)
-    hits = {}
-    for module, names in exports.items():
-        # The module's last part first: most files name none of the modules that export something.
-        if contains(module.rpartition(".")[2]) or _encloses(module, base):
-            used = frozenset(n for n in names if contains(n))
-            if used:
-                hits[module] = used
+    hits: dict[str, set[str]] = {}
+    # The names first: there are few, while every module that imports the SDK exports `remote`.
+    for name, modules in by_name.items():
+        if not contains(name):
+            continue
+        for module in modules:
+            if module in hits or contains(module.rpartition(".")[2]) or _encloses(module, base):
+                hits.setdefault(module, set()).add(name)
     if not hits:
         return False
     for level, module, imported in _imports(data):
@@ -301,3 +305,11 @@ def _by_module(pairs: Iterable[tuple[str, str]]) -> dict[str, frozenset[str]]:
     for module, name in pairs:
         grouped.setdefault(module, set()).add(name)
     return {m: frozenset(names) for m, names in grouped.items()}
+
+
+def _modules_by_name(exports: Exports) -> dict[str, list[str]]:
+    by_name: dict[str, list[str]] = {}
+    for module in sorted(exports):
+        for name in exports[module]:
+            by_name.setdefault(name, []).append(module)
+    return by_name
