@@ -37,10 +37,10 @@ from ._supervise import WorkerProcess, WorkerStartFailed
 from .client import RESOURCE_ENV
 from .handler import RequestError, drain, failure_text
 from .manifest import load_manifest
-from .routes import MethodNotAllowed, RouteNotFound
+from .routes import MethodNotAllowed, RouteHandler, RouteNotFound
 from .signing import signature_problem
 
-__all__ = ["MAX_BODY", "Endpoint", "WorkerProcess", "import_resource", "main"]
+__all__ = ["MAX_BODY", "Endpoint", "WorkerProcess", "import_resource", "main", "route_answer"]
 
 MAX_BODY = 10_000_000  # bytes of request body, Runpod's payload limit
 _RUNSYNC_WAIT = 90.0  # seconds /runsync waits before answering with the job still running
@@ -111,27 +111,7 @@ class Endpoint:
     # --- load-balanced ---------------------------------------------------------------------
 
     async def _route(self, method: str, path: str, query: dict[str, str], body: bytes) -> tuple[int, Any]:
-        try:
-            parsed = json.loads(body) if body else None
-        except (ValueError, RecursionError):
-            return 400, {"error": "the body is not JSON (or is nested too deeply)"}
-        try:
-            result = await self.handler(method, path, query=query, body=parsed)
-            return 200, json.dumps(result).encode()
-        except RouteNotFound as exc:
-            return 404, {"error": str(exc)}
-        except MethodNotAllowed as exc:
-            return 405, {"error": str(exc)}
-        except RequestError as exc:
-            return 400, {"error": str(exc)}
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # user code (SystemExit too), or a result that is not JSON
-            status = getattr(exc, "status_code", None)
-            if isinstance(status, int) and 400 <= status < 600:
-                # FastAPI's HTTPException, as Runpod's load-balanced image answers it.
-                return status, {"detail": getattr(exc, "detail", str(exc))}
-            return 500, {"error": failure_text(exc)}
+        return await route_answer(self.handler, method, path, query, body)
 
     # --- queue-based -----------------------------------------------------------------------
 
@@ -322,6 +302,39 @@ class Endpoint:
             waiter.respond(200, job.envelope())
         loop = asyncio.get_running_loop()
         self.patrol = loop.call_later(_PATROL_EVERY, self._patrol) if self.runsync_waiting else None
+
+
+async def route_answer(
+    handler: RouteHandler, method: str, path: str, query: Mapping[str, str], body: bytes
+) -> tuple[int, Any]:
+    """A load-balanced request's answer: a status, and a JSON payload or bytes that are JSON already.
+
+    The route's result (200), or what went wrong: a body that is not JSON or arguments that do not
+    fit (400), no route (404), a route without this method (405), FastAPI's HTTPException (its
+    status, `{"detail": ...}`), anything else user code raised (500, with the traceback text).
+    This server and the FastAPI app of Runpod's load-balanced images (`stock.py`) both answer so.
+    """
+    try:
+        parsed = json.loads(body) if body else None
+    except (ValueError, RecursionError):
+        return 400, {"error": "the body is not JSON (or is nested too deeply)"}
+    try:
+        result = await handler(method, path, query=query, body=parsed)
+        return 200, json.dumps(result).encode()
+    except RouteNotFound as exc:
+        return 404, {"error": str(exc)}
+    except MethodNotAllowed as exc:
+        return 405, {"error": str(exc)}
+    except RequestError as exc:
+        return 400, {"error": str(exc)}
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:  # user code (SystemExit too), or a result that is not JSON
+        status = getattr(exc, "status_code", None)
+        if isinstance(status, int) and 400 <= status < 600:
+            # FastAPI's HTTPException, as Runpod's load-balanced image answers it.
+            return status, {"detail": getattr(exc, "detail", str(exc))}
+        return 500, {"error": failure_text(exc)}
 
 
 def _job_id() -> str:
