@@ -461,9 +461,14 @@ def _deployments() -> list[Path]:
 
 
 def _client_target(params: EndpointParams, *, queue: bool) -> tuple[str, dict[str, str]]:
-    """Where a client's requests go: an endpoint flashc deployed (by resource name or endpoint id),
-    else Runpod's API with RUNPOD_API_KEY."""
+    """Where a client's requests go: an endpoint flashc deployed (by resource name or endpoint id; on
+    Runpod's stock images, by `FLASHC_ENDPOINTS`), else Runpod's API with RUNPOD_API_KEY."""
+    from .client import endpoints, runpod_target
+
     wanted = {v for v in (params.id, params.name) if v}
+    for name, target in sorted((endpoints() or {}).items()):
+        if wanted & {name, target}:
+            return runpod_target(target, load_balanced=not queue)
     for deployment in _deployments():
         data = json.loads(deployment.read_text(encoding="utf-8"))
         for resource, endpoint in data.get("endpoints", {}).items():
@@ -474,11 +479,6 @@ def _client_target(params: EndpointParams, *, queue: bool) -> tuple[str, dict[st
             f"endpoint '{params.name}' (image={params.image!r}) is not deployed: flashc deploys image endpoints "
             "on Runpod only; give id= of a running endpoint"
         )
-    key = os.environ.get("RUNPOD_API_KEY")
-    if not key:
+    if not os.environ.get("RUNPOD_API_KEY"):
         raise RemoteCallError(f"set RUNPOD_API_KEY to call Runpod endpoint '{params.id}'")
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    if queue:
-        base = os.environ.get("RUNPOD_ENDPOINT_BASE_URL", "https://api.runpod.ai/v2").rstrip("/")
-        return f"{base}/{params.id}", headers
-    return f"https://{params.id}.api.runpod.ai", headers
+    return runpod_target(params.id, load_balanced=not queue)
