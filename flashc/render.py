@@ -6,6 +6,8 @@ Pure: templates are read from flashc's own template folder, nothing else. Handle
 user's objects by module path with `importlib.import_module`, so module paths that are not
 identifiers (`examples.01_hello`) work, and hand a registry to the runtime's factory
 (`create_handler` for queue-based resources, `create_route_handler` for load-balanced ones).
+Each resource also gets an entry module at the archive root, `handler_<resource name>.py`, the
+file Runpod's stock worker images load (`entry_path`; the runtime's `stock.py` has the contract).
 Identical input gives identical bytes.
 """
 
@@ -22,11 +24,12 @@ import jinja2
 from .group import BuildPlan, Group
 from .manifest import Manifest, manifest_json
 
-__all__ = ["MANIFEST_PATH", "SDK_ALIASES", "RenderedFile", "render", "templates_dir"]
+__all__ = ["MANIFEST_PATH", "SDK_ALIASES", "RenderedFile", "entry_path", "render", "templates_dir"]
 
 MANIFEST_PATH = "flash_manifest.json"
 # Module names under which user code imports the SDK; each becomes a thin alias of flashc_runtime.
 SDK_ALIASES = ("runpod_flash", "tetra_rp")
+_NAME_MAX = 255  # bytes in a file name, on the file systems workers unpack into
 _RESERVED = frozenset({"importlib", "create_handler", "create_route_handler", "REGISTRY", "ROUTES", "handler"})
 
 
@@ -70,10 +73,29 @@ def render(plan: BuildPlan, manifest: Manifest) -> tuple[RenderedFile, ...]:
             text = env.get_template("sdk_alias.py.j2").render(name=name)
             files.append(RenderedFile(f"{runtime_dir}/{name}/__init__.py", text))
     for group in plan.groups:
-        template = "handler_routes.py.j2" if group.kind == "load_balanced" else "handler_queue.py.j2"
+        routes = group.kind == "load_balanced"
+        template = "handler_routes.py.j2" if routes else "handler_queue.py.j2"
         text = env.get_template(template).render(resource=group.name, functions=_functions(group))
         files.append(RenderedFile(group.handler_path, text))
+        entry = entry_path(group.name)
+        if entry is not None:
+            text = env.get_template("stock_routes.py.j2" if routes else "stock_queue.py.j2").render(resource=group.name)
+            files.append(RenderedFile(entry, text))
     return tuple(sorted(files, key=lambda f: f.path))
+
+
+def entry_path(resource: str) -> str | None:
+    """Where Runpod's worker images look for `resource`'s entry module: `handler_<name>.py` at the
+    archive root, the name as it is. None for a name no file can have (with `/`, a backslash or
+    NUL in it, or too long): the images cannot load such a resource, flashc's own endpoints can."""
+    path = f"handler_{resource}.py"
+    try:
+        size = len(path.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate: no file name in UTF-8
+        return None
+    if size > _NAME_MAX or any(c in resource for c in "/\\\0"):
+        return None
+    return path
 
 
 def _functions(group: Group) -> list[dict[str, Any]]:

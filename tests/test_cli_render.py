@@ -26,6 +26,9 @@ def test_render_writes_the_generated_files(tmp_path: Path) -> None:
         "_flashc/runpod_flash/__init__.py",
         "_flashc/tetra_rp/__init__.py",
         "flash_manifest.json",
+        "handler_demo-api.py",
+        "handler_demo-cpu.py",
+        "handler_demo-gpu.py",
     ]
     manifest = parse_manifest((out / "flash_manifest.json").read_text())
     assert sorted(manifest.resources) == ["demo-api", "demo-cpu", "demo-gpu"]

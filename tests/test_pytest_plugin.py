@@ -22,6 +22,9 @@ GENERATED = [
     "_flashc/runpod_flash/__init__.py",
     "_flashc/tetra_rp/__init__.py",
     "flash_manifest.json",
+    "handler_demo-api.py",
+    "handler_demo-cpu.py",
+    "handler_demo-gpu.py",
 ]
 
 
