@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import pickle
@@ -168,6 +169,7 @@ def test_the_key_never_shows() -> None:
     assert str(ApiKey("short")) == "…"
     with pytest.raises(TypeError):
         pickle.dumps(key)
+    assert copy.deepcopy({"key": key})["key"] is key
     with pytest.raises(AttributeError):
         key.source = "environment"  # type: ignore[misc]
 
@@ -286,6 +288,16 @@ def test_a_rejected_key_is_an_auth_error_without_the_key(fake: FakeRunpod) -> No
     for text in (str(error), repr(error), error.hint or "", repr(api)):
         assert "WRONGWRONG" not in text
     assert fake.count("createFlashApp") == 1 and fake.apps == {}
+
+
+def test_a_rejected_key_on_rest_is_an_auth_error_too(fake: FakeRunpod, sleeps: list[float]) -> None:
+    wrong = ApiKey("rpa_WRONGWRONGWRONGWRONG1234")
+    with (
+        RunpodApi(wrong, transport=fake.transport, sleep=sleeps.append) as api,
+        pytest.raises(AuthError, match=r"^RUNPOD_API_KEY was rejected \(HTTP 401\)$"),
+    ):
+        api.volumes()
+    assert fake.count("GET networkvolumes") == 1 and sleeps == []
 
 
 def test_server_text_is_shown_without_the_key_or_a_presigned_query(api: RunpodApi, fake: FakeRunpod) -> None:

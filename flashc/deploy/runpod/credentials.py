@@ -73,6 +73,12 @@ class ApiKey:
     def __hash__(self) -> int:
         return hash(self._secret)
 
+    def __copy__(self) -> ApiKey:
+        return self  # immutable: a copy is the same key
+
+    def __deepcopy__(self, memo: dict[int, object]) -> ApiKey:
+        return self
+
     def __reduce__(self) -> tuple[object, ...]:
         # Refuse to be pickled: a pickle is a file the secret would land in unnoticed.
         raise TypeError("an ApiKey is not pickled")
