@@ -566,6 +566,21 @@ def test_err_remote_not_imported() -> None:
     )
 
 
+def test_one_config_used_from_two_modules_is_one_resource(tmp_path: Path) -> None:
+    # A GPU class made CPU by instanceIds: rebuilt from every field, it would say "both gpus and instanceIds".
+    files = {
+        "configs.py": "from tetra_rp import CpuInstanceType, LiveServerless\n\n"
+        'shared = LiveServerless(name="cpu-shared", instanceIds=[CpuInstanceType.CPU3G_4_16])\n',
+        "a.py": "from tetra_rp import remote\nfrom configs import shared\n\n@remote(shared)\ndef f():\n    return 1\n",
+        "b.py": "from tetra_rp import remote\nfrom configs import shared\n\n@remote(shared)\ndef g():\n    return 2\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    analysis = analyze_project(tmp_path, use_cache=False)
+    assert analysis.diagnostics == ()
+    assert resources(analysis) == {"cpu-shared": ("LiveServerless", "queue", "cpu", ("a:f", "b:g"))}
+
+
 def test_declarations_of_one_resource_merge_what_each_sets() -> None:
     analysis = analyze("merge")
     assert not analysis.has_errors

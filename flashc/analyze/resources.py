@@ -123,10 +123,17 @@ class _Merged:
                     (Note(*other.config_site, f"{field} is set to {mine[field]!r} here"),),
                 )
                 return False
+        if mine == theirs:  # the same config again (one object used twice, say): nothing to merge
+            self.setters.update({field: item for field in given if field not in self.setters})
+            return True
         values = {f.name: getattr(self.config, f.name) for f in dataclasses.fields(self.config)}  # type: ignore[arg-type]
         values.update({field: getattr(config, field) for field in given})
+        union = self.setters.keys() | given
+        # Built from the fields someone set, and those that differ from the class's defaults (an
+        # Endpoint's own defaults): cross-field rules then judge what was written, as at run time.
+        kwargs = {k: v for k, v in values.items() if k in union or v != _default(type(self.config), k)}
         try:
-            combined = type(self.config)(**values)
+            combined = type(self.config)(**kwargs)
         except ConfigError as exc:
             linker.report(
                 *item.config_site,
@@ -142,6 +149,15 @@ class _Merged:
             self.setters.setdefault(field, item)
         self.config = combined
         return True
+
+
+def _default(cls: type[ServerlessResource], name: str) -> Any:
+    field = next(f for f in dataclasses.fields(cls) if f.name == name)  # type: ignore[arg-type]
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return dataclasses.MISSING
 
 
 def _kind(config: ServerlessResource) -> str:
