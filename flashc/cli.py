@@ -429,12 +429,31 @@ def lock(
 @main.command()
 @click.argument("project_dir", default=".", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--archive", type=click.Path(path_type=Path), help="Deploy this archive, not a fresh build.")
-def deploy(project_dir: Path, archive: Path | None) -> None:
-    """Run every resource as an endpoint on this machine (127.0.0.1), building first if needed."""
+@click.option(
+    "--target", type=click.Choice(["local", "runpod"]), help="Where to (default: [tool.flashc] target, else local)."
+)
+@click.option("--app", help="Runpod app (default: [tool.flashc] app, else the project folder's name).")
+@click.option(
+    "--env", "environment", help="The app's environment (default: [tool.flashc] environment, else production)."
+)
+@click.option("--dry-run", is_flag=True, help="Runpod: print the plan and change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Runpod: the plan and the outcome as JSON on stdout.")
+def deploy(
+    project_dir: Path,
+    archive: Path | None,
+    target: str | None,
+    app: str | None,
+    environment: str | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Deploy every resource: as endpoints on this machine (127.0.0.1), or on Runpod Serverless."""
+    from .config import CliOptions, read_config
     from .deploy import LocalTarget, archive_sha256
 
     with _reported():
         root = project_dir.resolve()
+        config = read_config(root, CliOptions(target=target, app=app, environment=environment))
         if archive is None:
             from .pipeline import build_project
 
@@ -445,10 +464,68 @@ def deploy(project_dir: Path, archive: Path | None) -> None:
             archive, sha256 = built.archive.path, built.archive.sha256
         else:
             sha256 = archive_sha256(archive)
+        if config.deploy_target == "runpod":
+            _deploy_runpod(root, archive, sha256, config, dry_run=dry_run, as_json=as_json)
+            return
+        if dry_run or as_json:
+            raise UsageError("--dry-run and --json are for --target runpod", "drop them, or add --target runpod")
         state = LocalTarget(_local_settings(root)).deploy(root, archive, sha256)
         for name, endpoint in sorted(state["endpoints"].items()):
             click.echo(f"{name:<24} {endpoint['url']}  (pid {endpoint['pid']})")
         click.echo(f"key in {_shown(root / '.flash' / 'deployment.json')}; `flashc undeploy` stops everything")
+
+
+def _runpod_settings(root: Path, config: Any) -> Any:
+    from .deploy.local import _dotenv
+    from .deploy.runpod.target import RunpodSettings
+
+    shell = dict(os.environ)
+    return RunpodSettings(config.app or root.name, config.environment, {**_dotenv(root, shell), **shell})
+
+
+def _deploy_runpod(root: Path, archive: Path, sha256: str, config: Any, *, dry_run: bool, as_json: bool) -> None:
+    import json
+
+    from .deploy.runpod.target import apply, example_request, open_api, prepare, write_deployment
+
+    settings = _runpod_settings(root, config)
+    with open_api(root, os.environ) as api:
+        prepared = prepare(api, archive, sha256, settings)
+        plan = prepared.plan
+        if dry_run:
+            if as_json:
+                click.echo(json.dumps(plan.to_json(), indent=2, sort_keys=True))
+                return
+            click.echo(f"plan for {settings.app}/{settings.environment} on Runpod (nothing is changed):")
+            if plan.create_app or plan.create_environment:
+                click.echo(f"  create {'app and ' if plan.create_app else ''}environment {settings.environment}")
+            click.echo(f"  {'upload the archive' if plan.upload else 'the archive is there already'} ({sha256[:12]})")
+            for volume in plan.volumes:
+                click.echo(f"  create network volume {volume.name} ({volume.size} GB, {volume.data_center})")
+            for step in plan.steps:
+                detail = f" ({', '.join(step.changed)})" if step.changed and step.action == "update" else ""
+                reason = f"; {step.reason}" if step.reason and step.action != "keep" else ""
+                click.echo(f"  {step.action:<10} {step.name}{detail}{reason}")
+            return
+
+        def progress(sent: int, total: int) -> None:
+            if not as_json and sys.stderr.isatty():
+                click.echo(f"\r  ... uploading {sent * 100 // max(total, 1)}%", err=True, nl=sent >= total)
+
+        outcomes = apply(
+            api, prepared, settings, say=lambda line: click.echo(f"  ... {line}", err=True), progress=progress
+        )
+        write_deployment(root, settings, outcomes)
+        if as_json:
+            click.echo(json.dumps({"plan": plan.to_json(), "endpoints": [o.__dict__ for o in outcomes]}, indent=2))
+            return
+        for o in outcomes:
+            click.echo(f"{o.action:<12} {o.name:<24} {o.url}".rstrip())
+        for o in outcomes:
+            if o.url:
+                example = example_request(prepared.manifest, o.name, o.url)
+                if example:
+                    click.echo(f"\n# {o.name}\n{example}")
 
 
 def _local_settings(root: Path) -> Any:
@@ -509,16 +586,57 @@ def envs_command(python_version: str | None, torch: bool) -> None:
             click.echo(f"{state} in {env.seconds:.1f} s: {env.path}  ({'; '.join(spec.images)})")
 
 
+_TARGET = click.option(
+    "--target",
+    type=click.Choice(["local", "runpod"]),
+    help="Which deployment (default: [tool.flashc] target, else local).",
+)
+_APP = click.option("--app", help="Runpod app (default: [tool.flashc] app, else the project folder's name).")
+_ENV = click.option("--env", "environment", help="The app's environment (default: [tool.flashc] environment).")
+
+
+def _runpod_config(root: Path, target: str | None, app: str | None, environment: str | None) -> Any:
+    """The config when it says the Runpod target; None for the local one."""
+    from .config import CliOptions, read_config
+
+    config = read_config(root, CliOptions(target=target, app=app, environment=environment))
+    return config if config.deploy_target == "runpod" else None
+
+
 @main.command()
 @click.argument("project_dir", default=".", type=click.Path(file_okay=False, path_type=Path))
-def status(project_dir: Path) -> None:
+@_TARGET
+@_APP
+@_ENV
+def status(project_dir: Path, target: str | None, app: str | None, environment: str | None) -> None:
     """Show the deployed endpoints: URL, process and health."""
     import httpx
 
     from .deploy import alive, read_deployment
 
     with _reported():
-        state = read_deployment(project_dir.resolve())
+        root = project_dir.resolve()
+        config = _runpod_config(root, target, app, environment)
+        if config is not None:
+            from .deploy.runpod.execute import endpoint_url, read_state
+            from .deploy.runpod.target import open_api
+
+            settings = _runpod_settings(root, config)
+            with open_api(root, os.environ) as api:
+                server = read_state(api, settings.app, settings.environment, volumes=False)
+            if not server.endpoints:
+                raise UsageError(
+                    f"nothing is deployed in {settings.app}/{settings.environment} on Runpod",
+                    "run `flashc deploy --target runpod`",
+                )
+            for e in sorted(server.endpoints, key=lambda e: (e.name, e.id)):
+                record = server.recorded.get(e.name)
+                kind = record.kind if record and record.endpoint_id == e.id else "?"
+                note = "" if record and record.endpoint_id == e.id else "  (not recorded by a finished deploy)"
+                url = endpoint_url(e.id, kind) if kind != "?" else e.id
+                click.echo(f"{e.name:<24} {kind:<10} {url}{note}")
+            return
+        state = read_deployment(root)
         if state is None:
             raise UsageError("nothing is deployed from this project", "run `flashc deploy`")
         headers = {"Authorization": f"Bearer {state['key']}"}
@@ -538,11 +656,17 @@ def status(project_dir: Path) -> None:
 @main.command()
 @click.argument("resource")
 @click.argument("project_dir", default=".", type=click.Path(file_okay=False, path_type=Path))
-def logs(resource: str, project_dir: Path) -> None:
+@_TARGET
+def logs(resource: str, project_dir: Path, target: str | None) -> None:
     """Print what a deployed endpoint's worker wrote."""
     from .deploy import read_deployment
 
     with _reported():
+        if _runpod_config(project_dir.resolve(), target, None, None) is not None:
+            raise UsageError(
+                "Runpod's API gives no worker logs to flashc: its GraphQL and REST operations have none",
+                "see the endpoint's Logs tab in Runpod's console; a job's own output and error come back with it",
+            )
         state = read_deployment(project_dir.resolve())
         endpoints = (state or {}).get("endpoints", {})
         if resource not in endpoints:
@@ -553,12 +677,35 @@ def logs(resource: str, project_dir: Path) -> None:
 
 @main.command()
 @click.argument("project_dir", default=".", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--all", "all_", is_flag=True, help="Stop every endpoint (the default; kept for scripts).")
-def undeploy(project_dir: Path, all_: bool) -> None:
-    """Stop every endpoint of this project's deployment; no process is left behind."""
+@click.argument("names", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Every endpoint (the default; kept for scripts).")
+@_TARGET
+@_APP
+@_ENV
+def undeploy(
+    project_dir: Path, names: tuple[str, ...], all_: bool, target: str | None, app: str | None, environment: str | None
+) -> None:
+    """Stop every endpoint of this project's deployment (on Runpod: delete them, or those NAMES)."""
     from .deploy import LocalTarget
 
     with _reported():
+        root = project_dir.resolve()
+        config = _runpod_config(root, target, app, environment)
+        if config is not None:
+            from .deploy.runpod.target import open_api
+            from .deploy.runpod.target import undeploy as runpod_undeploy
+
+            settings = _runpod_settings(root, config)
+            with open_api(root, os.environ) as api:
+                gone = runpod_undeploy(api, settings, set(names) if names and not all_ else None)
+            for o in gone:
+                click.echo(f"deleted      {o.name:<24} {o.endpoint_id}")
+            click.echo(
+                f"deleted {_count(len(gone), 'endpoint')} of {settings.app}/{settings.environment}; volumes stay"
+            )
+            return
+        if names:
+            raise UsageError("naming endpoints is for --target runpod", "drop the names: every local endpoint stops")
         stopped = LocalTarget().undeploy(project_dir.resolve())
         click.echo(f"stopped {_count(len(stopped), 'endpoint')}" + (f": {', '.join(stopped)}" if stopped else ""))
 

@@ -19,6 +19,9 @@ one place it comes from, most specific first:
     index              -                       -                   UV_*, else PIP_*         pypi.org
     cache_dir          -                       -                   FLASHC_CACHE_DIR,        ~/.cache/flashc
                                                                    XDG_CACHE_HOME/flashc
+    deploy_target      deploy --target         target              -                        local
+    app                deploy --app            app                 -                        the project folder's name
+    environment        deploy --env            environment         -                        production
 
 `[tool.flashc]` keys may also be spelt with dashes (`python-version`). Every problem is collected
 before anything is raised. Problems in `pyproject.toml` (invalid TOML, an unknown key, a wrong
@@ -91,6 +94,9 @@ class CliOptions:
     no_deps: bool = False
     offline: bool = False
     max_size_mb: int | None = None
+    target: str | None = None
+    app: str | None = None
+    environment: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -148,6 +154,12 @@ class Config:
     """The wheel cache shared by all projects."""
     pyproject: PyProject | None
     """None when the project has no pyproject.toml."""
+    deploy_target: str = "local"
+    """Where `flashc deploy` goes: "local" (this machine) or "runpod"."""
+    app: str | None = None
+    """The Runpod app the project deploys to; None: the project folder's name."""
+    environment: str = "production"
+    """The app's environment the project deploys to."""
 
     @property
     def target(self) -> Target:
@@ -166,7 +178,7 @@ class Config:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-_NOT_FINGERPRINTED = frozenset({"cache_dir", "offline"})
+_NOT_FINGERPRINTED = frozenset({"cache_dir", "offline", "deploy_target", "app", "environment"})
 
 
 def _jsonable(value: object) -> object:
@@ -251,7 +263,7 @@ def parse_config(
     project = _parse_pyproject(text, problems) if text is not None else None
     tool = _tool_settings(project, problems) if project is not None else {}
 
-    def checked(parse: Callable[[str], str], cli_value: str | None, key: str, default: str) -> str:
+    def checked(parse: Callable[[str], str], cli_value: str | None, key: str, default: Any) -> Any:
         if cli_value is not None:
             try:
                 return parse(cli_value)
@@ -267,6 +279,9 @@ def parse_config(
         return default
 
     python_version = checked(parse_python_version, cli.python_version, "python_version", host_python)
+    deploy_target = checked(_parse_target, cli.target, "target", "local")
+    app = checked(_parse_name, cli.app, "app", None)
+    environment = checked(_parse_name, cli.environment, "environment", "production")
     glibc = checked(parse_glibc, cli.glibc, "glibc", DEFAULT_GLIBC)
     exclude = _cli_exclude(cli.exclude, problems)
     if "exclude" in tool:
@@ -301,7 +316,25 @@ def parse_config(
         index=index,
         cache_dir=_cache_dir(environ),
         pyproject=project,
+        deploy_target=deploy_target,
+        app=app,
+        environment=environment,
     )
+
+
+def _parse_target(value: object) -> str:
+    if value not in ("local", "runpod"):
+        raise UsageError(f"target must be local or runpod, not {value!r}", 'write target = "runpod"')
+    return str(value)
+
+
+def _parse_name(value: object) -> str:
+    text = str(value)
+    if not text or len(text) > 64 or not all(c.isalnum() or c in "-_." for c in text):
+        raise UsageError(
+            f"{value!r} is not a name Runpod takes", "use letters, digits, '-', '_' and '.', at most 64 characters"
+        )
+    return text
 
 
 # --- pyproject.toml -----------------------------------------------------------------------------
@@ -374,6 +407,9 @@ _KEYS = {
     "max_size": _Key(
         "a positive whole number of megabytes", "write {key} = 500, the limit in megabytes", _is_positive_int
     ),
+    "target": _Key('"local" or "runpod"', 'write {key} = "runpod"', _is_str),
+    "app": _Key("a string, the Runpod app's name", 'write {key} = "my-app"', _is_str),
+    "environment": _Key("a string, the app environment's name", 'write {key} = "production"', _is_str),
 }
 
 

@@ -199,11 +199,21 @@ ALTERED = {
 }
 
 
-def test_every_field_but_cache_dir_and_offline_is_fingerprinted() -> None:
+def test_every_field_but_cache_dir_offline_and_where_to_deploy_is_fingerprinted() -> None:
     config = parse(TOOL)
-    assert set(ALTERED) == {field.name for field in dataclasses.fields(Config)} - {"cache_dir", "offline"}
+    deploying = {"deploy_target", "app", "environment"}  # where the archive goes, not what it holds
+    assert set(ALTERED) == {field.name for field in dataclasses.fields(Config)} - {"cache_dir", "offline"} - deploying
     for name, value in ALTERED.items():
         assert dataclasses.replace(config, **{name: value}).fingerprint() != config.fingerprint(), name
+    for name, value in {"deploy_target": "runpod", "app": "other", "environment": "staging"}.items():
+        assert dataclasses.replace(config, **{name: value}).fingerprint() == config.fingerprint(), name
+
+
+def test_where_to_deploy_comes_from_the_command_line_then_the_table() -> None:
+    config = parse('[tool.flashc]\ntarget = "runpod"\napp = "shop"\n')
+    assert (config.deploy_target, config.app, config.environment) == ("runpod", "shop", "production")
+    assert parse("", CliOptions(target="local")).deploy_target == "local"
+    assert diagnostics('[tool.flashc]\ntarget = "mars"\n')[0].message == "target must be local or runpod, not 'mars'"
 
 
 # Errors in pyproject.toml: located, all at once
@@ -219,7 +229,8 @@ def test_unknown_key_is_located_with_a_did_you_mean() -> None:
             1,
             6,
             "unknown key 'turbo' in [tool.flashc]",
-            "[tool.flashc] takes: exclude, glibc, keep_gpu_packages, max_size, python_version",
+            "[tool.flashc] takes: app, environment, exclude, glibc, keep_gpu_packages, max_size, "
+            "python_version, target",
         ),
     ]
 
@@ -242,7 +253,8 @@ def test_unknown_sub_table_is_located_at_its_header() -> None:
             1,
             21,
             "unknown key 'extras' in [tool.flashc]",
-            "[tool.flashc] takes: exclude, glibc, keep_gpu_packages, max_size, python_version",
+            "[tool.flashc] takes: app, environment, exclude, glibc, keep_gpu_packages, max_size, "
+            "python_version, target",
         )
     ]
 

@@ -86,6 +86,10 @@ def _endpoint_of(obj: Any, resource: str, *, load_balanced: bool) -> tuple[str, 
         raise RemoteCallError(
             f"resource '{resource}' is not part of the deployment of {root}: run `flashc deploy` there"
         )
+    if deployment.get("target") == "runpod":  # the file holds no key: the caller's RUNPOD_API_KEY is it
+        if not os.environ.get("RUNPOD_API_KEY"):
+            raise RemoteCallError(f"set RUNPOD_API_KEY to call resource '{resource}' on Runpod")
+        return (*runpod_target(endpoint["endpoint_id"], load_balanced=load_balanced), None)
     headers = {"Authorization": f"Bearer {deployment['key']}", "Content-Type": "application/json"}
     return endpoint["url"], headers, deployment.get("secret")
 
