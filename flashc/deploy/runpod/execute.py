@@ -205,10 +205,13 @@ def execute(
     ids = {s.name: s.endpoint_id for s in plan.steps if s.action in ("keep", "update", "update-env") and s.endpoint_id}
     sent: dict[str, str] = {}
 
+    def others(name: str) -> str:
+        return json.dumps({n: i for n, i in sorted(ids.items()) if n != name}, separators=(",", ":"))
+
     def env_of(name: str) -> dict[str, str]:
         env = dict(envs[name])
         if want[name].calls_others:
-            env[ENDPOINTS_ENV] = sent[name] = json.dumps(dict(sorted(ids.items())), separators=(",", ":"))
+            env[ENDPOINTS_ENV] = sent[name] = others(name)
         return env
 
     order = sorted(plan.steps, key=lambda s: s.action != "delete" and s.name in want and want[s.name].calls_others)
@@ -227,9 +230,9 @@ def execute(
         )
         outcomes.append(Outcome(step.name, action, endpoint_id, endpoint_url(endpoint_id, wanted.kind), wanted.kind))
     # A caller kept as it was, or sent before a resource it calls got its id, learns the ids now.
-    final = json.dumps(dict(sorted(ids.items())), separators=(",", ":"))
     renewed = any(s.action in ("create", "replace") for s in plan.steps)
     for name, done in records.items():
+        final = others(name)
         stale = sent.get(name, final if not renewed else "") != final
         if want[name].calls_others and stale and done.template_id:
             run._save_template(done.template_id, want[name], env_of(name))
