@@ -261,3 +261,20 @@ def test_no_key_is_a_clear_error_before_anything_is_sent(
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     result = CliRunner().invoke(main, ["deploy", str(project), "--target", "runpod"])
     assert result.exit_code != 0 and "no Runpod API key" in result.output and fake.calls == []
+
+
+def test_a_network_volume_is_created_once_and_found_by_name_after(deployer: Deployer, tmp_path: Path) -> None:
+    app = (
+        "from runpod_flash import DataCenter, Endpoint, NetworkVolume\n\n"
+        'models = NetworkVolume(name="models", size=50, datacenter=DataCenter.EU_RO_1)\n\n\n'
+        '@Endpoint(name="reader", cpu="cpu3c-1-2", volume=models)\n'
+        "def read(path: str) -> str:\n    return path\n"
+    )
+    root = write_project(tmp_path / "vol", {"app.py": app})
+    deployer.deploy(root)
+    (volume,) = deployer.fake.volumes.values()
+    assert (volume["name"], volume["size"], volume["dataCenterId"]) == ("models", 50, "EU-RO-1")
+    assert live(deployer.fake)["reader"]["networkVolumeId"] == volume["id"]
+    clone = write_project(tmp_path / "clone" / "vol", {"app.py": app})
+    deployer.deploy(clone)
+    assert deployer.fake.count("POST networkvolumes") == 1  # found by name and data center, not made again
