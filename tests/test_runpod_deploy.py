@@ -278,3 +278,53 @@ def test_a_network_volume_is_created_once_and_found_by_name_after(deployer: Depl
     clone = write_project(tmp_path / "clone" / "vol", {"app.py": app})
     deployer.deploy(clone)
     assert deployer.fake.count("POST networkvolumes") == 1  # found by name and data center, not made again
+
+
+def test_local_python_calls_the_runpod_endpoint_with_the_callers_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a Runpod deploy, `await f(x)` goes to the endpoint .flash/deployment.json names, with
+    RUNPOD_API_KEY; here a loopback server stands in for Runpod's data plane."""
+    import asyncio
+    import http.server
+    import sys
+    import threading
+
+    seen: list[tuple[str, str | None, Any]] = []
+
+    class DataPlane(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append((self.path, self.headers.get("Authorization"), body))
+            answer = json.dumps({"id": "job-1", "status": "COMPLETED", "output": 42}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), DataPlane)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        root = write_project(tmp_path / "called", {"app.py": APP})
+        settings = RunpodSettings("called", "production", {})
+        from flashc.deploy.runpod.target import write_deployment
+
+        write_deployment(root, settings, (Outcome("gpu", "created", "ep123", "https://x", "gpu-queue"),))
+        monkeypatch.setenv("RUNPOD_ENDPOINT_BASE_URL", f"http://127.0.0.1:{server.server_port}/v2")
+        monkeypatch.setenv("RUNPOD_API_KEY", "rpa_caller_key")
+        monkeypatch.delenv("FLASHC_ENDPOINTS", raising=False)
+        monkeypatch.syspath_prepend(str(root))
+        sys.modules.pop("app", None)
+        import app  # type: ignore[import-not-found]
+
+        assert asyncio.run(app.embed(21)) == 42
+    finally:
+        server.shutdown()
+        sys.modules.pop("app", None)
+    ((path, auth, body),) = seen
+    assert path == "/v2/ep123/runsync" and auth == "Bearer rpa_caller_key"
+    assert body["input"]["function"] == "embed"
