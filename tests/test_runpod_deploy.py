@@ -293,7 +293,7 @@ def test_local_python_calls_the_runpod_endpoint_with_the_callers_key(
     seen: list[tuple[str, str | None, Any]] = []
 
     class DataPlane(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+        def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             seen.append((self.path, self.headers.get("Authorization"), body))
             answer = json.dumps({"id": "job-1", "status": "COMPLETED", "output": 42}).encode()
