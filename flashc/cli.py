@@ -47,12 +47,16 @@ def _reported() -> Iterator[None]:
 
 
 def _fail(exc: FlashcError) -> NoReturn:
+    _show_error(exc)
+    sys.exit(exc.exit_code)
+
+
+def _show_error(exc: FlashcError) -> None:
     if isinstance(exc, DiagnosticsError):
         click.echo(render_all(exc.diagnostics, _line_reader(exc.root)), err=True)
     click.echo(f"flashc: error: {exc.message}", err=True)
     if exc.hint:
         click.echo(f"  = hint: {exc.hint}", err=True)
-    sys.exit(exc.exit_code)
 
 
 def _line_reader(root: Path) -> Any:
@@ -526,6 +530,99 @@ def _deploy_runpod(root: Path, archive: Path, sha256: str, config: Any, *, dry_r
                 example = example_request(prepared.manifest, o.name, o.url)
                 if example:
                     click.echo(f"\n# {o.name}\n{example}")
+
+
+@main.command()
+@click.argument("project_dir", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--host", help="Where the API app listens (default: FLASH_HOST, else localhost).")
+@click.option("--port", type=int, help="Its port (default: FLASH_PORT, else 8888).")
+def run(project_dir: Path, host: str | None, port: int | None) -> None:
+    """Develop: deploy locally, serve the project's API app (main.py's `app`) with /docs, and
+    redeploy and reload on every saved change. Ctrl-C stops everything."""
+    import time
+
+    from .config import CliOptions, read_config
+    from .deploy import LocalTarget
+    from .deploy.local import _dotenv
+    from .devrun import AppServer, Watcher, app_target, loop, python_of_lb_image
+    from .pipeline import build_project
+
+    with _reported():
+        root = project_dir.resolve()
+        config = read_config(root, CliOptions())
+        variables = {**_dotenv(root, dict(os.environ)), **os.environ}
+        host = host or variables.get("FLASH_HOST") or "localhost"
+        try:
+            port = port or int(variables.get("FLASH_PORT") or 8888)
+        except ValueError:
+            raise UsageError("FLASH_PORT must be a port number", "set FLASH_PORT=8888, say") from None
+        settings = _local_settings(root)
+        target = LocalTarget(settings)
+        pids: dict[str, int] = {}
+
+        def build_and_deploy() -> tuple[list[str], float]:
+            started = time.monotonic()
+            built = build_project(root)
+            warnings = (*built.generated.analysis.diagnostics, *built.warnings)
+            if warnings:
+                click.echo(render_all(warnings, _line_reader(root)), err=True)
+            if server is not None:
+                server.restart()  # the sources build: the app reloads while the endpoints are redeployed
+            state = target.deploy(root, built.archive.path, built.archive.sha256)
+            restarted = [n for n, e in sorted(state["endpoints"].items()) if pids.get(n) != e["pid"]]
+            pids.clear()
+            pids.update({n: e["pid"] for n, e in state["endpoints"].items()})
+            for name in restarted:
+                click.echo(f"endpoint {name:<24} {state['endpoints'][name]['url']}")
+            return restarted, time.monotonic() - started
+
+        app = app_target(root, config.serve)
+        server: AppServer | None = None
+
+        def interrupted(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt  # a terminal closed or `kill`: stop as Ctrl-C does, leaving nothing
+
+        signal.signal(signal.SIGTERM, interrupted)
+        signal.signal(signal.SIGHUP, interrupted)
+        try:
+            _, seconds = build_and_deploy()
+            click.echo(f"deployed in {seconds:.1f} s")
+            if app is not None:
+                server = AppServer(python_of_lb_image(settings), root, app, host, port)
+                server.start()
+                if not server.wait_ready():
+                    raise UsageError(
+                        f"the API app {app[0]}:{app[1]} did not start on {host}:{port} (its error is above)",
+                        "fix it and run again, or pass --port if the port is taken",
+                    )
+                click.echo(f"API app  http://{host}:{port}   (interactive docs: http://{host}:{port}/docs)")
+            else:
+                click.echo("no main.py with an `app`: serving the endpoints only ([tool.flashc] serve names another)")
+            click.echo("watching for changes; Ctrl-C stops everything")
+
+            def changed(files: list[str]) -> None:
+                shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+                click.echo(f"changed: {shown}; rebuilding")
+
+            for result in loop(build_and_deploy, Watcher(root), changed, lambda: False):
+                if isinstance(result, FlashcError):
+                    _show_error(result)
+                    click.echo("the build failed: the last good deployment keeps serving", err=True)
+                    continue
+                restarted, seconds = result
+                reason = f"restarted {', '.join(restarted)}" if restarted else "no endpoint changed"
+                if server is not None and server.wait_ready():
+                    reason += "; API app reloaded"
+                click.echo(f"redeployed in {seconds:.1f} s: {reason}")
+        except KeyboardInterrupt:
+            pass
+        finally:
+            for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(stop_signal, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+            if server is not None:
+                server.stop()
+            stopped = target.undeploy(root)
+            click.echo(f"stopped {_count(len(stopped), 'endpoint')}" + (" and the API app" if server else ""))
 
 
 def _local_settings(root: Path) -> Any:

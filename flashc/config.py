@@ -22,6 +22,7 @@ one place it comes from, most specific first:
     deploy_target      deploy --target         target              -                        local
     app                deploy --app            app                 -                        the project folder's name
     environment        deploy --env            environment         -                        production
+    serve              -                       serve               -                        main.py's `app`
 
 `[tool.flashc]` keys may also be spelt with dashes (`python-version`). Every problem is collected
 before anything is raised. Problems in `pyproject.toml` (invalid TOML, an unknown key, a wrong
@@ -160,6 +161,8 @@ class Config:
     """The Runpod app the project deploys to; None: the project folder's name."""
     environment: str = "production"
     """The app's environment the project deploys to."""
+    serve: str | None = None
+    """The API app `flashc run` serves, "module:attribute"; None: main.py's `app`, if there is one."""
 
     @property
     def target(self) -> Target:
@@ -178,7 +181,7 @@ class Config:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-_NOT_FINGERPRINTED = frozenset({"cache_dir", "offline", "deploy_target", "app", "environment"})
+_NOT_FINGERPRINTED = frozenset({"cache_dir", "offline", "deploy_target", "app", "environment", "serve"})
 
 
 def _jsonable(value: object) -> object:
@@ -319,6 +322,7 @@ def parse_config(
         deploy_target=deploy_target,
         app=app,
         environment=environment,
+        serve=str(tool["serve"].value) if "serve" in tool else None,
     )
 
 
@@ -410,6 +414,7 @@ _KEYS = {
     "target": _Key('"local" or "runpod"', 'write {key} = "runpod"', _is_str),
     "app": _Key("a string, the Runpod app's name", 'write {key} = "my-app"', _is_str),
     "environment": _Key("a string, the app environment's name", 'write {key} = "production"', _is_str),
+    "serve": _Key('"module:attribute", the API app `flashc run` serves', 'write {key} = "main:app"', _is_str),
 }
 
 

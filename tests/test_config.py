@@ -201,7 +201,7 @@ ALTERED = {
 
 def test_every_field_but_cache_dir_offline_and_where_to_deploy_is_fingerprinted() -> None:
     config = parse(TOOL)
-    deploying = {"deploy_target", "app", "environment"}  # where the archive goes, not what it holds
+    deploying = {"deploy_target", "app", "environment", "serve"}  # where it goes and runs, not what it holds
     assert set(ALTERED) == {field.name for field in dataclasses.fields(Config)} - {"cache_dir", "offline"} - deploying
     for name, value in ALTERED.items():
         assert dataclasses.replace(config, **{name: value}).fingerprint() != config.fingerprint(), name
@@ -230,7 +230,7 @@ def test_unknown_key_is_located_with_a_did_you_mean() -> None:
             6,
             "unknown key 'turbo' in [tool.flashc]",
             "[tool.flashc] takes: app, environment, exclude, glibc, keep_gpu_packages, max_size, "
-            "python_version, target",
+            "python_version, serve, target",
         ),
     ]
 
@@ -254,7 +254,7 @@ def test_unknown_sub_table_is_located_at_its_header() -> None:
             21,
             "unknown key 'extras' in [tool.flashc]",
             "[tool.flashc] takes: app, environment, exclude, glibc, keep_gpu_packages, max_size, "
-            "python_version, target",
+            "python_version, serve, target",
         )
     ]
 

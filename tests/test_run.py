@@ -1,0 +1,179 @@
+"""`flashc run`: deploy, serve the project's API app with /docs, follow every saved change, and
+stop everything on Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from caches import own_cache
+from wheelhouse import write_project
+
+from flashc.devrun import app_target, changed_files
+
+WORKER = """from runpod_flash import Endpoint
+
+
+@Endpoint(name="adder", cpu="cpu3c-1-2")
+async def add(a: int, b: int) -> dict:
+    return {"sum": a + b, "version": 1}
+"""
+
+MAIN = """from fastapi import FastAPI
+
+from workers import add
+
+app = FastAPI(title="dev loop")
+
+
+@app.get("/")
+def home() -> dict:
+    return {"docs": "/docs"}
+
+
+@app.get("/add/{a}/{b}")
+async def add_route(a: int, b: int) -> dict:
+    return await add(a, b)
+"""
+
+WAIT = 120.0  # seconds: generous, the suite runs next to other load
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Running:
+    """`flashc run` in a subprocess; its output read line by line on a thread."""
+
+    def __init__(self, root: Path, port: int) -> None:
+        self.port = port
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "flashc", "run", str(root), "--host", "127.0.0.1", "--port", str(port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=os.environ.copy(),
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def expect(self, text: str) -> str:
+        """The next line holding `text` (the lines before it are kept in `seen`)."""
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=1)
+            except queue.Empty:
+                if self.process.poll() is not None:
+                    break
+                continue
+            self.seen.append(line)
+            if text in line:
+                return line
+        raise AssertionError(f"no line with {text!r}; output:\n" + "\n".join(self.seen))
+
+    def get(self, path: str) -> tuple[int, Any]:
+        """The status and the JSON answer (the text, if it is no JSON)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=30) as answer:
+                body = answer.read()
+                try:
+                    return answer.status, json.loads(body or b"null")
+                except ValueError:
+                    return answer.status, body.decode(errors="replace")
+        except urllib.error.HTTPError as exc:
+            return exc.code, None
+
+    def answer_becomes(self, path: str, expected: Any) -> None:
+        deadline = time.monotonic() + WAIT
+        last: Any = None
+        while time.monotonic() < deadline:
+            try:
+                last = self.get(path)
+                if last == (200, expected):
+                    return
+            except OSError as exc:
+                last = exc
+            time.sleep(0.1)
+        raise AssertionError(f"{path} answered {last!r}, not {expected!r}; output:\n" + "\n".join(self.seen))
+
+
+@pytest.fixture
+def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Running]:
+    own_cache(tmp_path / "cache", monkeypatch)
+    root = write_project(tmp_path / "dev", {"workers.py": WORKER, "main.py": MAIN})
+    run = Running(root, free_port())
+    try:
+        yield run
+    finally:
+        if run.process.poll() is None:
+            run.process.send_signal(signal.SIGINT)
+            try:
+                run.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                run.process.kill()
+
+
+def test_run_serves_the_app_follows_changes_and_leaves_nothing_behind(running: Running, tmp_path: Path) -> None:
+    running.expect("watching for changes")
+    assert any("http://127.0.0.1:" in line and "/docs" in line for line in running.seen)
+    status, page = running.get("/docs")
+    assert status == 200 and "swagger" in page.lower()
+    # The app's route awaits the endpoint function: it runs on the local endpoint.
+    running.answer_becomes("/add/2/3", {"sum": 5, "version": 1})
+    # A saved change in the worker: that endpoint is redeployed, the app reloaded.
+    worker = tmp_path / "dev" / "workers.py"
+    worker.write_text(WORKER.replace('"version": 1', '"version": 2'))
+    assert "restarted adder" in running.expect("redeployed in")
+    running.answer_becomes("/add/2/3", {"sum": 5, "version": 2})
+    # A change that breaks the build: the diagnostics, and the last good deployment serves on.
+    worker.write_text(WORKER.replace('"version": 1', '"version": 3').replace("async def", "async def def"))
+    running.expect("the build failed: the last good deployment keeps serving")
+    assert any("workers.py:" in line and "error" in line for line in running.seen)
+    assert running.get("/add/2/3") == (200, {"sum": 5, "version": 2})
+    # Ctrl-C: every process it started is gone, and the deployment with them.
+    deployment = json.loads((tmp_path / "dev" / ".flash" / "deployment.json").read_text())
+    pids = [e["pid"] for e in deployment["endpoints"].values()]
+    running.process.send_signal(signal.SIGINT)
+    assert running.process.wait(timeout=WAIT) == 0
+    running.expect("stopped 1 endpoint and the API app")
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", running.port)) != 0  # the app server is gone too
+
+
+def test_the_app_is_main_py_or_what_the_config_names(tmp_path: Path) -> None:
+    assert app_target(tmp_path, None) is None
+    (tmp_path / "main.py").write_text("app = None\n")
+    assert app_target(tmp_path, None) == ("main", "app")
+    assert app_target(tmp_path, "api.server:application") == ("api.server", "application")
+
+
+def test_changes_are_files_added_removed_or_rewritten() -> None:
+    before = {"a.py": (1, 10, 1), "b.py": (1, 10, 2)}
+    after = {"a.py": (2, 11, 1), "c.py": (1, 1, 3)}
+    assert changed_files(before, after) == ["a.py", "b.py", "c.py"]
+    assert changed_files(before, dict(before)) == []
