@@ -566,6 +566,48 @@ def test_err_remote_not_imported() -> None:
     )
 
 
+def test_err_sdk_not_imported() -> None:
+    # A config, enum, constant or decorator of the SDK used without its import: the line to add, from
+    # the SDK module the file imports from already (by name or as a module), else runpod_flash.
+    analysis = analyze("err_sdk_not_imported")
+    assert analysis.has_errors
+    assert ids(analysis) == ["aliased:fine"]
+    assert rendered("err_sdk_not_imported", analysis.diagnostics) == pinned(
+        """\
+        aliased.py:5:12: error: 'LiveLoadBalancer' is not imported, so importing this module fails (NameError)
+         5 | @tr.remote(LiveLoadBalancer(name="api"), method="GET", path="/items")
+           |            ^~~~~~~~~~~~~~~~
+          = hint: add `from tetra_rp import LiveLoadBalancer` to the file's imports
+        legacy.py:4:46: error: 'GpuGroup' is not imported, so importing this module fails (NameError)
+         4 | config = LiveServerless(name="legacy", gpus=[GpuGroup.AMPERE_80], workersMax=DEFAULT_WORKERS_MAX)
+           |                                              ^~~~~~~~
+        legacy.py:7:9: note: 'config' is used here
+         7 | @remote(config)
+           |         ^~~~~~
+          = hint: add `from tetra_rp import GpuGroup` to the file's imports
+        legacy.py:4:78: error: 'DEFAULT_WORKERS_MAX' is not imported, so importing this module fails (NameError)
+         4 | config = LiveServerless(name="legacy", gpus=[GpuGroup.AMPERE_80], workersMax=DEFAULT_WORKERS_MAX)
+           |                                                                              ^~~~~~~~~~~~~~~~~~~
+        legacy.py:7:9: note: 'config' is used here
+         7 | @remote(config)
+           |         ^~~~~~
+          = hint: add `from tetra_rp import DEFAULT_WORKERS_MAX` to the file's imports
+        legacy.py:12:9: error: 'CpuLiveServerless' is not imported, so importing this module fails (NameError)
+         12 | @remote(CpuLiveServerless(name="cpu"))
+            |         ^~~~~~~~~~~~~~~~~
+          = hint: add `from tetra_rp import CpuLiveServerless` to the file's imports
+        modern.py:5:2: error: 'Endpoint' is not imported, so importing this module fails (NameError)
+         5 | @Endpoint(name="modern", cpu="cpu3c-1-2")
+           |  ^~~~~~~~
+          = hint: add `from runpod_flash import Endpoint` to the file's imports
+        modern.py:11:2: error: 'forgot' is decorated with remote, but 'remote' is not defined here
+         11 | @remote(CpuLiveServerless(name="forgot"))
+            |  ^~~~~~
+          = hint: add `from runpod_flash import remote` to the file's imports
+        """
+    )
+
+
 def test_one_config_used_from_two_modules_is_one_resource(tmp_path: Path) -> None:
     # A GPU class made CPU by instanceIds: rebuilt from every field, it would say "both gpus and instanceIds".
     files = {

@@ -30,9 +30,9 @@ from flashc_runtime.schema import ParamProblem, SchemaModel, suggest, validate_p
 from ..diagnostics import Note, Span
 from ..envvars import looks_secret
 from . import ir
-from .link import DefRef, ExternalRef, Linker, ModuleRef, SdkRef, Undefined, ValueRef, dotted
+from .link import SDK_EXPORTS, SDK_ROOTS, DefRef, ExternalRef, Linker, ModuleRef, SdkRef, Undefined, ValueRef, dotted
 
-__all__ = ["INVALID", "Evaluator", "Origin", "Where"]
+__all__ = ["INVALID", "Evaluator", "Origin", "Where", "sdk_import_line", "unimported_sdk_name"]
 
 _ENUMS: dict[str, type[enum.Enum]] = {
     c.__name__: c
@@ -221,6 +221,8 @@ class Evaluator:
         if isinstance(expr, ir.Name) and self._missing_import(module, expr, position, where):
             return INVALID
         later = isinstance(expr, ir.Name) and self.linker.later_bindings(module, expr.id, (position or 0) - 1)
+        if isinstance(expr, ir.Name) and not later and self._unimported(module, expr, where):
+            return INVALID
         self.linker.report(
             path,
             expr.span,
@@ -232,6 +234,15 @@ class Evaluator:
             where.notes,
         )
         return INVALID
+
+    def _unimported(self, module: str, expr: ir.Name, where: Where) -> bool:
+        """Report an SDK name used without its import; False if `expr` is not one."""
+        found = unimported_sdk_name(self.linker, module, expr.id)
+        if found is None:
+            return False
+        message, hint = found
+        self.linker.report(self.linker.path_of(module), expr.span, "undefined-name", message, hint, where.notes)
+        return True
 
     def _missing_import(self, module: str, expr: ir.Name, position: int | None, where: Where) -> bool:
         """Report `from project_module import NAME` where the module has no NAME; False if that is not the case."""
@@ -335,6 +346,13 @@ class Evaluator:
                 return INVALID
         if isinstance(sym, ExternalRef) and sym.qualname in _ENV_READERS:
             self._env(path, expr.span, where)
+            return INVALID
+        if (
+            isinstance(sym, Undefined)
+            and isinstance(expr.func, ir.Name)
+            and not self.linker.later_bindings(module, expr.func.id, (position or 0) - 1)
+            and self._unimported(module, expr.func, where)
+        ):
             return INVALID
         name = dotted(expr.func) or "a function"
         self._not_static(
@@ -521,6 +539,35 @@ class Evaluator:
                 where.notes,
             )
             return INVALID
+
+
+def unimported_sdk_name(linker: Linker, module: str, name: str) -> tuple[str, str] | None:
+    """The error and hint for the SDK's `name` (`LiveServerless`, `Endpoint`...) used in `module`
+    without being imported; None when `name` is not one of the SDK's, or when an `import *` from
+    outside the project may bring it."""
+    if name not in SDK_EXPORTS:
+        return None
+    summary = linker.summary(module)
+    if summary is None or any(linker.module_ref(s.module).origin == "external" for s in summary.star_imports):
+        return None
+    line = sdk_import_line(linker, module, name)
+    return (
+        f"'{name}' is not imported, so importing this module fails (NameError)",
+        f"add `{line}` to the file's imports",
+    )
+
+
+def sdk_import_line(linker: Linker, module: str, name: str) -> str:
+    """`from <sdk> import <name>`, with the SDK module the file imports from already (the first
+    `from ... import`, else the first `import`), else `runpod_flash`, the SDK's current name."""
+    summary = linker.summary(module)
+    imports = [
+        b
+        for b in (summary.bindings if summary else ())
+        if isinstance(b, ir.ImportBinding) and not b.level and b.module.split(".")[0] in SDK_ROOTS
+    ]
+    imports.sort(key=lambda b: (b.attr is None, b.index))
+    return f"from {imports[0].module.split('.')[0] if imports else 'runpod_flash'} import {name}"
 
 
 def _too_large(op: str, left: Any, right: Any) -> bool:

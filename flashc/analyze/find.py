@@ -26,7 +26,7 @@ from ..models import (
 from ..modules import ModuleFile, import_roots
 from . import ir
 from .endpoints import endpoint_definition, endpoint_use
-from .evaluate import INVALID, Evaluator, Where
+from .evaluate import INVALID, Evaluator, Where, sdk_import_line, unimported_sdk_name
 from .link import SDK_EXPORTS, SDK_ROOTS, Linker, ModuleRef, SdkRef, Undefined, ValueRef, module_key
 from .resources import Found, resources_of
 
@@ -190,8 +190,13 @@ def _check_unresolved_decorators(linker: Linker, module: str, path: str, d: ir.D
                 hint = (
                     f"did you mean '{aliases[0]}'? it is the SDK's remote, imported above"
                     if aliases
-                    else "add `from tetra_rp import remote` (or runpod_flash, flashc_runtime) at the top of the file"
+                    else f"add `{sdk_import_line(linker, module, 'remote')}` to the file's imports"
                 )
+            elif (
+                not linker.later_bindings(module, root.id, d.index - 1)
+                and (unimported := unimported_sdk_name(linker, module, root.id)) is not None
+            ):
+                message, hint = unimported
             else:
                 message = f"'{root.id}' is not defined here, so importing this module fails"
                 hint = f"import or define '{root.id}' above this line"
