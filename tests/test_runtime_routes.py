@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import threading
-from typing import Any
+from typing import Annotated, Any, Optional
 
 import pytest
 from flashc_runtime import LiveLoadBalancer, remote
@@ -175,3 +176,156 @@ def test_duplicate_and_malformed_templates_are_refused() -> None:
         create_route_handler({("GET", "/a/{x}"): get_item, ("GET", "/a/{y}/"): get_item})
     with pytest.raises(ValueError, match="must be a whole segment"):
         create_route_handler({("GET", "/a/item-{x}"): get_item})
+
+
+# Path and query values arrive as text: converted by the annotations, as FastAPI converts them.
+
+
+class Size(str, enum.Enum):
+    S = "s"
+    L = "l"
+
+
+class Level(enum.IntEnum):
+    LOW = 1
+    HIGH = 2
+
+
+def as_int(v: int) -> Any:
+    return v
+
+
+def as_float(v: float) -> Any:
+    return v
+
+
+def as_bool(v: bool) -> Any:
+    return v
+
+
+def as_size(v: Size) -> Any:
+    return v
+
+
+def as_level(v: Level) -> Any:
+    return v
+
+
+def as_optional_int(v: Optional[int] = None) -> Any:  # noqa: UP045 (the spelling FastAPI code uses)
+    return v
+
+
+def as_int_or_none(v: int | None = None) -> Any:
+    return v
+
+
+def as_annotated(v: Annotated[int, "a note"]) -> Any:
+    return v
+
+
+def as_int_or_float(v: int | float) -> Any:
+    return v
+
+
+def as_int_or_str(v: int | str) -> Any:
+    return v
+
+
+def as_str(v: str) -> Any:
+    return v
+
+
+def unannotated(v):  # type: ignore[no-untyped-def]
+    return v
+
+
+TYPED = {
+    int: as_int,
+    float: as_float,
+    bool: as_bool,
+    Size: as_size,
+    Level: as_level,
+    Optional[int]: as_optional_int,  # noqa: UP045
+    int | None: as_int_or_none,
+    Annotated[int, "a note"]: as_annotated,
+    int | float: as_int_or_float,
+    int | str: as_int_or_str,
+    str: as_str,
+}
+ARABIC_FIVE = "\u0665"  # float() takes other scripts' digits, FastAPI does not
+TEXTS = [
+    *("5", " 5 ", "+5", "-0", "5_000", "05", "5.0", "0005.000", "-5.0", "5.5", "5.", "1e3", "0x10", "_5", "1__0"),
+    *("1.5", " 1.5", ".5", "inf", "-Infinity", "nan", "1_0.5", "5e", ARABIC_FIVE, ""),
+    *("true", "True", "TRUE", "1", "0", "yes", "Yes", "on", "off", "t", "f", "y", "n", "no", "false", "2", " true"),
+    *("s", "l", "S", "low", "3", "abc", "None"),
+]
+
+
+@pytest.mark.parametrize("annotation", list(TYPED), ids=str)
+def test_path_and_query_text_converts_as_fastapi_converts_it(annotation: Any) -> None:
+    from pydantic import TypeAdapter, ValidationError  # FastAPI's validator, in lax mode as for parameters
+
+    adapter = TypeAdapter(annotation)
+    handle = create_route_handler({("GET", "/v/{v}"): TYPED[annotation], ("GET", "/q"): TYPED[annotation]})
+    for text in TEXTS:
+        try:
+            expected: Any = adapter.validate_python(text)
+        except ValidationError:
+            expected = RequestError
+        for path, query in ((f"/v/{text}", None), ("/q", {"v": text})):
+            if not text and path != "/q":
+                continue  # an empty segment matches no route
+            try:
+                got = call(handle, "GET", path, query=query)
+            except RequestError:
+                got = RequestError
+            assert (got, type(got)) == (expected, type(expected)) or (got != got and expected != expected), (text, path)
+
+
+def test_unannotated_parameters_keep_the_text() -> None:
+    handle = create_route_handler({("GET", "/v/{v}"): unannotated})
+    assert call(handle, "GET", "/v/7") == "7"
+
+
+def test_a_value_that_does_not_convert_is_a_request_error_naming_the_parameter_and_the_type() -> None:
+    handle = create_route_handler({("GET", "/items/{item_id}"): typed_item, ("POST", "/items/{item_id}"): typed_item})
+    with pytest.raises(RequestError) as info:
+        call(handle, "GET", "/items/abc", query={"detail": "maybe", "size": "xl", "limit": "2"})
+    assert str(info.value) == (
+        "GET /items/{item_id}: path parameter 'item_id' must be an integer, not 'abc'; "
+        "query parameter 'detail' must be a boolean (true or false, 1 or 0, yes or no, on or off), not 'maybe'; "
+        "query parameter 'size' must be one of 's', 'l', not 'xl'"
+    )
+    with pytest.raises(
+        RequestError, match=r"^POST /items/\{item_id\}: body field 'limit' must be an integer, not 'x'$"
+    ):
+        call(handle, "POST", "/items/7", body={"limit": "x"})
+
+
+def typed_item(item_id: int, detail: bool = False, size: Size = Size.S, limit: Optional[int] = None) -> Any:  # noqa: UP045
+    return item_id, detail, size, limit
+
+
+def test_converted_values_reach_the_function() -> None:
+    handle = create_route_handler({("GET", "/items/{item_id}"): typed_item, ("POST", "/items/{item_id}"): typed_item})
+    assert call(handle, "GET", "/items/7") == (7, False, Size.S, None)
+    assert call(handle, "GET", "/items/7", query={"detail": "yes", "size": "l", "limit": "3"}) == (7, True, Size.L, 3)
+    # Body values stay as the JSON has them, but text for a scalar parameter converts as the query's does.
+    assert call(handle, "POST", "/items/7", body={"detail": True, "limit": "4"}) == (7, True, Size.S, 4)
+    assert call(handle, "POST", "/items/7", body={"size": "l", "limit": None}) == (7, False, Size.L, None)
+
+
+def test_a_body_integer_for_a_float_parameter_is_a_float() -> None:
+    handle = create_route_handler({("POST", "/f"): as_float, ("POST", "/i"): as_int})
+    assert type(call(handle, "POST", "/f", body={"v": 3})) is float
+    assert call(handle, "POST", "/i", body={"v": [1]}) == [1]  # not text: passed as the JSON has it
+
+
+def test_annotations_that_cannot_be_evaluated_are_read_as_text() -> None:
+    # `from __future__ import annotations` with a name only type checkers see: the scalar ones still convert.
+    handle = create_route_handler({("GET", "/a/{n}/{m}"): hidden_annotation})
+    assert call(handle, "GET", "/a/7/x", query={"flag": "on"}) == (7, "x", True)
+
+
+def hidden_annotation(n: int, m: OnlyForTypeCheckers, flag: Optional[bool] = None) -> Any:  # type: ignore[name-defined]  # noqa: F821, UP045
+    return n, m, flag
