@@ -59,6 +59,16 @@ def _show_error(exc: FlashcError) -> None:
         click.echo(f"  = hint: {exc.hint}", err=True)
 
 
+def _check_sdk() -> None:
+    """Warn, first thing, when the Flash SDK installed here took over `tetra_rp`/`runpod_flash`."""
+    from .sdkcheck import check_sdk_aliases
+
+    problem = check_sdk_aliases()
+    if problem is not None:
+        click.echo(f"flashc: warning: {problem.message}", err=True)
+        click.echo(f"  = hint: {problem.hint}", err=True)
+
+
 def _line_reader(root: Path) -> Any:
     @lru_cache(maxsize=64)
     def lines(path: str) -> list[str] | None:
@@ -91,6 +101,7 @@ def analyze(project_dir: Path, as_json: bool, no_cache: bool) -> None:
     from .analyze import analyze_project
     from .models import analysis_to_json
 
+    _check_sdk()
     with _reported():
         analysis = analyze_project(project_dir, use_cache=not no_cache)
         if as_json:
@@ -223,6 +234,7 @@ def build(
     from .config import CliOptions
 
     cli = CliOptions(python_version, glibc, exclude, keep_gpu_packages, no_deps, offline, max_size)
+    _check_sdk()
     with _reported():
         from .config import read_config
         from .sources import snapshot_project
@@ -401,6 +413,7 @@ def lock(
     from .deps.plan import lock_project, lock_warnings, read_requirements
 
     cli = CliOptions(python_version, glibc, exclude, keep_gpu_packages, no_deps, offline)
+    _check_sdk()
     with _reported():
         snapshot, config = _read(project_dir, cli)
         existing = snapshot.root / LOCK_FILE
@@ -455,6 +468,7 @@ def deploy(
     from .config import CliOptions, read_config
     from .deploy import LocalTarget, archive_sha256
 
+    _check_sdk()
     with _reported():
         root = project_dir.resolve()
         config = read_config(root, CliOptions(target=target, app=app, environment=environment))
@@ -820,6 +834,7 @@ def render_command(project_dir: Path, out: Path) -> None:
     """Write exactly the files flashc generates for the archive, for review or snapshot tests."""
     from .pipeline import generate, write_files
 
+    _check_sdk()
     with _reported():
         generated = generate(project_dir)
         write_files(generated.files, out)

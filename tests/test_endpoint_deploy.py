@@ -83,9 +83,10 @@ def test_local_python_awaits_endpoint_functions_and_client_endpoints(
     root = endpoint_api.root
     monkeypatch.syspath_prepend(str(root))
     monkeypatch.chdir(root)  # clients find the deployment of the project they run in
-    for name in ("mixed", "api", "config"):
+    for name in ("mixed", "api", "config", "embedder"):
         sys.modules.pop(name, None)
     import api  # type: ignore[import-not-found]
+    import embedder  # type: ignore[import-not-found]
     import mixed  # type: ignore[import-not-found]
     from runpod_flash import Endpoint
 
@@ -95,10 +96,13 @@ def test_local_python_awaits_endpoint_functions_and_client_endpoints(
         await job.wait(timeout=60)
         synced = await client.runsync({"numbers": [5]})
         routes = Endpoint(id="api")
+        small = embedder.Embedder(dims=2)  # a remote class: a handle, its constructor's arguments go along
         return {
             "decorated": await mixed.modern_sum([1.0, 2.0]),
             "legacy": await mixed.legacy_sum([4]),
             "route": await api.get_item("x", detail="d"),
+            "route, positional": await api.get_item("y", "long"),
+            "class": (await small.embed("abc"), await small.ping(), await embedder.Embedder().embed("ab")),
             "job": (job.done, job.output),
             "runsync": synced.output,
             "client route": await routes.get("/items/y"),
@@ -110,12 +114,14 @@ def test_local_python_awaits_endpoint_functions_and_client_endpoints(
             "decorated": 3.0,
             "legacy": 4.0,
             "route": {"item_id": "x", "detail": "d"},
+            "route, positional": {"item_id": "y", "detail": "long"},
+            "class": ([3.0, 3.0], "pong", [2.0] * 4),
             "job": (True, 4.0),
             "runsync": 5.0,
             "client route": {"item_id": "y", "detail": "short"},
         }
     finally:
-        for name in ("mixed", "api", "config"):
+        for name in ("mixed", "api", "config", "embedder"):
             sys.modules.pop(name, None)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from flashc_runtime import LiveServerless, remote
-from flashc_runtime.handler import RequestError, create_handler
+from flashc_runtime.handler import MAX_INSTANCES, RequestError, create_handler
 
 cfg = LiveServerless(name="t")
 
@@ -125,3 +125,104 @@ def test_user_exceptions_propagate_unchanged() -> None:
     handler = create_handler({"m:boom": boom})
     with pytest.raises(KeyError, match="missing thing"):
         run(handler, {})
+
+
+# A class's constructor arguments travel with the job ("init"): one instance per distinct arguments.
+
+
+class Counter:
+    made: list[tuple[int, int]] = []
+
+    def __init__(self, start: int = 0, step: int = 1) -> None:
+        Counter.made.append((start, step))
+        self.value = start
+        self.step = step
+
+    def next(self) -> int:
+        self.value += self.step
+        return self.value
+
+
+@pytest.fixture
+def counter() -> Any:
+    Counter.made = []
+    return create_handler({"m:Counter": Counter, "m:add": add})
+
+
+def test_init_arguments_reach_the_constructor_and_the_instance_is_kept(counter: Any) -> None:
+    ten = {"function": "Counter", "method": "next", "init": {"args": [10], "kwargs": {"step": 5}}}
+    assert run(counter, ten) == 15
+    assert run(counter, ten) == 20
+    assert run(counter, {**ten, "init": {"kwargs": {"step": 5}, "args": [10]}}) == 25  # the same arguments
+    assert run(counter, {**ten, "init": {"args": [10]}}) == 11  # other arguments: another instance
+    assert Counter.made == [(10, 5), (10, 1)]
+
+
+def test_no_init_and_an_empty_init_are_the_same_instance(counter: Any) -> None:
+    assert run(counter, {"function": "Counter", "method": "next"}) == 1
+    assert run(counter, {"function": "Counter", "method": "next", "init": {"args": [], "kwargs": {}}}) == 2
+    assert run(counter, {"function": "Counter", "method": "next", "init": {}}) == 3
+    assert Counter.made == [(0, 1)]
+
+
+def test_instances_are_bounded_the_least_recently_used_dropped(counter: Any) -> None:
+    def job(start: int) -> dict[str, Any]:
+        return {"function": "Counter", "method": "next", "init": {"args": [start]}}
+
+    for start in range(MAX_INSTANCES):
+        run(counter, job(start * 100))
+    run(counter, job(0))  # used again: now the most recent
+    run(counter, job(MAX_INSTANCES * 100))  # one too many: 100's instance goes
+    assert run(counter, job(0)) == 3
+    assert run(counter, job(100)) == 101  # made again
+    assert Counter.made.count((100, 1)) == 2 and Counter.made.count((0, 1)) == 1
+
+
+def test_init_problems_are_request_errors(counter: Any) -> None:
+    with pytest.raises(RequestError, match=r"^'m:add' is a function: 'init' does not apply$"):
+        run(counter, {"function": "add", "args": [1], "init": {"args": [2]}})
+    with pytest.raises(RequestError, match=r"^'init' of 'm:Counter' must be an object, not list$"):
+        run(counter, {"function": "Counter", "method": "next", "init": [1]})
+    with pytest.raises(RequestError, match=r"^'init' takes 'args' and 'kwargs', not 'arg'$"):
+        run(counter, {"function": "Counter", "method": "next", "init": {"arg": [1]}})
+    with pytest.raises(RequestError, match=r"^'init' 'args' must be a list$"):
+        run(counter, {"function": "Counter", "method": "next", "init": {"args": 1}})
+    with pytest.raises(TypeError, match="unexpected keyword argument 'size'"):  # as the constructor says it
+        run(counter, {"function": "Counter", "method": "next", "init": {"kwargs": {"size": 1}}})
+    assert Counter.made == []
+
+
+unpickled: list[str] = []
+
+
+class Tripwire:
+    """Records that it was unpickled: a refused pickle must never get that far."""
+
+    def __reduce__(self) -> Any:
+        return (unpickled.append, ("unpickled",))
+
+
+def test_a_pickled_init_is_signed_like_the_call(counter: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flashc_runtime.signing import SECRET_ENV, dumps, sign
+
+    monkeypatch.setenv(SECRET_ENV, "s3cret")
+    call = dumps(((), {}))
+    made = dumps(((7,), {"step": 2}))
+    job = {
+        "function": "Counter",
+        "method": "next",
+        "pickled": call,
+        "signature": sign("s3cret", call),
+        "init": {"pickled": made, "signature": sign("s3cret", made)},
+    }
+    assert run(counter, job) == {"pickled": dumps(9)}
+    assert run(counter, job) == {"pickled": dumps(11)}
+    assert Counter.made == [(7, 2)]
+    unpickled.clear()
+    bad = dumps(((Tripwire(),), {}))
+    with pytest.raises(RequestError, match=r"^'init': the pickled input's signature is wrong"):
+        run(counter, {**job, "init": {"pickled": bad, "signature": sign("other", bad)}})
+    monkeypatch.delenv(SECRET_ENV)
+    with pytest.raises(RequestError, match=r"^this endpoint accepts no pickled input$"):
+        run(counter, job)
+    assert unpickled == [] and Counter.made == [(7, 2)]

@@ -279,16 +279,36 @@ def test_calling_a_remote_function_without_a_deployment_says_to_deploy() -> None
     assert str(info.value).endswith("run `flashc deploy` in the project first")
 
 
-def test_calling_a_remote_class_locally_explains_how_to_reach_it() -> None:
+def test_a_remote_class_instantiated_locally_is_a_handle_whose_methods_are_remote_calls() -> None:
     import asyncio
 
     @remote(CpuLiveServerless(name="cpu-a"))
     class Worker:
-        def run(self) -> int:
-            return 1
+        def __init__(self, size: int, *, name: str = "w") -> None:
+            raise AssertionError("never made here")
 
-    with pytest.raises(RemoteCallError, match="is a remote class: send jobs naming its method to endpoint 'cpu-a'"):
-        asyncio.run(Worker())
+        def run(self, x: int) -> int:
+            return x
+
+        @staticmethod
+        def version(full: bool = False) -> str:
+            return "1"
+
+    handle = Worker(3, name="big")
+    assert repr(handle) == "<remote Worker(3, name='big') on 'cpu-a'>"
+    # Arguments are checked here, as a local call checks them, before anything is sent.
+    with pytest.raises(TypeError, match=r"^Worker\(\): missing a required argument: 'size'$"):
+        Worker()
+    with pytest.raises(TypeError, match=r"^Worker.run\(\): too many positional arguments$"):
+        handle.run(1, 2)
+    with pytest.raises(TypeError, match=r"^Worker.version\(\): got an unexpected keyword argument 'x'$"):
+        handle.version(x=1)
+    with pytest.raises(
+        AttributeError, match=r"^a remote Worker has no method 'size' to call \(its public methods: run, version\)"
+    ):
+        handle.size  # noqa: B018
+    with pytest.raises(RemoteCallError, match=r"Worker is not deployed: no .flash/deployment.json above "):
+        asyncio.run(handle.run(1))
 
 
 def test_remote_misspelt_option_suggests_the_right_one() -> None:

@@ -9,6 +9,16 @@ directly; one of another resource goes to that resource's endpoint the same way.
 stock worker images there is no deployment file: there, `FLASHC_ENDPOINTS` says where each other
 resource is served, and `RUNPOD_API_KEY` authorizes the call (the contract is in `stock.py`).
 
+A remote class instantiated in local code (`e = Embedder(dims=8)`) is a `RemoteInstance`: its
+public methods are awaitable calls to one instance on the endpoint, the constructor's arguments
+travelling with each job (`"init"`, see `handler.py`). Arguments are bound as a local call binds
+them: a route's positional arguments are named by its signature (`await get_item(7)` is
+`GET /items/7`).
+
+Before the first call leaves the process, the Flash SDK's module names (`tetra_rp`,
+`runpod_flash`) must lead to this runtime: where the SDK itself is installed beside flashc, code
+importing them would call Runpod's cloud, so nothing is sent and RemoteCallError says what to do.
+
 Only the standard library is used (urllib in a worker thread), so the runtime stays light.
 """
 
@@ -25,44 +35,264 @@ from typing import Any
 
 from .decorator import RemoteCallError
 
-__all__ = ["ENDPOINTS_ENV", "RESOURCE_ENV", "RemoteCallError", "call_remote", "endpoints", "runpod_target"]
+__all__ = [
+    "ENDPOINTS_ENV",
+    "RESOURCE_ENV",
+    "SDK_MODULE_NAMES",
+    "RemoteCallError",
+    "RemoteInstance",
+    "call_remote",
+    "endpoints",
+    "ensure_sdk_is_this_runtime",
+    "route_arguments",
+    "runpod_target",
+    "sdk_problem",
+]
 
 RESOURCE_ENV = "FLASHC_RESOURCE"  # set by the endpoint process: the resource it serves
 ENDPOINTS_ENV = "FLASHC_ENDPOINTS"  # on Runpod's images: {resource name: endpoint id or base URL}
 _RUNPOD_QUEUE_BASE = "https://api.runpod.ai/v2"
 _DEPLOYMENT = Path(".flash") / "deployment.json"
 _POLL = 0.2
+SDK_MODULE_NAMES = ("tetra_rp", "runpod_flash")  # the Flash SDK's names, which flashc makes this runtime's
+_SDK_DISTRIBUTIONS = {"tetra_rp": "tetra-rp", "runpod_flash": "runpod-flash"}
+_sdk_checked = False
 
 
-async def call_remote(obj: Any, options: Mapping[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """Run `obj` (the decorated function or class) where it is deployed, and return its result."""
+async def call_remote(
+    obj: Any,
+    options: Mapping[str, Any],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    *,
+    method: str | None = None,
+    init: tuple[tuple[Any, ...], Mapping[str, Any]] = ((), {}),
+) -> Any:
+    """Run `obj` (the decorated function) where it is deployed, and return its result; for a class,
+    its `method` on the endpoint's instance made with the constructor arguments `init`."""
     config = options["resource_config"]
-    if inspect.isclass(obj):
-        raise RemoteCallError(
-            f"{obj.__qualname__} is a remote class: send jobs naming its method to endpoint '{config.name}' "
-            '({"input": {"function": ..., "method": ..., "args": [...]}}); local instances are not proxied yet'
-        )
-    if os.environ.get(RESOURCE_ENV) == config.name:
+    if inspect.isclass(obj) and method is None:
+        raise RemoteCallError(f"{obj.__qualname__} is a remote class: call a method of an instance, {obj.__name__}()")
+    if os.environ.get(RESOURCE_ENV) == config.name and method is None:
         result = obj(*args, **kwargs)
         return await result if inspect.isawaitable(result) else result
+    ensure_sdk_is_this_runtime(f"the call to {getattr(obj, '__qualname__', obj)}")
     route = bool(options.get("method") and options.get("path"))
     url, headers, secret = _endpoint_of(obj, config.name, load_balanced=route)
-    name = getattr(obj, "__name__", str(obj))
     if route:
-        try:  # a route takes named values: positional arguments are named by the signature
-            named = dict(inspect.signature(obj).bind(*args, **kwargs).arguments)
-        except TypeError as exc:
-            raise TypeError(f"{name}(): {exc}") from None
+        named = route_arguments(obj, options["path"], args, kwargs)
         return await asyncio.to_thread(_route_call, url, options["method"], options["path"], named, headers)
+    job_input: dict[str, Any] = {"function": getattr(obj, "__name__", str(obj))}
+    if method is not None:
+        job_input["method"] = method
+    init_args, init_kwargs = init
     if secret:  # signed pickles: any Python value travels, both ways
         from .signing import dumps, sign
 
-        pickled = dumps((args, kwargs))
-        job_input = {"function": name, "pickled": pickled, "signature": sign(secret, pickled)}
+        pickled = dumps((args, dict(kwargs)))
+        job_input.update(pickled=pickled, signature=sign(secret, pickled))
+        if init_args or init_kwargs:
+            made = dumps((init_args, dict(init_kwargs)))
+            job_input["init"] = {"pickled": made, "signature": sign(secret, made)}
         output = await asyncio.to_thread(_job_call, url, {"input": job_input}, headers)
         return _unpickle(output)
-    body = {"input": {"function": name, "args": list(args), "kwargs": kwargs}}
-    return await asyncio.to_thread(_job_call, url, body, headers)
+    job_input.update(args=list(args), kwargs=dict(kwargs))
+    if init_args or init_kwargs:
+        job_input["init"] = {"args": list(init_args), "kwargs": dict(init_kwargs)}
+    return await asyncio.to_thread(_job_call, url, {"input": job_input}, headers)
+
+
+class RemoteInstance:
+    """What `Embedder(dims=8)` gives local code for a remote class: each public method is an awaitable
+    call (`await e.embed("abc")`) to one instance on the endpoint, made there with these constructor
+    arguments and kept (one per distinct arguments, see `handler.py`). Arguments are checked against
+    the signatures here, as a local call would check them. Inside an endpoint of the class's own
+    resource, the handle holds a local instance instead."""
+
+    def __init__(self, cls: type, options: Mapping[str, Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+        try:
+            bound = inspect.signature(cls).bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{cls.__name__}(): {exc}") from None
+        self._cls = cls
+        self._options = options
+        # As bound, so that `Embedder(8)` and `Embedder(dims=8)` name one instance on the endpoint.
+        self._init = (bound.args, bound.kwargs)
+        self._methods = _public_methods(cls)
+        self._here: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # private names, and ours before __init__ set them (copy, pickle)
+            raise AttributeError(name)
+        if name not in self._methods:
+            raise AttributeError(
+                f"a remote {self._cls.__name__} has no method '{name}' to call "
+                f"(its public methods: {', '.join(self._methods)}); its attributes stay on the endpoint"
+            )
+        return _RemoteMethod(self, name)
+
+    def __repr__(self) -> str:
+        args, kwargs = self._init
+        shown = ", ".join([*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())])
+        return f"<remote {self._cls.__name__}({shown}) on '{self._options['resource_config'].name}'>"
+
+    async def _call(self, method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+        if os.environ.get(RESOURCE_ENV) == self._options["resource_config"].name:
+            if self._here is None:
+                self._here = self._cls(*self._init[0], **self._init[1])
+            result = getattr(self._here, method)(*args, **kwargs)
+            return await result if inspect.isawaitable(result) else result
+        return await call_remote(self._cls, self._options, args, kwargs, method=method, init=self._init)
+
+
+class _RemoteMethod:
+    """`handle.embed`: calling it checks the arguments at once and returns the remote call to await."""
+
+    def __init__(self, handle: RemoteInstance, name: str) -> None:
+        self._handle = handle
+        self.__name__ = name
+        member = inspect.getattr_static(handle._cls, name)
+        function = getattr(handle._cls, name)
+        signature = inspect.signature(function)
+        if not isinstance(member, (staticmethod, classmethod)):  # the instance is bound on the endpoint
+            signature = signature.replace(parameters=list(signature.parameters.values())[1:])
+        self._signature = signature
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self._handle._cls.__name__}.{self.__name__}(): {exc}") from None
+        return self._handle._call(self.__name__, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<remote method {self._handle._cls.__name__}.{self.__name__} of {self._handle!r}>"
+
+
+def _public_methods(cls: type) -> list[str]:
+    """The methods a job may name, as the handler serves them."""
+    return sorted(
+        n
+        for n, member in inspect.getmembers(cls)
+        if not n.startswith("_") and (inspect.isfunction(member) or inspect.ismethod(member))
+    )
+
+
+def ensure_sdk_is_this_runtime(what: str) -> None:
+    """RemoteCallError, before `what` is sent anywhere, where the Flash SDK's module names lead to the
+    SDK itself rather than to this runtime: code importing them would call Runpod's cloud. Checked
+    until it passes once; inside an endpoint the runtime has put its own names in place."""
+    global _sdk_checked
+    if _sdk_checked or os.environ.get(RESOURCE_ENV):
+        return
+    problem = sdk_problem()
+    if problem is not None:
+        message, remedy = problem
+        raise RemoteCallError(f"{what} was not sent: {message}; {remedy}")
+    _sdk_checked = True
+
+
+def sdk_problem() -> tuple[str, str] | None:
+    """Why the Flash SDK's module names (`tetra_rp`, `runpod_flash`) do not lead to this runtime here,
+    and what to do about it; None when they do, or are not there at all.
+
+    Nothing of the SDK is imported: a name already imported must be this runtime, and a name not
+    imported yet must be found in one of flashc's alias modules (a file naming `flashc_runtime`).
+    """
+    import sys
+
+    this = sys.modules[__package__ or "flashc_runtime"]
+    found: list[tuple[str, str]] = []  # (module name, where Python gets it)
+    for name in SDK_MODULE_NAMES:
+        module = sys.modules.get(name)
+        if module is this:
+            continue
+        if module is not None:
+            found.append((name, str(getattr(module, "__file__", None) or module)))
+            continue
+        import importlib.util
+
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        if spec is None or (spec.origin and _is_alias(spec.origin)):
+            continue
+        found.append((name, spec.origin or ", ".join(spec.submodule_search_locations or ()) or name))
+    if not found:
+        return None
+    import importlib.metadata
+
+    distributions = []
+    for name, _ in found:
+        try:
+            dist = importlib.metadata.distribution(_SDK_DISTRIBUTIONS[name])
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        distributions.append((dist.metadata["Name"] or _SDK_DISTRIBUTIONS[name], dist.version))
+    shown = "; ".join(f"`import {name}` gives {where}" for name, where in found)
+    installed = ", ".join(f"{name} {version}" for name, version in distributions)
+    message = (
+        f"the Flash SDK{f' ({installed})' if installed else ''} is installed in this Python environment and replaces "
+        f"flashc's own module names ({shown}), so local calls of @remote functions would go to Runpod's cloud, "
+        "not to flashc's endpoints"
+    )
+    python = sys.executable or "python"
+    if distributions:
+        remedy = (
+            f"uninstall it from this environment ({sys.prefix}): `{python} -m pip uninstall "
+            f"{' '.join(name for name, _ in distributions)}`, or keep the Flash SDK in a separate virtual environment"
+        )
+    else:
+        folders = sorted({str(Path(where).parent.parent) for _, where in found if Path(where).is_absolute()})
+        remedy = (
+            f"take {', '.join(folders)} off the module search path (PYTHONPATH), or out of this environment"
+            if folders
+            else "remove it from this environment, or keep the Flash SDK in a separate virtual environment"
+        )
+    runtime_home = Path(this.__file__ or ".").resolve().parent.parent
+    if any(Path(where).is_absolute() and Path(where).resolve().parent.parent == runtime_home for _, where in found):
+        remedy += "; then reinstall flashc, whose alias modules the SDK's files overwrote"
+    return message, remedy
+
+
+def _is_alias(origin: str) -> bool:
+    """Whether the module file at `origin` is one of flashc's aliases (`sys.modules[__name__] = flashc_runtime`)."""
+    try:
+        return b"flashc_runtime" in Path(origin).read_bytes()
+    except OSError:
+        return False
+
+
+def route_arguments(func: Any, path: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The named values a call of the route function `func` sends, bound as a local call binds them.
+
+    A route takes only named values, so positional arguments are named by the signature and
+    `**kwargs` are spread; a path parameter left out takes its default. TypeError, as a local call
+    would raise it, for arguments that do not fit.
+    """
+    name = getattr(func, "__name__", "route")
+    signature = inspect.signature(func)
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise TypeError(f"{name}(): {exc}") from None
+    named: dict[str, Any] = {}
+    for key, value in bound.arguments.items():
+        kind = signature.parameters[key].kind
+        if kind is inspect.Parameter.VAR_POSITIONAL:
+            if value:
+                raise TypeError(f"{name}(): a route takes named values only, so *{key} cannot travel")
+        elif kind is inspect.Parameter.VAR_KEYWORD:
+            named.update(value)
+        else:
+            named[key] = value
+    for key, parameter in signature.parameters.items():
+        if "{" + key + "}" in path and key not in named:
+            if parameter.default is inspect.Parameter.empty:
+                raise TypeError(f"{name}(): path parameter '{key}' of {path} has no value")
+            named[key] = parameter.default
+    return named
 
 
 def _endpoint_of(obj: Any, resource: str, *, load_balanced: bool) -> tuple[str, dict[str, str], str | None]:
@@ -192,8 +422,27 @@ def _route_call(base: str, method: str, path: str, kwargs: dict[str, Any], heade
     rest = dict(kwargs)
     for key in list(rest):
         if "{" + key + "}" in path:
-            path = path.replace("{" + key + "}", quote(str(rest.pop(key)), safe=""))
+            path = path.replace("{" + key + "}", quote(_as_text(rest.pop(key)), safe=""))
     if method in ("GET", "DELETE"):
-        query = f"?{urlencode(rest)}" if rest else ""
+        # None is no value: the route's default applies, as FastAPI's would for a missing parameter.
+        sent = {k: _as_text(v) for k, v in rest.items() if v is not None}
+        query = f"?{urlencode(sent)}" if sent else ""
         return _request(f"{base}{path}{query}", None, headers, method)
-    return _request(f"{base}{path}", rest, headers, method)
+    return _request(f"{base}{path}", {k: _as_json(v) for k, v in rest.items()}, headers, method)
+
+
+def _as_text(value: Any) -> str:
+    """A path or query value as the route reads it back: `true` for True, an Enum by its value."""
+    import enum
+
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _as_json(value: Any) -> Any:
+    import enum
+
+    return value.value if isinstance(value, enum.Enum) else value

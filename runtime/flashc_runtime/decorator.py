@@ -136,7 +136,12 @@ class _RemoteWrapper:
         self.__remote_config__ = dict(options)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """A coroutine with the result, computed where the function is deployed (`await f(x)`)."""
+        """A coroutine with the result, computed where the function is deployed (`await f(x)`); for a
+        class, a handle whose methods are such calls on one instance there (`await Model(8).predict(x)`)."""
+        if isinstance(self.__wrapped__, type):
+            from .client import RemoteInstance
+
+            return RemoteInstance(self.__wrapped__, self.__remote_config__, args, kwargs)
         from .client import call_remote
 
         return call_remote(self.__wrapped__, self.__remote_config__, args, kwargs)

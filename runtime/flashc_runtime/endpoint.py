@@ -424,8 +424,9 @@ class Endpoint:
             )
         import asyncio
 
-        from .client import _request
+        from .client import _request, ensure_sdk_is_this_runtime
 
+        ensure_sdk_is_this_runtime(f"{method} {path} to endpoint '{self.params.id or self.name}'")
         base, headers = _client_target(self.params, queue=queue)
         return await asyncio.to_thread(_request, f"{base}{path}", body, headers, method, timeout)
 

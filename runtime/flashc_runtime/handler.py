@@ -2,14 +2,21 @@
 
 A job is Runpod's envelope, `{"id": ..., "input": {...}}`, and the input names what to call:
 
-    {"function": "process" | "workers.gpu:process", "args": [...], "kwargs": {...}, "method": "predict"}
+    {"function": "process" | "workers.gpu:process", "args": [...], "kwargs": {...}}
+    {"function": "Embedder", "method": "embed", "args": [...], "init": {"args": [...], "kwargs": {...}}}
 
 `function` may be left out when the endpoint serves a single function or class; there, an input
 without any of these keys is the function's keyword arguments, as the Flash SDK sends them
-(`{"input_data": {...}}`). `method` picks a
-public method of a class (and may be left out when the class has one). The handler is a coroutine
-function, as Runpod's worker loop accepts: sync functions run in a worker thread, async ones on
-the event loop. A class is instantiated once per worker process, on first use, and reused.
+(`{"input_data": {...}}`). `method` picks a public method of a class (and may be left out when the
+class has one); `init` holds the arguments its constructor takes (none when left out). The handler
+is a coroutine function, as Runpod's worker loop accepts: sync functions run in a worker thread,
+async ones on the event loop.
+
+A class is instantiated on first use and kept: one instance per worker process for each distinct
+`init`, the least recently used dropped past `MAX_INSTANCES` of one class. So the handle local
+code gets from `Embedder(dims=8)` reaches the same instance call after call. In a signed pickled
+input (see `signing.py`), `init` is `{"pickled": ..., "signature": ...}` itself, signed alike:
+`(args, kwargs)` of the constructor.
 
 Problems with the request raise `RequestError` (the caller answers 400 or fails the job); an
 exception raised by user code propagates unchanged, so the job ends FAILED with its traceback.
@@ -25,10 +32,21 @@ from typing import Any
 
 from .signing import dumps, loads_call, signature_problem
 
-__all__ = ["Call", "RequestError", "create_handler", "create_resolver", "drain", "failure_text", "in_thread"]
+__all__ = [
+    "MAX_INSTANCES",
+    "Call",
+    "RequestError",
+    "create_handler",
+    "create_resolver",
+    "drain",
+    "failure_text",
+    "in_thread",
+]
 
 Handler = Callable[[Mapping[str, Any]], Awaitable[Any]]
-_ENVELOPE = frozenset({"function", "args", "kwargs", "method", "pickled", "signature"})
+_ENVELOPE = frozenset({"function", "args", "kwargs", "method", "init", "pickled", "signature"})
+MAX_INSTANCES = 8  # instances of one class a worker keeps, for as many distinct constructor arguments
+_NO_INIT = ("json", "[[], {}]")  # the instance key of a class built without arguments
 
 
 class RequestError(ValueError):
@@ -52,20 +70,29 @@ def create_resolver(registry: Mapping[str, Any]) -> Callable[[Mapping[str, Any]]
     """What a job asks to call in `registry` (function ids, `module:qualname`, to user objects).
 
     The returned function raises `RequestError` or `LookupError` for an input that names nothing
-    it can call. A class is instantiated on the first job that uses it and kept.
+    it can call. A class is instantiated on the first job that uses it with its `init`, and kept.
     """
+    from collections import OrderedDict
+
     targets = {fid: getattr(obj, "__wrapped__", obj) for fid, obj in registry.items()}
     by_name: dict[str, list[str]] = {}
     for fid in targets:
         by_name.setdefault(fid.rpartition(":")[2], []).append(fid)
-    instances: dict[str, Any] = {}
+    instances: dict[str, OrderedDict[tuple[str, str], Any]] = {}
     lock = threading.Lock()
 
-    def instance(fid: str, cls: type) -> Any:
-        with lock:  # one instance per worker process, even when jobs arrive together
-            if fid not in instances:
-                instances[fid] = cls()
-            return instances[fid]
+    def instance(fid: str, cls: type, init: Any) -> Any:
+        key, build = _constructor(fid, init)
+        with lock:  # one instance per init, even when jobs arrive together
+            kept = instances.setdefault(fid, OrderedDict())
+            if key in kept:
+                kept.move_to_end(key)
+                return kept[key]
+            args, kwargs = build()
+            kept[key] = obj = cls(*args, **kwargs)
+            if len(kept) > MAX_INSTANCES:
+                kept.popitem(last=False)
+            return obj
 
     def pick(job_input: Mapping[str, Any]) -> str:
         name = job_input.get("function")
@@ -110,9 +137,11 @@ def create_resolver(registry: Mapping[str, Any]) -> Callable[[Mapping[str, Any]]
         fid = pick(job_input)
         target = targets[fid]
         if inspect.isclass(target):
-            target = _method(instance(fid, target), fid, job_input.get("method"))
+            target = _method(instance(fid, target, job_input.get("init")), fid, job_input.get("method"))
         elif job_input.get("method") is not None:
             raise RequestError(f"'{fid}' is a function: 'method' does not apply")
+        elif job_input.get("init") is not None:
+            raise RequestError(f"'{fid}' is a function: 'init' does not apply")
         return Call(target, args, kwargs, pickled)
 
     return resolve
@@ -168,6 +197,38 @@ async def in_thread(target: Callable[..., Any], *args: Any, **kwargs: Any) -> An
     import asyncio
 
     return await asyncio.to_thread(target, *args, **kwargs)
+
+
+def _constructor(fid: str, init: Any) -> tuple[tuple[str, str], Callable[[], tuple[list[Any], dict[str, Any]]]]:
+    """The key of the instance `init` asks for, and how to get its constructor's arguments.
+
+    Equal JSON arguments are one key; a pickle is keyed by its text and unpickled only when its
+    instance is made, after its signature is checked."""
+    if init is None:
+        return _NO_INIT, lambda: ([], {})
+    if not isinstance(init, Mapping):
+        raise RequestError(f"'init' of '{fid}' must be an object, not {type(init).__name__}")
+    if "pickled" in init:
+        problem = signature_problem(init)
+        if problem is not None:
+            raise RequestError(f"'init': {problem}")
+        pickled = init["pickled"]
+        return ("pickled", pickled), lambda: loads_call({"pickled": pickled})
+    unknown = sorted(set(init) - {"args", "kwargs"})
+    if unknown:
+        raise RequestError(f"'init' takes 'args' and 'kwargs', not {', '.join(map(repr, unknown))}")
+    args, kwargs = init.get("args", []), init.get("kwargs", {})
+    if not isinstance(args, list):
+        raise RequestError("'init' 'args' must be a list")
+    if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
+        raise RequestError("'init' 'kwargs' must be an object with string keys")
+    import json
+
+    try:
+        key = json.dumps([args, kwargs], sort_keys=True)
+    except (TypeError, ValueError):
+        raise RequestError("'init' must hold JSON values, or be a signed pickle") from None
+    return ("json", key), lambda: (list(args), dict(kwargs))
 
 
 def _method(obj: Any, fid: str, name: Any) -> Callable[..., Any]:
