@@ -841,6 +841,28 @@ def render_command(project_dir: Path, out: Path) -> None:
         click.echo(f"wrote {_count(len(generated.files), 'file')} to {out}")
 
 
+@main.command("init")
+@click.argument("project_dir", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite the project's files where they exist.")
+def init_command(project_dir: Path, force: bool) -> None:
+    """Write a new project: a FastAPI app (main.py) whose routes call a GPU and a CPU worker (workers/)."""
+    from .init import plan_project, write_project
+
+    with _reported():
+        files = plan_project(project_dir.resolve().name)
+        replaced = set(write_project(project_dir, files, force=force))
+        where = "" if project_dir == Path() else f" in {project_dir}"
+        click.echo(f"wrote {_count(len(files), 'file')}{where}:")
+        for f in files:
+            click.echo(f"  {f.path}" + ("  (replaced)" if f.path in replaced else ""))
+        click.echo("\nnext:")
+        if project_dir != Path():
+            click.echo(f"  cd {project_dir}")
+        click.echo("  flashc run        # deploys the workers here and serves the app at http://localhost:8888")
+        click.echo("                    # open http://localhost:8888/docs to call them")
+        click.echo("  flashc deploy     # the workers alone; --target runpod with RUNPOD_API_KEY in .env")
+
+
 @main.command()
 @click.argument("name", type=click.Choice(["analysis", "manifest"]))
 def schema(name: str) -> None:
