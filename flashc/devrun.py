@@ -103,6 +103,7 @@ class AppServer:
             **{k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")},
             "PYTHONPATH": os.pathsep.join([str(self.root), str(runtime)]),
             "PYTHONUNBUFFERED": "1",
+            "FLASHC_TRACE_CALLS": "1",  # each remote call the app makes, with its status and time
         }
         module, attr = self.target
         self.process = subprocess.Popen(

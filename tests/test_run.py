@@ -142,6 +142,7 @@ def test_run_serves_the_app_follows_changes_and_leaves_nothing_behind(running: R
     assert status == 200 and "swagger" in page.lower()
     # The app's route awaits the endpoint function: it runs on the local endpoint.
     running.answer_becomes("/add/2/3", {"sum": 5, "version": 1})
+    running.expect("-> adder: add() COMPLETED in")  # each remote call the app made, with its time
     # A saved change in the worker: that endpoint is redeployed, the app reloaded.
     worker = tmp_path / "dev" / "workers.py"
     worker.write_text(WORKER.replace('"version": 1', '"version": 2'))

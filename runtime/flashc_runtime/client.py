@@ -54,6 +54,7 @@ ENDPOINTS_ENV = "FLASHC_ENDPOINTS"  # on Runpod's images: {resource name: endpoi
 _RUNPOD_QUEUE_BASE = "https://api.runpod.ai/v2"
 _DEPLOYMENT = Path(".flash") / "deployment.json"
 _POLL = 0.2
+TRACE_ENV = "FLASHC_TRACE_CALLS"  # set by `flashc run` in its app server: each remote call on stderr
 SDK_MODULE_NAMES = ("tetra_rp", "runpod_flash")  # the Flash SDK's names, which flashc makes this runtime's
 _SDK_DISTRIBUTIONS = {"tetra_rp": "tetra-rp", "runpod_flash": "runpod-flash"}
 _sdk_checked = False
@@ -77,6 +78,35 @@ async def call_remote(
         result = obj(*args, **kwargs)
         return await result if inspect.isawaitable(result) else result
     ensure_sdk_is_this_runtime(f"the call to {getattr(obj, '__qualname__', obj)}")
+    if os.environ.get(TRACE_ENV):
+        return await _traced(obj, config.name, method, _call_endpoint(obj, options, args, kwargs, method, init))
+    return await _call_endpoint(obj, options, args, kwargs, method, init)
+
+
+async def _traced(obj: Any, resource: str, method: str | None, call: Any) -> Any:
+    """Await `call`, and say on stderr what it was, how it ended and how long it took (`flashc run`)."""
+    import sys
+
+    what = f"{resource}: {getattr(obj, '__name__', obj)}{'.' + method if method else ''}()"
+    started = time.monotonic()
+    try:
+        result = await call
+    except BaseException as exc:
+        print(f"  -> {what} FAILED in {time.monotonic() - started:.2f} s: {exc}", file=sys.stderr, flush=True)
+        raise
+    print(f"  -> {what} COMPLETED in {time.monotonic() - started:.2f} s", file=sys.stderr, flush=True)
+    return result
+
+
+async def _call_endpoint(
+    obj: Any,
+    options: Mapping[str, Any],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    method: str | None,
+    init: tuple[tuple[Any, ...], Mapping[str, Any]],
+) -> Any:
+    config = options["resource_config"]
     route = bool(options.get("method") and options.get("path"))
     url, headers, secret = _endpoint_of(obj, config.name, load_balanced=route)
     if route:
@@ -408,7 +438,13 @@ def _request(url: str, data: Any, headers: Mapping[str, str], method: str, timeo
 
 def _job_call(base: str, body: Mapping[str, Any], headers: Mapping[str, str]) -> Any:
     job = _request(f"{base}/runsync", body, headers, "POST")
+    status = None
     while job.get("status") in ("IN_QUEUE", "IN_PROGRESS"):
+        if os.environ.get(TRACE_ENV) and job["status"] != status:  # the job's progress, as the seed shows it
+            import sys
+
+            status = job["status"]
+            print(f"     job {job.get('id')} {status}", file=sys.stderr, flush=True)
         time.sleep(_POLL)
         job = _request(f"{base}/status/{job['id']}", None, headers, "GET")
     if job.get("status") == "COMPLETED":
