@@ -561,6 +561,7 @@ def run(project_dir: Path, host: str | None, port: int | None) -> None:
     from .devrun import AppServer, Watcher, app_target, loop, python_of_lb_image
     from .pipeline import build_project
 
+    _check_sdk()
     with _reported():
         root = project_dir.resolve()
         config = read_config(root, CliOptions())
