@@ -137,6 +137,7 @@ class Worker:
             command, cwd=root, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
         self.buffer = b""
+        self.logs: list[str] = []  # the log lines it sent, in order
         assert self.read(10) == {"ready": True}
 
     def send(self, *jobs: tuple[str, dict[str, Any]]) -> None:
@@ -146,16 +147,21 @@ class Worker:
         self.process.stdin.flush()
 
     def read(self, timeout: float) -> dict[str, Any]:
+        """The next message; log lines (0x1e, then the line) on the way are kept in `logs`."""
         assert self.process.stdout is not None
         deadline = time.monotonic() + timeout
-        while b"\n" not in self.buffer:
-            left = deadline - time.monotonic()
-            ready, _, _ = select.select([self.process.stdout], [], [], max(left, 0))
-            assert ready, f"nothing from the worker within {timeout} s"
-            chunk = os.read(self.process.stdout.fileno(), 65536)
-            assert chunk, "the worker closed its output"
-            self.buffer += chunk
-        line, _, self.buffer = self.buffer.partition(b"\n")
+        while True:
+            while b"\n" not in self.buffer:
+                left = deadline - time.monotonic()
+                ready, _, _ = select.select([self.process.stdout], [], [], max(left, 0))
+                assert ready, f"nothing from the worker within {timeout} s"
+                chunk = os.read(self.process.stdout.fileno(), 65536)
+                assert chunk, "the worker closed its output"
+                self.buffer += chunk
+            line, _, self.buffer = self.buffer.partition(b"\n")
+            if not line.startswith(b"\x1e"):
+                break
+            self.logs.append(line[1:].decode())
         head, _, payload = line.partition(b"\x1f")  # a JSON header, then the output or item as JSON
         message: dict[str, Any] = json.loads(head)
         if "chunk" in message:
@@ -264,13 +270,18 @@ def test_a_class_is_created_once_per_worker_process(worker: Worker) -> None:
     assert {m["output"][1] for m in done} == {worker.process.pid}
 
 
-def test_prints_go_to_stderr_and_the_end_of_input_ends_the_worker_at_once(worker: Worker) -> None:
+def test_prints_become_log_lines_before_the_result_and_the_end_of_input_ends_the_worker_at_once(
+    worker: Worker,
+) -> None:
+    from flashc_runtime.logs import parse_line
+
     worker.send(("loud", {"function": "loud", "args": [4]}), ("nap", {"function": "nap", "args": [30, "late"]}))
     assert worker.results(1)[0] == {"id": "loud", "status": "COMPLETED", "output": 4}
+    assert [parse_line(line)[1:] for line in worker.logs] == [("loud", "stdout", "a line for the log")]  # type: ignore[index]
     started = time.monotonic()
     status, stderr = worker.close()  # the server has gone: nobody would read the nap's result
     assert status == 0 and time.monotonic() - started < 5
-    assert "a line for the log" in stderr
+    assert stderr == ""
 
 
 def test_a_cancel_stops_an_async_job(worker: Worker) -> None:

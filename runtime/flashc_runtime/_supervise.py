@@ -3,6 +3,10 @@
 `WorkerProcess` is what the endpoint calls: `start()`, `submit(job, settle)` and
 `abandon(job_id)`. Each worker process is a `_WorkerPipes`: its pipes in the line protocol of
 `flashc_runtime.worker`, the jobs it was sent, and its exit.
+
+What a worker logs comes as log lines among its results, and goes to this process's log as it
+is; what it writes to its file descriptor 2 directly (a subprocess, C code, a crash) is logged
+as `raw`. A worker started, gone, and the jobs that failed with it are logged as `flashc` lines.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import logs
 from ._job import Job, Settle
-from .worker import SEPARATOR
+from .worker import LOG_MARK, SEPARATOR
 
 __all__ = ["WorkerProcess", "WorkerStartFailed"]
 
@@ -58,10 +63,11 @@ class WorkerProcess:
         pipes = _WorkerPipes(self)
         await asyncio.get_running_loop().subprocess_exec(
             lambda: pipes, sys.executable, "-m", "flashc_runtime.worker", "--root", str(self.root),
-            "--resource", self.resource, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None,
+            "--resource", self.resource, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
         if not await pipes.ready:  # the worker says it is ready once the handler imported
             raise WorkerStartFailed(f"the worker process exited with status {await pipes.exited} while starting")
+        logs.note(None, f"worker process {pipes.pid} started")
         self.current = pipes
         self.workers.append(pipes)
         backlog, self.backlog = self.backlog, []
@@ -107,8 +113,10 @@ class WorkerProcess:
             return  # a worker that never started; start() reports it
         self.workers.remove(pipes)
         if pipes.killed:
+            logs.note(None, f"worker process {pipes.pid} stopped: {pipes.retired_because}")
             error = f"the worker process was replaced while running this job, because {pipes.retired_because}"
         else:
+            logs.note(None, f"worker process {pipes.pid} exited with status {status}")
             error = f"the worker process died (exit status {status}) while running this job"
         pipes.fail_all(error + "; a new one was started")
 
@@ -146,6 +154,7 @@ class _WorkerPipes(asyncio.SubprocessProtocol):
         self.exited: asyncio.Future[int] = loop.create_future()  # its exit status
         self.transport: asyncio.SubprocessTransport | None = None
         self.buffer = bytearray()
+        self.raw = bytearray()  # what it wrote to descriptor 2 since its last newline
         self.stdout_closed = False
         self.pending: dict[str, tuple[Job, Settle]] = {}  # sent to it, not answered yet
         self.abandoned: dict[str, float] = {}  # ended here, maybe still running there: since when
@@ -191,6 +200,8 @@ class _WorkerPipes(asyncio.SubprocessProtocol):
     def fail_all(self, error: str) -> None:
         pending, self.pending = self.pending, {}
         for job, settle in pending.values():
+            if not job.done:
+                logs.note(job.id, f"job FAILED: {error}")
             settle(job, "FAILED", error)
 
     def _send(self, line: bytes) -> None:
@@ -208,12 +219,26 @@ class _WorkerPipes(asyncio.SubprocessProtocol):
 
     def pipe_data_received(self, fd: int, data: bytes | str) -> None:
         assert isinstance(data, bytes)
+        if fd == 2:
+            self.raw += data
+            if b"\n" in data:
+                text, _, rest = self.raw.rpartition(b"\n")
+                self.raw = bytearray(rest)
+                logs.write(logs.format_lines(None, "raw", text.decode("utf-8", "replace")))
+            return
         self.buffer += data
         if b"\n" not in data:
             return
         *lines, rest = self.buffer.split(b"\n")
         self.buffer = rest
+        logged = [line[1:] + b"\n" for line in lines if line[:1] == LOG_MARK]
+        if logged:
+            logs.write(b"".join(logged))
+            if len(logged) == len(lines):
+                return
         for line in lines:
+            if line[:1] == LOG_MARK:
+                continue
             if not self.ready.done():
                 self.ready.set_result(True)  # the first line says the handler imported
                 continue
@@ -263,6 +288,9 @@ class _WorkerPipes(asyncio.SubprocessProtocol):
         status = self.transport.get_returncode()
         if status is None or not self.stdout_closed or self.exited.done():
             return
+        if self.raw:
+            logs.write(logs.format_lines(None, "raw", self.raw.decode("utf-8", "replace")))
+            self.raw.clear()
         if not self.ready.done():
             self.ready.set_result(False)
         self.exited.set_result(status)

@@ -1,6 +1,7 @@
 """One endpoint on this machine: serves a resource of an unpacked archive over HTTP, Runpod-style.
 
-    python -m flashc_runtime.server --root DIR --resource NAME --port N --endpoint-id ID   (key in FLASHC_API_KEY)
+    python -m flashc_runtime.server --root DIR --resource NAME --port N --endpoint-id ID [--log FILE]
+    (the key in FLASHC_API_KEY)
 
 Queue-based resources serve Runpod's serverless API: `POST /v2/<id>/run` and `/runsync`,
 `GET /v2/<id>/status/<job>`, `POST /v2/<id>/cancel/<job>`, `GET /v2/<id>/health`, with the
@@ -12,6 +13,10 @@ in a request is ever executed: requests only name functions the archive's handle
 HTTP comes from `_http` (an asyncio protocol, standard library only), so an endpoint starts in
 milliseconds and depends on nothing but the archive. Outputs a worker sends are JSON text that
 goes into answers as it is, never decoded here.
+
+With `--log`, this process owns the endpoint's log file (`logs.py`, rotated past a few MB): what
+its functions print and log, with the job (or a load-balanced request's own id) that wrote each
+line, and jobs that failed, timed out or were cancelled. Without it, log lines go to stderr.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from . import logs
 from ._http import Connection, Request, Respond
 from ._job import Job, Waiter, with_raw
 from ._supervise import WorkerProcess, WorkerStartFailed
@@ -111,7 +117,13 @@ class Endpoint:
     # --- load-balanced ---------------------------------------------------------------------
 
     async def _route(self, method: str, path: str, query: dict[str, str], body: bytes) -> tuple[int, Any]:
-        return await route_answer(self.handler, method, path, query, body)
+        request = _job_id()  # what the route prints is logged with this id, as a job's is with its own
+        logs.current_job.set(request)  # in this task's context, which sync routes' threads copy
+        status, answer = await route_answer(self.handler, method, path, query, body)
+        if status == 500 and isinstance(answer, dict):
+            logs.note(request, f"{method} {path} FAILED: {str(answer.get('error')).rstrip()}")
+        logs.end_job(request)
+        return status, answer
 
     # --- queue-based -----------------------------------------------------------------------
 
@@ -211,15 +223,20 @@ class Endpoint:
 
     async def _run_here(self, job: Job, job_input: Any) -> None:
         """Run a job with an in-process handler (tests, and Runpod-style handlers without a worker)."""
+        logs.current_job.set(job.id)
         try:
             result = await self.handler({"id": job.id, "input": job_input})
             output = json.dumps(await drain(result, lambda item: job.stream.append(json.dumps(item).encode())))
         except asyncio.CancelledError:
             return  # it timed out or was cancelled, and has ended so already
         except Exception as exc:  # a result that is not JSON too: the job fails with a clear TypeError
-            self._settle(job, "FAILED", failure_text(exc))
+            error = failure_text(exc)
+            logs.note(job.id, f"job FAILED: {error.rstrip()}")
+            self._settle(job, "FAILED", error)
         else:
             self._settle(job, "COMPLETED", output.encode())
+        finally:
+            logs.end_job(job.id)
 
     def _settle(self, job: Job, status: str, value: Any) -> None:
         """A running job's result, unless the job has ended already (timed out, cancelled)."""
@@ -235,6 +252,7 @@ class Endpoint:
     def _time_out(self, job: Job) -> None:
         if not job.done:
             job.status, job.error = "TIMED_OUT", f"the job ran longer than executionTimeoutMs ({self.timeout} s)"
+            logs.note(job.id, f"job TIMED_OUT: {job.error}")
             self._release(job)
 
     def _cancel(self, job: Job) -> None:
@@ -243,6 +261,7 @@ class Endpoint:
             self._finish(job)
         elif job.status == "IN_PROGRESS":
             job.status = "CANCELLED"
+            logs.note(job.id, "job CANCELLED while it ran")
             self._release(job)
 
     def _release(self, job: Job) -> None:
@@ -393,6 +412,7 @@ async def _serve(endpoint: Endpoint, host: str, port: int) -> None:
         gc.freeze()
         gc.set_threshold(20_000, 50, 50)
     server = await asyncio.get_running_loop().create_server(endpoint.protocol, host, port)
+    logs.note(None, f"endpoint {endpoint.endpoint_id} (pid {os.getpid()}) serving on http://{host}:{port}")
     async with server:
         await server.serve_forever()
 
@@ -404,7 +424,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--endpoint-id", required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--log", type=Path, help="the log file this process writes and rotates (default: stderr)")
     args = parser.parse_args(argv)
+    if args.log is not None:
+        logs.set_sink(logs.LogFile(args.log, std=True).write)
+    logs.capture()  # load-balanced routes run here: what they print and log is logged with their request
     api_key = os.environ.get("FLASHC_API_KEY")
     if not api_key:
         raise SystemExit("flashc_runtime.server: set FLASHC_API_KEY")

@@ -16,8 +16,11 @@ strings, so neither can occur in the header or the payload):
 | worker to server | `{"id": ID, "status": "COMPLETED"}`      | the output                   |
 | worker to server | `{"id": ID, "status": "FAILED", "error": TEXT}` | none                  |
 | worker to server | `{"id": ID, "status": "CANCELLED"}`      | none                         |
+| worker to server | 0x1e, then a line of the log (`logs.py`), not JSON | none               |
 
 The server never parses an output, so what the worker could encode, the server can answer with.
+What user code prints and logs becomes log lines here, with the job that wrote them, and goes to
+the server in the same pipe as the results: a job's lines are in the log before its result is.
 If user code kills this process, the server fails the jobs it was running and starts a new one;
 when its input ends (the server has gone) it exits at once.
 
@@ -40,6 +43,7 @@ import argparse
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 import inspect
 import json
 import os
@@ -51,22 +55,25 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
+from . import logs
 from .handler import Call, create_resolver, drain, failure_text
 
-__all__ = ["HANDOFF", "SEPARATOR", "main"]
+__all__ = ["HANDOFF", "LOG_MARK", "SEPARATOR", "main"]
 
 HANDOFF = 0.002  # seconds a sync job runs on the reader before reading moves to another thread
 _STAY_AWAKE = 0.05  # seconds the watchdog keeps looking after the last job started
 _CANCELLED = object()  # a cancel came for a job before it was on the event loop
 SEPARATOR = b"\x1f"  # between a line's header and its payload
+LOG_MARK = b"\x1e"  # the first byte of a log line (a header is JSON: it starts with "{")
 _READ_SIZE = 1 << 16
 
 
 class _Worker:
     """Runs the jobs read from one file descriptor and writes their results to another."""
 
-    def __init__(self, resolve: Callable[[Mapping[str, Any]], Call], source: int, out: int) -> None:
-        self.resolve, self.source, self.out = resolve, source, out
+    def __init__(self, source: int, out: int) -> None:
+        self.resolve: Callable[[Mapping[str, Any]], Call] = _no_handler  # once the handler is imported
+        self.source, self.out = source, out
         self.lock = threading.Lock()  # guards the state below
         self.watch = threading.Condition(self.lock)  # wakes the watchdog
         self.lines: collections.deque[bytes] = collections.deque()  # read, not yet started
@@ -79,6 +86,7 @@ class _Worker:
         # _CANCELLED when a cancel came before it did.
         self.jobs: dict[str, concurrent.futures.Future[None] | object | None] = {}
         self.out_lock = threading.Lock()  # one writer at a time, and lines in the order posted
+        self.writing: int | None = None  # the thread that holds out_lock
         self.outbox: list[bytes] = []
         self.loop: asyncio.AbstractEventLoop | None = None
 
@@ -93,6 +101,14 @@ class _Worker:
 
     def say_ready(self) -> None:
         self._send(b'{"ready": true}', flush=True)
+
+    def log(self, data: bytes) -> None:
+        """Log lines (formatted, each ending in a newline) to the server, with the results."""
+        if self.writing == threading.get_ident():
+            return  # a finalizer that prints while this thread writes: dropped, rather than a deadlock
+        # When the server has gone (this process ends once it reads so), printing must not fail a job.
+        with contextlib.suppress(OSError):
+            self._send(LOG_MARK + data[:-1].replace(b"\n", b"\n" + LOG_MARK), flush=True)
 
     # --- the reader -------------------------------------------------------------------------
 
@@ -143,6 +159,7 @@ class _Worker:
             if result is not None:
                 self.jobs.pop(job_id, None)
         if result is not None:
+            logs.end_job(job_id)
             self._send(result, flush=not still_reader)
 
     def _watchdog(self) -> None:
@@ -171,7 +188,7 @@ class _Worker:
                         threading.Thread(target=self._read, args=(new,), name="flashc-job", daemon=True).start()
                     except RuntimeError as exc:  # no thread to be had now: the old reader goes on reading
                         self.reader = token
-                        print(f"flashc_runtime: cannot start a thread ({exc}); trying again", file=sys.stderr)
+                        logs.note(None, f"cannot start a thread ({exc}); trying again")
                         self.watch.wait(0.1)
                         continue
                     self.inline = None
@@ -183,6 +200,13 @@ class _Worker:
     def _run(self, job_id: str, body: bytes) -> bytes | None:
         """Run a job here (a sync function) and return its result line, or hand it to the event
         loop (None)."""
+        token = logs.current_job.set(job_id)  # what it prints is its own, in this thread and those it awaits
+        try:
+            return self._call(job_id, body)
+        finally:
+            logs.current_job.reset(token)
+
+    def _call(self, job_id: str, body: bytes) -> bytes | None:
         try:
             request = json.loads(body) if body else {}
             call = self.resolve({"id": job_id, "input": request.get("input")})  # may create a class instance
@@ -208,6 +232,7 @@ class _Worker:
             return _failed(job_id, exc)
 
     async def _run_async(self, job_id: str, call: Call) -> None:
+        logs.current_job.set(job_id)  # this task's context: the tasks it creates copy it
         try:
             result = await self._finish(job_id, await call.target(*call.args, **call.kwargs))
             line = _completed(job_id, call.wrap(result))
@@ -217,6 +242,7 @@ class _Worker:
             line = _failed(job_id, exc)
         with self.lock:
             self.jobs.pop(job_id, None)
+        logs.end_job(job_id)
         self._send(line, flush=True)
 
     async def _finish(self, job_id: str, result: Any) -> Any:
@@ -246,13 +272,21 @@ class _Worker:
 
     def _send(self, line: bytes, flush: bool = False) -> None:
         with self.out_lock:
-            self.outbox.append(line + b"\n")
-            if flush:
-                self._write()
+            self.writing = threading.get_ident()
+            try:
+                self.outbox.append(line + b"\n")
+                if flush:
+                    self._write()
+            finally:
+                self.writing = None
 
     def _flush(self) -> None:
         with self.out_lock:
-            self._write()
+            self.writing = threading.get_ident()
+            try:
+                self._write()
+            finally:
+                self.writing = None
 
     def _write(self) -> None:
         if not self.outbox:
@@ -266,8 +300,9 @@ class _Worker:
 def _end_on_bug() -> NoReturn:
     """Print the exception being handled and end the process: the server sees the exit, fails
     the jobs that were running and starts a new worker."""
-    traceback.print_exc()
-    sys.stderr.flush()
+    traceback.print_exc(file=sys.__stderr__)  # not through the pipe of results, which may be what broke
+    if sys.__stderr__ is not None:
+        sys.__stderr__.flush()
     os._exit(70)
 
 
@@ -290,7 +325,13 @@ def _chunk(job_id: str, item: Any) -> bytes:
 
 
 def _failed(job_id: str, exc: BaseException) -> bytes:
-    return _header({"id": job_id, "status": "FAILED", "error": failure_text(exc)})
+    error = failure_text(exc)
+    logs.note(job_id, f"job FAILED: {error.rstrip()}")
+    return _header({"id": job_id, "status": "FAILED", "error": error})
+
+
+def _no_handler(job: Mapping[str, Any]) -> Call:
+    raise RuntimeError("a job came before the handler was imported")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -302,11 +343,16 @@ def main(argv: list[str] | None = None) -> None:
     from .server import import_resource
 
     os.environ[RESOURCE_ENV] = args.resource
-    # User code may print: keep the protocol on a private copy of stdout, send prints to stderr.
+    # The protocol on a private copy of stdout. What user code prints and logs becomes log lines
+    # sent there, from the import on; what is written to file descriptors 1 and 2 directly (a
+    # subprocess, C code) goes to the server's pipe on 2.
     protocol = os.dup(sys.stdout.fileno())
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    worker = _Worker(sys.stdin.fileno(), protocol)
+    logs.set_sink(worker.log)
+    logs.capture()
     module, _ = import_resource(args.root, args.resource)
-    worker = _Worker(create_resolver(module.REGISTRY), sys.stdin.fileno(), protocol)
+    worker.resolve = create_resolver(module.REGISTRY)
     worker.say_ready()  # the server waits for this line before it serves
     worker.serve()
 
