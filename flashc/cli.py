@@ -103,7 +103,12 @@ def analyze(project_dir: Path, as_json: bool, no_cache: bool) -> None:
 
     _check_sdk()
     with _reported():
-        analysis = analyze_project(project_dir, use_cache=not no_cache)
+        serve = None
+        if (project_dir / "mothership.py").is_file():  # its app may be named in pyproject.toml
+            from .config import CliOptions, read_config
+
+            serve = read_config(project_dir, CliOptions()).serve
+        analysis = analyze_project(project_dir, use_cache=not no_cache, serve=serve)
         if as_json:
             click.echo(json.dumps(analysis_to_json(analysis), indent=2, sort_keys=True))
         else:
@@ -149,6 +154,9 @@ def _summary(analysis: Any) -> str:
         kind = "load-balanced" if r.kind == "load_balanced" else "queue"
         lines.append("")
         lines.append(f"resource '{r.name}'  {r.type}, {kind}, {r.compute.upper()}  (config {r.config_hash[:12]})")
+        if r.app:
+            where = f"{r.location.path}:{r.location.line}"
+            lines.append(f"  {r.app:<40} {where:<28} the project's app (mothership.py)")
         for fid in r.functions:
             f = by_id[fid]
             detail = ["Endpoint" if f.style == "endpoint" else "@remote"]

@@ -162,7 +162,8 @@ class Config:
     environment: str = "production"
     """The app's environment the project deploys to."""
     serve: str | None = None
-    """The API app `flashc run` serves, "module:attribute"; None: main.py's `app`, if there is one."""
+    """The API app `flashc run` serves and a mothership.py deploys, "module:attribute"; None: main.py's
+    `app`, if there is one."""
 
     @property
     def target(self) -> Target:
@@ -181,7 +182,7 @@ class Config:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-_NOT_FINGERPRINTED = frozenset({"cache_dir", "offline", "deploy_target", "app", "environment", "serve"})
+_NOT_FINGERPRINTED = frozenset({"cache_dir", "offline", "deploy_target", "app", "environment"})
 
 
 def _jsonable(value: object) -> object:

@@ -46,6 +46,12 @@ class Group:
     handler_path: str
     dependencies: tuple[str, ...]
     system_dependencies: tuple[str, ...]
+    app: str | None = None  # "module:attribute" of the ASGI app it serves instead of functions
+
+    @property
+    def modules(self) -> set[str]:
+        """The project modules the endpoint imports: its functions', and its app's."""
+        return {f.module for f in self.functions} | ({self.app.partition(":")[0]} if self.app else set())
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -87,6 +93,7 @@ def group(analysis: Analysis) -> BuildPlan:
                 handler_path=f"{_HANDLER_DIR}/handler_{slug}.py",
                 dependencies=tuple(dict.fromkeys(d for f in functions for d in f.dependencies)),
                 system_dependencies=tuple(sorted({d for f in functions for d in f.system_dependencies})),
+                app=resource.app,
             )
         )
     return BuildPlan(project=analysis.project, groups=tuple(groups))

@@ -74,7 +74,7 @@ def check_worker_imports(
         site = deps.site_of(g.name)
         worker = Worker(image.description, frozenset(tops.get(site, set())), {**modules, **promised})
         elsewhere = remote_elsewhere(analysis, g.name)
-        report = check_imports(project, g.name, {f.module for f in g.functions}, worker, _distribution, elsewhere)
+        report = check_imports(project, g.name, g.modules, worker, _distribution, elsewhere)
         for problem in report.diagnostics:
             problem = _explained(problem, root, image.name == CUSTOM, image.description, g.compute)
             key = (problem.path, problem.span.line if problem.span else 0, problem.message.split("'")[1])

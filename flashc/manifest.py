@@ -149,6 +149,9 @@ class ManifestResource:
     # The distributions it takes from that image rather than from the archive (left out of its
     # site, or imported by its code), by name: a local endpoint's environment must have them.
     provided: list[str] = dataclasses.field(default_factory=list)
+    # The ASGI app it serves instead of functions, "module:attribute" (a mothership.py's, serving
+    # main.py's `app`); its handler module exposes it as `app`.
+    app: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -395,6 +398,7 @@ def _resource(g: Group, fingerprint: str, site: str, provided: list[str]) -> Man
         source_fingerprint=fingerprint,
         image=image_of(g.kind, g.compute, g.config).name,
         provided=provided,
+        app=g.app,
     )
 
 

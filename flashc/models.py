@@ -91,7 +91,8 @@ class Resource:
     """A resource config and the functions that run on it.
 
     `config` is the full evaluated config, defaults included, as JSON data. `config_hash` leaves
-    out `env`, so two configs that differ only in env are the same resource.
+    out `env`, so two configs that differ only in env are the same resource. A resource with an
+    `app` has no functions: it serves the project's API app.
     """
 
     name: str
@@ -102,6 +103,9 @@ class Resource:
     config_hash: str
     location: Location
     functions: tuple[str, ...]
+    # The ASGI app this load-balanced resource serves instead of functions, "module:attribute"
+    # (the seed's mothership.py serving main.py's FastAPI `app`); None for every other resource.
+    app: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

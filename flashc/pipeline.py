@@ -69,9 +69,9 @@ class Generated:
     files: tuple[RenderedFile, ...]
 
 
-def analyzed(project: Snapshot, *, use_cache: bool = True) -> Analysis:
+def analyzed(project: Snapshot, *, use_cache: bool = True, serve: str | None = None) -> Analysis:
     """The analysis of a project; DiagnosticsError when it has errors."""
-    analysis = analyze_project(project, use_cache=use_cache)
+    analysis = analyze_project(project, use_cache=use_cache, serve=serve)
     if analysis.has_errors:
         raise DiagnosticsError(analysis.diagnostics, project.root)
     return analysis
@@ -98,7 +98,7 @@ def generate(
     contents = {p: snapshot.read(p) for p in snapshot.files}
     fingerprint = source_fingerprint(contents.items())
     plan = group(analysis)
-    shipped_by_resource = resource_files(contents, {g.name: {f.module for f in g.functions} for g in plan.groups})
+    shipped_by_resource = resource_files(contents, {g.name: g.modules for g in plan.groups})
     per_resource = {name: source_fingerprint(files) for name, files in shipped_by_resource.items()}
     version = python_version or image_python()
     manifest = build_manifest(
@@ -169,7 +169,7 @@ def build(
     state = snapshot.root / ".flash"
     if state.exists() and not state.is_dir():
         raise ProjectError(f"'{state}' is a file, but flashc keeps its build state there", "remove or rename it")
-    analysis = analyzed(snapshot)
+    analysis = analyzed(snapshot, serve=config.serve)
     project = project_imports(snapshot, config.python_version)
     reqs, outside = read_requirements(snapshot, config, analysis, project)
     lock_text, lock_outside = _lock_text(snapshot)

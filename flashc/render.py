@@ -5,7 +5,8 @@
 Pure: templates are read from flashc's own template folder, nothing else. Handlers import the
 user's objects by module path with `importlib.import_module`, so module paths that are not
 identifiers (`examples.01_hello`) work, and hand a registry to the runtime's factory
-(`create_handler` for queue-based resources, `create_route_handler` for load-balanced ones).
+(`create_handler` for queue-based resources, `create_route_handler` for load-balanced ones); the
+handler of a resource that serves the project's app (a mothership's) exposes that app as `app`.
 Each resource also gets an entry module at the archive root, `handler_<resource name>.py`, the
 file Runpod's stock worker images load (`entry_path`; the runtime's `stock.py` has the contract).
 Identical input gives identical bytes.
@@ -73,13 +74,19 @@ def render(plan: BuildPlan, manifest: Manifest) -> tuple[RenderedFile, ...]:
             text = env.get_template("sdk_alias.py.j2").render(name=name)
             files.append(RenderedFile(f"{runtime_dir}/{name}/__init__.py", text))
     for group in plan.groups:
-        routes = group.kind == "load_balanced"
-        template = "handler_routes.py.j2" if routes else "handler_queue.py.j2"
-        text = env.get_template(template).render(resource=group.name, functions=_functions(group))
+        if group.app is not None:
+            kind = "app"
+            module, _, attr = group.app.partition(":")
+            text = env.get_template("handler_app.py.j2").render(
+                resource=group.name, app=group.app, module=module, attr=attr
+            )
+        else:
+            kind = "routes" if group.kind == "load_balanced" else "queue"
+            text = env.get_template(f"handler_{kind}.py.j2").render(resource=group.name, functions=_functions(group))
         files.append(RenderedFile(group.handler_path, text))
         entry = entry_path(group.name)
         if entry is not None:
-            text = env.get_template("stock_routes.py.j2" if routes else "stock_queue.py.j2").render(resource=group.name)
+            text = env.get_template(f"stock_{kind}.py.j2").render(resource=group.name, app=group.app)
             files.append(RenderedFile(entry, text))
     return tuple(sorted(files, key=lambda f: f.path))
 

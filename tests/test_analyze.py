@@ -191,6 +191,60 @@ def test_err_module_path() -> None:
     )
 
 
+def test_err_mothership_clash() -> None:
+    analysis = analyze("err_mothership_clash")
+    assert [r.name for r in analysis.resources] == ["api"]
+    assert rendered("err_mothership_clash", analysis.diagnostics) == pinned(
+        """\
+        mothership.py:3:14: error: resource 'api' serves the project's app, but another resource has that name
+         3 | mothership = CpuLiveLoadBalancer(name="api", workersMin=1, workersMax=3)
+           |              ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+        worker.py:3:7: note: resource 'api' is declared here
+         3 | api = CpuLiveServerless(name="api")
+           |       ^
+          = hint: give the mothership its own name, such as name="api-entrypoint"
+        """
+    )
+
+
+def test_err_mothership_config() -> None:
+    analysis = analyze("err_mothership_config")
+    assert [r.name for r in analysis.resources] == ["worker"]
+    assert rendered("err_mothership_config", analysis.diagnostics) == pinned(
+        """\
+        mothership.py:3:53: error: CpuLiveLoadBalancer has no parameter 'workerMax'
+         3 | mothership = CpuLiveLoadBalancer(name="mothership", workerMax=3)
+           |                                                     ^~~~~~~~~~~
+          = hint: did you mean 'workersMax'?
+        """
+    )
+
+
+def test_err_mothership_no_app() -> None:
+    analysis = analyze("err_mothership_no_app")
+    assert rendered("err_mothership_no_app", analysis.diagnostics) == pinned(
+        """\
+        mothership.py:3:14: error: 'mothership' serves the project's app, main.py's `app`, but main.py binds no 'app' at module level
+         3 | mothership = LiveLoadBalancer(name="mothership", workersMax=2)
+           |              ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+          = hint: define it there (`app = FastAPI()`), or name the app with [tool.flashc] serve = "module:attribute"
+        """  # noqa: E501
+    )
+
+
+def test_warn_mothership_off() -> None:
+    # The seed's mothership.py says to comment the variable out to turn the mothership off: a warning, not an error.
+    analysis = analyze("warn_mothership_off")
+    assert not analysis.has_errors
+    assert [(r.name, r.app) for r in analysis.resources] == [("worker", None)]
+    assert rendered("warn_mothership_off", analysis.diagnostics) == pinned(
+        """\
+        mothership.py: warning: mothership.py binds no load-balanced config, so the project's app is not deployed
+          = hint: to deploy it, write mothership = CpuLiveLoadBalancer(name="mothership"); to silence this, delete mothership.py
+        """  # noqa: E501
+    )
+
+
 def test_err_no_remote() -> None:
     analysis = analyze("err_no_remote")
     assert analysis.has_errors

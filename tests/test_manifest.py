@@ -110,6 +110,7 @@ def test_demo_manifest_contents() -> None:
         "source_fingerprint": FINGERPRINT,  # no per-resource fingerprints given: everything shipped
         "image": "runpod-lb-cpu",  # Runpod's CPU image for load-balanced resources
         "provided": [],  # only a build knows what it takes from its image
+        "app": None,  # it serves functions, not the project's app (a mothership.py's)
     }
     assert [data["resources"][n]["image"] for n in ("demo-cpu", "demo-gpu")] == ["runpod-cpu", "runpod-gpu"]
     assert api["config"]["name"] == "demo-api"

@@ -24,7 +24,7 @@ BUILDABLE = sorted(p.name for p in FIXTURES.iterdir() if p.is_dir() and not p.na
 # which this test does not run, so its handlers cannot be imported here.
 # Fixtures whose modules import what only a worker image has (fastapi, torch) or nothing has: their
 # handlers import in an endpoint's environment, not in flashc's own.
-NEEDS_A_WORKER = {"seed_style", "worker_image", "unprovided_import", "gpu_torch", "endpoint_api"}
+NEEDS_A_WORKER = {"seed_style", "worker_image", "unprovided_import", "gpu_torch", "endpoint_api", "mothership"}
 IMPORTABLE = [name for name in BUILDABLE if name not in NEEDS_A_WORKER]
 
 

@@ -28,6 +28,7 @@ from . import ir
 from .endpoints import endpoint_definition, endpoint_use
 from .evaluate import INVALID, Evaluator, Where, sdk_import_line, unimported_sdk_name
 from .link import SDK_EXPORTS, SDK_ROOTS, Linker, ModuleRef, SdkRef, Undefined, ValueRef, module_key
+from .mothership import mothership_resource
 from .resources import Found, resources_of
 
 __all__ = ["Found", "build_analysis"]
@@ -41,8 +42,12 @@ def build_analysis(
     files: Mapping[str, ModuleFile],
     load: Callable[[str], ir.ModuleSummary],
     candidates: Sequence[str],
+    serve: str | None = None,
 ) -> Analysis:
-    """Link the candidate files' summaries into an Analysis. Pure: all I/O is behind `load`."""
+    """Link the candidate files' summaries into an Analysis. Pure: all I/O is behind `load`.
+
+    `serve` ("module:attribute", `[tool.flashc] serve`) names the app a mothership.py serves;
+    None: main.py's `app`."""
     linker = Linker(files, load)
     evaluator = Evaluator(linker)
     found: list[Found] = []
@@ -64,8 +69,12 @@ def build_analysis(
         _misplaced(linker, module, path, summary)
         _check_sdk_imports(linker, path, summary)
     functions, resources = resources_of(linker, found)
+    instances = {item.instance for item in found if item.instance is not None}
+    app = mothership_resource(evaluator, files, serve, instances, resources)
+    if app is not None:
+        resources = sorted([*resources, app], key=lambda r: r.name)
     diagnostics = list(linker.diagnostics)
-    if not functions and not any(d.severity == "error" for d in diagnostics):
+    if not resources and not any(d.severity == "error" for d in diagnostics):
         python_files = sum(1 for p in files if p.endswith(".py"))
         diagnostics.append(
             Diagnostic(

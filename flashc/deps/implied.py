@@ -56,7 +56,7 @@ def implied_requirements(
         declared = {r.name for r in (*reqs.for_resource(None), *reqs.for_resource(g.name))}
         worker = Worker(image.description, frozenset(), modules)
         elsewhere = remote_elsewhere(analysis, g.name)
-        report = check_imports(project, g.name, {f.module for f in g.functions}, worker, lambda m: m, elsewhere)
+        report = check_imports(project, g.name, g.modules, worker, lambda m: m, elsewhere)
         for top, use in sorted(report.image_uses.items()):
             dist = modules[top]
             if dist in declared or (g.name, dist) in implied:

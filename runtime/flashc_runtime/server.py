@@ -7,7 +7,8 @@ Queue-based resources serve Runpod's serverless API: `POST /v2/<id>/run` and `/r
 `GET /v2/<id>/status/<job>`, `POST /v2/<id>/cancel/<job>`, `GET /v2/<id>/health`, with the
 statuses IN_QUEUE, IN_PROGRESS, COMPLETED, FAILED, CANCELLED and TIMED_OUT. At most `workersMax`
 jobs run at once; `executionTimeoutMs` ends a job as TIMED_OUT. Load-balanced resources serve
-their routes and `GET /ping`. Every request needs `Authorization: Bearer <key>`. Nothing sent
+their routes and `GET /ping`; one that serves the project's own app (a mothership's) runs it under
+uvicorn instead (`asgi.py`). Every request needs `Authorization: Bearer <key>`. Nothing sent
 in a request is ever executed: requests only name functions the archive's handlers registered.
 
 HTTP comes from `_http` (an asyncio protocol, standard library only), so an endpoint starts in
@@ -433,6 +434,11 @@ def main(argv: list[str] | None = None) -> None:
     if not api_key:
         raise SystemExit("flashc_runtime.server: set FLASHC_API_KEY")
     os.environ[RESOURCE_ENV] = args.resource  # calls to this resource's own functions stay in-process
+    if _resource(args.root, args.resource).get("app"):  # the project's own app (a mothership's)
+        from .asgi import serve_app
+
+        module, _ = import_resource(args.root, args.resource)
+        return serve_app(module.app, api_key, args.host, args.port)
     endpoint = load_endpoint(args.root, args.resource, args.endpoint_id, api_key)
     asyncio.run(_serve(endpoint, args.host, args.port))
 

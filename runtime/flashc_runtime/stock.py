@@ -58,6 +58,10 @@ PUT, PATCH) as keyword arguments; 404, 405 and 400 with `{"error": ...}`; an HTT
 status with `{"detail": ...}`; 500 with the error text. FastAPI's `/docs` and `/openapi.json`
 are off, so no route of the project is hidden behind them.
 
+A resource that serves the project's own app (a seed-era mothership.py serving main.py's `app`)
+has an entry module that hands the image that app itself (`project_app`), with `GET /ping` added
+when it has none; its routes answer as the app answers them.
+
 The images provide runpod, fastapi and uvicorn; they are imported only when needed here.
 """
 
@@ -75,7 +79,7 @@ from .client import ENDPOINTS_ENV, RESOURCE_ENV, RemoteCallError, endpoints
 from .handler import drain, failure_text
 from .manifest import load_manifest
 
-__all__ = ["load_balanced_app", "queue_handler", "run_server", "run_worker"]
+__all__ = ["load_balanced_app", "project_app", "queue_handler", "run_server", "run_worker"]
 
 # Every method a route may have, and those a client may send anyway: the router answers them all.
 _METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
@@ -125,6 +129,14 @@ def load_balanced_app(entry_file: str, resource: str) -> Any:
     app.add_route("/ping", ping, methods=["GET"], include_in_schema=False)
     app.add_route("/{path:path}", answer, methods=list(_METHODS), include_in_schema=False)
     return app
+
+
+def project_app(entry_file: str, resource: str) -> Any:
+    """The project's own app that the load-balanced `resource` serves (a mothership's), itself, with
+    a `GET /ping` added when it has none (`asgi.with_ping`)."""
+    from .asgi import with_ping
+
+    return with_ping(_load(entry_file, resource).app)
 
 
 def run_worker(handler: Callable[[Job], Awaitable[Any]]) -> None:

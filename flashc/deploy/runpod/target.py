@@ -68,6 +68,10 @@ def _manifest(archive: Path) -> dict[str, Any]:
 
 
 def _calls_others(manifest: Mapping[str, Any], resource: str) -> bool:
+    if manifest["resources"][resource].get("app"):
+        # The project's API app (a mothership's): which functions its routes call is not analyzed,
+        # so it is told where every other resource is.
+        return len(manifest["resources"]) > 1
     functions = dict(manifest.get("functions") or [])
     owner = {fid: f.get("resource") for fid, f in functions.items()}
     return any(
