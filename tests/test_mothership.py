@@ -10,6 +10,7 @@ warn_mothership_off) are pinned in test_analyze.py.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import shutil
@@ -258,3 +259,37 @@ def test_the_entry_module_hands_the_image_the_app_itself(deployed: Path) -> None
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "True {'status': 'healthy'} Flash Application"
+
+
+# --- deployed on Runpod (the fake of its API) ----------------------------------------------------------
+
+
+def test_on_runpod_the_mothership_is_a_load_balanced_endpoint_told_where_the_workers_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runpod_fake import API_KEY, FakeRunpod
+
+    from flashc.deploy.runpod.api import RunpodApi
+    from flashc.deploy.runpod.credentials import ApiKey
+    from flashc.deploy.runpod.target import RunpodSettings, apply, prepare
+
+    monkeypatch.setenv("FLASHC_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "mothership"
+    shutil.copytree(PROJECT, root, ignore=shutil.ignore_patterns(".flash"))
+    result = CliRunner().invoke(main, ["build", str(root), "-q"])
+    assert result.exit_code == 0, result.output
+    archive = root / ".flash" / "archive.tar.gz"
+    fake = FakeRunpod()
+    settings = RunpodSettings(app="mothership", environment="production", variables={})
+    with RunpodApi(ApiKey(API_KEY), transport=fake.transport, sleep=lambda s: None) as api:
+        prepared = prepare(api, archive, hashlib.sha256(archive.read_bytes()).hexdigest(), settings)
+        outcomes = {o.name: o.action for o in apply(api, prepared, settings)}
+    assert outcomes == {"cpu_worker": "created", "mothership": "created"}
+    assert fake.rejected == []
+    live = {e["name"]: e for e in fake.endpoints_in(next(iter(fake.environments)))}
+    mothership = live["mothership"]
+    assert (mothership["type"], mothership["workersMin"], mothership["workersMax"]) == ("LB", 1, 3)
+    env = {e["key"]: e["value"] for e in fake.templates[mothership["templateId"]]["env"]}
+    assert (env["FLASH_RESOURCE_NAME"], env["FLASH_ENDPOINT_TYPE"]) == ("mothership", "lb")
+    assert json.loads(env["FLASHC_ENDPOINTS"]) == {"cpu_worker": live["cpu_worker"]["id"]}
+    assert env["RUNPOD_API_KEY"] == "{{ RUNPOD_SECRET_flashc_api_key }}"
