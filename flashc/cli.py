@@ -462,7 +462,9 @@ def lock(
     "--env", "environment", help="The app's environment (default: [tool.flashc] environment, else production)."
 )
 @click.option("--dry-run", is_flag=True, help="Runpod: print the plan and change nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Runpod: the plan and the outcome as JSON on stdout.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="The endpoints as JSON on stdout (on Runpod: the plan and the outcome)."
+)
 def deploy(
     project_dir: Path,
     archive: Path | None,
@@ -473,32 +475,51 @@ def deploy(
     as_json: bool,
 ) -> None:
     """Deploy every resource: as endpoints on this machine (127.0.0.1), or on Runpod Serverless."""
+    import dataclasses
+
     from .config import CliOptions, read_config
-    from .deploy import LocalTarget, archive_sha256
+    from .deploy import LocalTarget, archive_sha256, read_deployment
+    from .deploy.local import LOGS, endpoint_report
 
     _check_sdk()
-    with _reported():
+    with _reported(), _Steps() as steps:
         root = project_dir.resolve()
         config = read_config(root, CliOptions(target=target, app=app, environment=environment))
         if archive is None:
             from .pipeline import build_project
 
-            built = build_project(project_dir)
+            steps("building the archive")
+            built = build_project(project_dir, progress=steps)
             warnings = (*built.generated.analysis.diagnostics, *built.warnings)
             if warnings:
+                steps.clear()
                 click.echo(render_all(warnings, _line_reader(root)), err=True)
             archive, sha256 = built.archive.path, built.archive.sha256
         else:
             sha256 = archive_sha256(archive)
         if config.deploy_target == "runpod":
+            steps.clear()
             _deploy_runpod(root, archive, sha256, config, dry_run=dry_run, as_json=as_json)
             return
-        if dry_run or as_json:
-            raise UsageError("--dry-run and --json are for --target runpod", "drop them, or add --target runpod")
-        state = LocalTarget(_local_settings(root)).deploy(root, archive, sha256)
+        if dry_run:
+            raise UsageError("--dry-run is for --target runpod", "drop it, or add --target runpod")
+        previous = read_deployment(root) or {}
+        settings = dataclasses.replace(_local_settings(root), progress=steps, steps=steps)
+        steps.tick()
+        state = LocalTarget(settings).deploy(root, archive, sha256)
+        steps.clear()
+        if as_json:
+            stopped = sorted(set(previous.get("endpoints", {})) - set(state["endpoints"]))
+            report = endpoint_report(state, previous)
+            document = {"target": "local", "archive_sha256": sha256, "endpoints": report, "stopped": stopped}
+            click.echo(json.dumps(document, indent=2, sort_keys=True))
+            return
         for name, endpoint in sorted(state["endpoints"].items()):
             click.echo(f"{name:<24} {endpoint['url']}  (pid {endpoint['pid']})")
-        click.echo(f"key in {_shown(root / '.flash' / 'deployment.json')}; `flashc undeploy` stops everything")
+        click.echo(
+            f"key in {_shown(root / '.flash' / 'deployment.json')}; logs in {_shown(root / LOGS)} "
+            "(`flashc logs NAME`); `flashc undeploy` stops everything"
+        )
 
 
 def _runpod_settings(root: Path, config: Any) -> Any:
@@ -648,6 +669,82 @@ def run(project_dir: Path, host: str | None, port: int | None) -> None:
             click.echo(f"stopped {_count(len(stopped), 'endpoint')}" + (" and the API app" if server else ""))
 
 
+class _Steps:
+    """What a long command is doing, on stderr, a line per step. On a terminal: one line rewritten
+    as each step starts, with the seconds it has taken so far once `tick` is called (a thread
+    redraws it: uv's downloads say nothing until they end), erased at the end, kept when the
+    command fails. Elsewhere (a pipe, a file, CI): one plain line per step, no carriage return.
+    Warnings get a line of their own either way."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.tty = sys.stderr.isatty() and not os.environ.get("CI")
+        self.lock = threading.RLock()
+        self.step, self.since = "", 0.0
+        self.done = threading.Event()
+        self.ticker: threading.Thread | None = None
+
+    def __call__(self, line: str) -> None:
+        import time
+
+        with self.lock:
+            if line.startswith("warning: "):
+                self._erase()
+                click.echo(f"flashc: {line}", err=True)
+                self._draw()
+            elif self.tty:
+                self.step, self.since = line, time.monotonic()
+                self._draw()
+            else:
+                click.echo(f"  ... {line}", err=True)
+
+    def tick(self) -> None:
+        """Redraw the step every second from now on (not before: a build forks, which wants one thread)."""
+        import threading
+
+        if self.tty and self.ticker is None:
+            self.ticker = threading.Thread(target=self._tick, name="flashc-steps", daemon=True)
+            self.ticker.start()
+
+    def clear(self) -> None:
+        with self.lock:
+            self._erase()
+            self.step = ""
+
+    def __enter__(self) -> _Steps:
+        return self
+
+    def __exit__(self, kind: Any, *rest: Any) -> None:
+        self.done.set()
+        if self.ticker is not None:
+            self.ticker.join()
+        with self.lock:
+            if self.tty and self.step and kind is not None:
+                click.echo("", err=True)  # the step that failed stays in sight, above the error
+            else:
+                self._erase()
+            self.step = ""
+
+    def _tick(self) -> None:
+        while not self.done.wait(1.0):
+            with self.lock:
+                self._draw()
+
+    def _draw(self) -> None:
+        import time
+
+        if self.tty and self.step:
+            seconds = int(time.monotonic() - self.since)
+            text = f"  ... {self.step}" + (f" ({seconds} s)" if seconds else "")
+            width = max(shutil.get_terminal_size().columns - 1, 20)
+            click.echo(f"\r\x1b[K{text[:width]}", err=True, nl=False)
+
+    def _erase(self) -> None:
+        if self.tty and self.step:
+            click.echo("\r\x1b[K", err=True, nl=False)
+
+
 def _local_settings(root: Path) -> Any:
     """What a local deploy reads from the config (cache folder, index) and where it speaks: its
     progress (making an environment takes a while, once) and its warnings, always on stderr."""
@@ -728,11 +825,11 @@ def _runpod_config(root: Path, target: str | None, app: str | None, environment:
 @_TARGET
 @_APP
 @_ENV
-def status(project_dir: Path, target: str | None, app: str | None, environment: str | None) -> None:
-    """Show the deployed endpoints: URL, process and health."""
-    import httpx
-
-    from .deploy import alive, read_deployment
+@click.option("--json", "as_json", is_flag=True, help="The endpoints as JSON on stdout: name, kind, url, pid, health.")
+def status(project_dir: Path, target: str | None, app: str | None, environment: str | None, as_json: bool) -> None:
+    """Show the deployed endpoints: URL, process and health. Exits 1 when one is stopped or not answering."""
+    from .deploy import read_deployment
+    from .deploy.local import endpoint_report
 
     with _reported():
         root = project_dir.resolve()
@@ -749,37 +846,46 @@ def status(project_dir: Path, target: str | None, app: str | None, environment: 
                     f"nothing is deployed in {settings.app}/{settings.environment} on Runpod",
                     "run `flashc deploy --target runpod`",
                 )
+            listed = []
             for e in sorted(server.endpoints, key=lambda e: (e.name, e.id)):
                 record = server.recorded.get(e.name)
                 kind = record.kind if record and record.endpoint_id == e.id else "?"
                 note = "" if record and record.endpoint_id == e.id else "  (not recorded by a finished deploy)"
                 url = endpoint_url(e.id, kind) if kind != "?" else e.id
-                click.echo(f"{e.name:<24} {kind:<10} {url}{note}")
+                listed.append({"name": e.name, "kind": kind, "url": url, "endpoint_id": e.id, "recorded": not note})
+                if not as_json:
+                    click.echo(f"{e.name:<24} {kind:<10} {url}{note}")
+            if as_json:
+                click.echo(json.dumps({"endpoints": listed}, indent=2, sort_keys=True))
             return
         state = read_deployment(root)
         if state is None:
             raise UsageError("nothing is deployed from this project", "run `flashc deploy`")
-        headers = {"Authorization": f"Bearer {state['key']}"}
-        for name, endpoint in sorted(state["endpoints"].items()):
-            health = "stopped"
-            if alive(endpoint["pid"]):
-                probe = endpoint["url"] + ("/ping" if endpoint["kind"] == "load_balanced" else "/health")
-                try:
-                    health = (
-                        "healthy" if httpx.get(probe, headers=headers, timeout=2).status_code == 200 else "unhealthy"
-                    )
-                except httpx.HTTPError:
-                    health = "not answering"
-            click.echo(f"{name:<24} {health:<14} pid {endpoint['pid']:<8} {endpoint['url']}")
+        report = endpoint_report(state)
+        if as_json:
+            click.echo(json.dumps({"endpoints": report}, indent=2, sort_keys=True))
+        for row in report if not as_json else []:
+            click.echo(f"{row['name']:<24} {row['health']:<14} pid {row['pid']:<8} {row['url']}")
+        sick = [f"{row['name']} ({row['health']})" for row in report if row["health"] != "healthy"]
+        if sick:
+            click.echo(f"flashc: {_count(len(sick), 'endpoint')} not healthy: {', '.join(sick)}", err=True)
+            click.echo("  = hint: `flashc logs NAME` shows what it wrote; `flashc deploy` starts it again", err=True)
+            sys.exit(1)
 
 
 @main.command()
 @click.argument("resource")
 @click.argument("project_dir", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines as they come, until Ctrl-C.")
 @_TARGET
-def logs(resource: str, project_dir: Path, target: str | None) -> None:
-    """Print what a deployed endpoint's worker wrote."""
-    from .deploy import read_deployment
+def logs(resource: str, project_dir: Path, follow: bool, target: str | None) -> None:
+    """Print what an endpoint's functions printed and logged, and its jobs that failed.
+
+    Each line: the time (UTC), the job id (`-` outside any job), the source (stdout, stderr, a
+    logging level, raw, flashc) and the text. Kept in .flash/logs/ (past 5 MB the older half is
+    <name>.log.1), also after `flashc undeploy`.
+    """
+    from .deploy.local import log_file, read_log
 
     with _reported():
         if _runpod_config(project_dir.resolve(), target, None, None) is not None:
@@ -787,12 +893,13 @@ def logs(resource: str, project_dir: Path, target: str | None) -> None:
                 "Runpod's API gives no worker logs to flashc: its GraphQL and REST operations have none",
                 "see the endpoint's Logs tab in Runpod's console; a job's own output and error come back with it",
             )
-        state = read_deployment(project_dir.resolve())
-        endpoints = (state or {}).get("endpoints", {})
-        if resource not in endpoints:
-            known = ", ".join(sorted(endpoints)) or "none"
-            raise UsageError(f"no deployed resource '{resource}'", f"deployed resources: {known}")
-        click.echo(Path(endpoints[resource]["log"]).read_text(errors="replace"), nl=False)
+        log = log_file(project_dir.resolve(), resource)
+        try:
+            for chunk in read_log(log, follow=follow):
+                click.echo(chunk, nl=False)
+        except KeyboardInterrupt:
+            if not follow:
+                raise  # Ctrl-C is how --follow ends, and only it
 
 
 @main.command()

@@ -37,8 +37,10 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def cli(*args: str) -> tuple[int, str]:
+    """The exit code and what was printed (stdout and stderr), but deploy's progress (`  ... step`)."""
     result = CliRunner().invoke(main, list(args))
-    return result.exit_code, result.output
+    lines = result.output.splitlines(keepends=True)
+    return result.exit_code, "".join(line for line in lines if not line.startswith("  ... "))
 
 
 def state(root: Path) -> dict[str, object]:

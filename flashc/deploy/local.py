@@ -3,7 +3,11 @@
     archive --unpack--> .flash/deploy/<sha>/ --start one server per resource--> .flash/deployment.json
 
 Each endpoint is `python -m flashc_runtime.server` from the archive's own runtime, on a free
-loopback port, in its own process group, with its output in `.flash/logs/<resource>.log`. Its
+loopback port, in its own process group. Its log is `.flash/logs/<resource>.log` (the resource's
+name made an identifier; `.flash/logs/endpoints.json` says which file is whose): what its
+functions print and log, each line with its time and job (`flashc_runtime/logs.py` has the
+format), written by the endpoint process, which renames it `<resource>.log.1` past 5 MB. Logs
+stay after `undeploy`, so the last deployment's can still be read; a redeploy appends. Its
 Python is the environment of its worker image (`envs.py`: the image's CPython and distributions,
 never flashc's own), its variables are the worker's (`process.py`), a network volume is at
 /runpod-volume (`volumes.py`), and the apt packages it declares are looked for on this machine
@@ -38,10 +42,11 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from flashc_runtime.logs import parse_line
 from flashc_runtime.manifest import ManifestError, parse_manifest
 from flashc_runtime.unpack import UnpackError, unpack
 
@@ -58,17 +63,24 @@ from .volumes import MOUNT_POINT, mount_problem, volume_folder, volume_of, wrap
 
 __all__ = [
     "DEPLOYMENT_FILE",
+    "LOGS",
     "DeployTarget",
     "Endpoint",
     "LocalSettings",
     "LocalTarget",
     "archive_sha256",
+    "endpoint_health",
+    "endpoint_report",
+    "log_file",
     "read_deployment",
+    "read_log",
 ]
 
 Progress = Callable[[str], None]
 
 DEPLOYMENT_FILE = Path(".flash") / "deployment.json"
+LOGS = Path(".flash") / "logs"  # kept after undeploy
+_LOG_INDEX = "endpoints.json"  # in LOGS: each resource's log file, by name
 _START_TIMEOUT = 20.0
 _PER_DEPLOY = frozenset({"FLASHC_API_KEY", "FLASHC_PICKLE_SECRET", "PYTHONPATH"})
 _REBUILD = "rebuild the archive with `flashc build`"
@@ -138,12 +150,15 @@ def alive(pid: int) -> bool:
 class LocalSettings:
     """What a local deploy needs besides the archive: flashc's cache (the environments live there),
     where distributions come from, the deploying shell's variables (for `${NAME}` in env), and
-    where to say what happens (progress and warnings, one line each)."""
+    where to say what happens: `progress` for environments being made and warnings, `steps` for
+    each step of a deploy (unpacking, environments, starting and waiting for each endpoint), one
+    line each."""
 
     cache_dir: Path
     index: IndexOptions = dataclasses.field(default_factory=IndexOptions)
     variables: Mapping[str, str] = dataclasses.field(default_factory=lambda: dict(os.environ))
     progress: Progress | None = None
+    steps: Progress | None = None
     uv: Any = None  # a deps.uv.UvRunner; default: the uv installed with flashc
 
 
@@ -171,6 +186,7 @@ class LocalTarget:
         unpacked = root / ".flash" / "deploy" / sha256[:16]
         try:
             if not unpacked.is_dir():
+                self._step(f"unpacking the archive into {unpacked.relative_to(root)}")
                 try:
                     unpack(archive, unpacked)
                 except UnpackError as exc:
@@ -187,6 +203,10 @@ class LocalTarget:
                     unpacked.parent.rmdir()  # only when nothing else is in it
             raise
 
+    def _step(self, line: str) -> None:
+        if self.settings.steps is not None:
+            self.settings.steps(line)
+
     def _prepare(
         self, root: Path, unpacked: Path, manifest: Mapping[str, Any], key: str, secret: str
     ) -> dict[str, _Launch]:
@@ -197,6 +217,7 @@ class LocalTarget:
         resources: Mapping[str, Mapping[str, Any]] = manifest["resources"]
         images = _images(resources)
         python = manifest["target"]["python_version"]
+        self._step(f"preparing the endpoints' environments (CPython {python})")
         uv = settings.uv or _default_uv(settings.cache_dir)
         interpreter = _interpreter(python)
         envs = self._environments(resources, images, python, interpreter, uv, manifest)
@@ -335,7 +356,9 @@ class LocalTarget:
                     endpoints[name] = kept
                     continue
                 if kept:
+                    self._step(f"stopping endpoint {name}: what it runs changed")
                     _stop(kept["pid"])
+                self._step(f"starting endpoint {name}")
                 started = self._start(root, unpacked, name, resource, launches[name], fingerprints[name])
                 endpoints[name] = dataclasses.asdict(started)
             state = {
@@ -355,6 +378,7 @@ class LocalTarget:
             raise
         for name, gone in old.items():
             if name not in endpoints:
+                self._step(f"stopping endpoint {name}: its resource is gone")
                 _stop(gone["pid"])
         _prune_unpacked(state_dir / "deploy", keep={unpacked, *(Path(e["root"]) for e in endpoints.values())})
         return state
@@ -370,14 +394,16 @@ class LocalTarget:
     ) -> Endpoint:
         port = _free_port()
         endpoint_id = _endpoint_id(resource)
-        logs = root / ".flash" / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        log = logs / f"{endpoint_id.removeprefix('local-')}.log"
+        log = root / LOGS / f"{endpoint_id.removeprefix('local-')}.log"
+        _index_log(root, name, log)
         command = [
             *launch.command, "--root", str(unpacked), "--resource", name, "--endpoint-id", endpoint_id,
-            "--port", str(port),
+            "--port", str(port), "--log", str(log),
         ]  # fmt: skip
+        # The process writes its log itself; its own stdout and stderr go there too, for what
+        # Python says before the runtime runs (a crash at start).
         with open(log, "ab") as out:
+            written = out.tell()
             process = subprocess.Popen(
                 command,
                 env=dict(launch.env),
@@ -387,7 +413,8 @@ class LocalTarget:
                 cwd=unpacked,
             )
         url = f"http://127.0.0.1:{port}"
-        _wait_until_listening(port, process, log)
+        self._step(f"waiting for endpoint {name} to answer")
+        _wait_until_listening(port, process, log, written)
         base = url if resource["kind"] == "load_balanced" else f"{url}/v2/{endpoint_id}"
         return Endpoint(
             name,
@@ -521,11 +548,11 @@ def _free_port() -> int:
         return port
 
 
-def _wait_until_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_until_listening(port: int, process: subprocess.Popen[bytes], log: Path, written: int) -> None:
     deadline = time.monotonic() + _START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            tail = log.read_text(errors="replace").strip().splitlines()[-15:]
+            tail = _texts(log, written)[-15:]
             raise ProjectError(
                 f"the endpoint process exited with status {process.returncode} while starting:\n" + "\n".join(tail),
                 f"see {log}",
@@ -558,3 +585,117 @@ def _prune_unpacked(folder: Path, keep: set[Path]) -> None:
     for old in folder.iterdir() if folder.is_dir() else ():
         if old not in keep:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def _texts(log: Path, start: int) -> list[str]:
+    """The texts of the lines the log got from byte `start` on, without their time, job and source."""
+    try:
+        with open(log, "rb") as file:
+            file.seek(start)
+            lines = file.read().decode("utf-8", "replace").strip().splitlines()
+    except OSError:
+        return []
+    return [parsed[3] if (parsed := parse_line(line)) else line for line in lines]
+
+
+def _index_log(root: Path, name: str, log: Path) -> None:
+    """Note which file is the log of resource `name`, where `log_file` finds it after undeploy."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    index = _read_index(root)
+    if index.get(name) != log.name:
+        index[name] = log.name
+        write_atomic(log.parent / _LOG_INDEX, json.dumps(index, indent=2, sort_keys=True).encode() + b"\n")
+
+
+def _read_index(root: Path) -> dict[str, str]:
+    try:
+        index = json.loads((root / LOGS / _LOG_INDEX).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in index.items() if isinstance(v, str)} if isinstance(index, dict) else {}
+
+
+def log_file(root: Path, resource: str) -> Path:
+    """The log file of `resource`'s endpoint (the one before, rotated away, is `<it>.1`): of the
+    running deployment, else of the last one that had it. UsageError when no deployment had it."""
+    endpoints = (read_deployment(root) or {}).get("endpoints", {})
+    if resource in endpoints:
+        return Path(endpoints[resource]["log"])
+    index = _read_index(root)
+    if resource in index:
+        return root / LOGS / index[resource]
+    known = ", ".join(sorted({*endpoints, *index})) or "none"
+    raise UsageError(f"no deployed resource '{resource}'", f"resources deployed or with logs here: {known}")
+
+
+def read_log(log: Path, follow: bool = False, poll: float = 0.2) -> Iterator[bytes]:
+    """The bytes of the log at `log`, oldest first (its rotated file, then it); with `follow`, then
+    what is written to it as it comes, across rotations, until the caller stops (Ctrl-C)."""
+    older = log.with_name(log.name + ".1")
+    if older.is_file():
+        with open(older, "rb") as file:
+            while chunk := file.read(1 << 16):
+                yield chunk
+    handle = None
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            handle = open(log, "rb")  # noqa: SIM115 - closed below, or replaced when the file is
+        while True:
+            chunk = handle.read(1 << 16) if handle is not None else b""
+            if chunk:
+                yield chunk
+                continue
+            if not follow:
+                return
+            try:
+                inode = os.stat(log).st_ino
+            except FileNotFoundError:
+                inode = None
+            if inode is not None and (handle is None or inode != os.fstat(handle.fileno()).st_ino):
+                # Rotated (or made at last): the rest of the old file, then the new one from its start.
+                if handle is not None:
+                    yield handle.read()
+                    handle.close()
+                handle = open(log, "rb")  # noqa: SIM115
+                continue
+            time.sleep(poll)
+    finally:
+        if handle is not None:
+            handle.close()
+
+
+def endpoint_health(endpoint: Mapping[str, Any], key: str, timeout: float = 2.0) -> str:
+    """`healthy`, `unhealthy` (it answers, but not 200), `not answering` or `stopped` (no process)."""
+    if not alive(endpoint["pid"]):
+        return "stopped"
+    import httpx
+
+    probe = endpoint["url"] + ("/ping" if endpoint["kind"] == "load_balanced" else "/health")
+    try:
+        answer = httpx.get(probe, headers={"Authorization": f"Bearer {key}"}, timeout=timeout)
+    except httpx.HTTPError:
+        return "not answering"
+    return "healthy" if answer.status_code == 200 else "unhealthy"
+
+
+def endpoint_report(state: Mapping[str, Any], previous: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Each endpoint of a deployment, as `status --json` and `deploy --json` give it: name, kind,
+    URL, process id, health, endpoint id and log file; given the deployment before a deploy,
+    also what the deploy did (`started`, `restarted` or `unchanged`). Never the key."""
+    before = (previous or {}).get("endpoints", {})
+    report = []
+    for name, endpoint in sorted(state["endpoints"].items()):
+        item = {
+            "name": name,
+            "kind": endpoint["kind"],
+            "url": endpoint["url"],
+            "pid": endpoint["pid"],
+            "health": endpoint_health(endpoint, state["key"]),
+            "endpoint_id": endpoint["endpoint_id"],
+            "log": endpoint["log"],
+        }
+        if previous is not None:
+            old = before.get(name)
+            item["action"] = "started" if old is None else "unchanged" if old["pid"] == endpoint["pid"] else "restarted"
+        report.append(item)
+    return report
