@@ -51,6 +51,13 @@ def _fail(exc: FlashcError) -> NoReturn:
     sys.exit(exc.exit_code)
 
 
+def _ctrl_c_stops() -> None:
+    """Make Ctrl-C (SIGINT) raise KeyboardInterrupt even where it was inherited as ignored (a job
+    started in the background by a shell without job control, as CI runners do): the commands
+    that run until Ctrl-C must stop on it."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def _show_error(exc: FlashcError) -> None:
     if isinstance(exc, DiagnosticsError):
         click.echo(render_all(exc.diagnostics, _line_reader(exc.root)), err=True)
@@ -628,6 +635,7 @@ def run(project_dir: Path, host: str | None, port: int | None) -> None:
 
         signal.signal(signal.SIGTERM, interrupted)
         signal.signal(signal.SIGHUP, interrupted)
+        _ctrl_c_stops()
         try:
             _, seconds = build_and_deploy()
             click.echo(f"deployed in {seconds:.1f} s")
@@ -894,6 +902,8 @@ def logs(resource: str, project_dir: Path, follow: bool, target: str | None) -> 
                 "see the endpoint's Logs tab in Runpod's console; a job's own output and error come back with it",
             )
         log = log_file(project_dir.resolve(), resource)
+        if follow:
+            _ctrl_c_stops()
         try:
             for chunk in read_log(log, follow=follow):
                 click.echo(chunk, nl=False)
