@@ -14,10 +14,12 @@ works on every file system.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -111,6 +113,7 @@ class AppServer:
             cwd=self.root,
             env=env,
             start_new_session=True,
+            preexec_fn=_die_with_parent,  # only sets a signal: no lock is taken in the child
         )
 
     def wait_ready(self, timeout: float = 30) -> bool:
@@ -143,6 +146,16 @@ class AppServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+def _die_with_parent() -> None:
+    """In the child: on Linux, be sent SIGTERM when `flashc run` dies, even by SIGKILL, so that no
+    app server outlives it (elsewhere, `stop` is what ends it)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def loop(

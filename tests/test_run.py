@@ -133,6 +133,9 @@ def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Running
                 run.process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 run.process.kill()
+                run.process.wait()
+        # Whatever happened above, no endpoint of this test outlives it.
+        subprocess.run([sys.executable, "-m", "flashc", "undeploy", str(root)], capture_output=True, check=False)
 
 
 def test_run_serves_the_app_follows_changes_and_leaves_nothing_behind(running: Running, tmp_path: Path) -> None:
