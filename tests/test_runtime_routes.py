@@ -329,3 +329,20 @@ def test_annotations_that_cannot_be_evaluated_are_read_as_text() -> None:
 
 def hidden_annotation(n: int, m: OnlyForTypeCheckers, flag: Optional[bool] = None) -> Any:  # type: ignore[name-defined]  # noqa: F821, UP045
     return n, m, flag
+
+
+def test_an_encoded_slash_stays_inside_its_segment(handle: RouteHandler) -> None:
+    # `a%2Fb` is one segment, `a/b`: it matches /items/{item_id}, never a route of two segments.
+    assert call(handle, "GET", "/items/a%2Fb") == "item a/b"
+    assert call(handle, "GET", "/items/50%25%20off") == "item 50% off"
+    with pytest.raises(RouteNotFound):
+        call(handle, "GET", "/items/a/b")
+
+
+def test_results_are_strict_json_nan_and_infinity_fail_clearly() -> None:
+    from flashc_runtime.handler import strict_json
+
+    assert strict_json({"x": 1.5, "y": [None, "nan"]}) == b'{"x": 1.5, "y": [null, "nan"]}'
+    for bad in (float("nan"), {"v": float("inf")}, [float("-inf")]):
+        with pytest.raises(ValueError, match="NaN or Infinity, which JSON cannot carry"):
+            strict_json(bad)

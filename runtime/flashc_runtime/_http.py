@@ -17,20 +17,25 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import re
 import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import unquote, unquote_plus
+from urllib.parse import unquote_plus
 
 __all__ = ["HEAD_LIMIT", "Admit", "Connection", "Handle", "Request", "Respond", "parse_request"]
 
 HEAD_LIMIT = 64 * 1024  # bytes of request line and headers
 _LINGER = 2.0  # seconds a connection stays open, reading and dropping, after its last answer
 _READ_SIZE = 64 * 1024  # bytes taken from a socket at once
-REASONS = {100: "Continue", 200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-           405: "Method Not Allowed", 413: "Payload Too Large", 500: "Internal Server Error",
-           501: "Not Implemented"}  # fmt: skip
+REASONS = {100: "Continue", 200: "OK", 202: "Accepted", 204: "No Content", 400: "Bad Request",
+           401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+           408: "Request Timeout", 409: "Conflict", 413: "Payload Too Large", 422: "Unprocessable Content",
+           429: "Too Many Requests", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
+           501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
+           504: "Gateway Timeout"}  # fmt: skip
 
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a field name (RFC 9110 token)
 Request = tuple[str, str, dict[str, str], dict[str, str], bytes]  # method, path, query, headers, body
 # Answers the request being served: a status and a JSON payload, or bytes already encoded as JSON.
 Respond = Callable[[int, Any], None]
@@ -212,9 +217,9 @@ def parse_request(buffer: bytearray, max_body: int) -> tuple[int, Request, bool]
     headers: dict[str, str] = {}
     for line in lines[1:]:
         name, sep, value = line.partition(":")
-        name, value = name.strip().lower(), value.strip()
-        if not sep or not name:
-            return 400
+        if not sep or not name or name != name.strip() or not _TOKEN.fullmatch(name):
+            return 400  # RFC 9112: no whitespace between a field's name and its colon
+        name, value = name.lower(), value.strip()
         if name == "content-length" and headers.get(name, value) != value:
             return 400  # two different lengths: which body is meant is unknowable
         headers[name] = value
@@ -240,6 +245,7 @@ def parse_request(buffer: bytearray, max_body: int) -> tuple[int, Request, bool]
     for pair in raw_query.split("&") if raw_query else ():
         key, _, value = pair.partition("=")
         query[unquote_plus(key)] = unquote_plus(value)
-    # In a path, unlike a query, '+' is a plus sign.
-    request = (method.upper(), unquote(path), query, headers, bytes(buffer[end + 4 : size]))
+    # The path goes on as sent: its segments are decoded after it is split, so that an encoded '/'
+    # (%2F) stays inside its segment; in a path, unlike a query, '+' is a plus sign.
+    request = (method.upper(), path, query, headers, bytes(buffer[end + 4 : size]))
     return size, request, keep_alive

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -41,6 +42,7 @@ __all__ = [
     "drain",
     "failure_text",
     "in_thread",
+    "strict_json",
 ]
 
 Handler = Callable[[Mapping[str, Any]], Awaitable[Any]]
@@ -246,3 +248,17 @@ def _method(obj: Any, fid: str, name: Any) -> Callable[..., Any]:
         raise LookupError(f"'{fid}' has no public method '{name}'; it has: {', '.join(public)}")
     method: Callable[..., Any] = getattr(obj, name)
     return method
+
+
+def strict_json(value: Any) -> bytes:
+    """`value` as strict JSON: NaN and the infinities have no JSON form (strict parsers refuse them),
+    so a result holding one fails with a ValueError that says so."""
+    try:
+        return json.dumps(value, allow_nan=False).encode()
+    except ValueError as exc:
+        if "Out of range float" not in str(exc):
+            raise
+        raise ValueError(
+            "the result holds NaN or Infinity, which JSON cannot carry (strict parsers refuse them): "
+            "return None or a string such as 'nan' in their place"
+        ) from None

@@ -174,9 +174,13 @@ def _compile(method: str, template: str, obj: Any) -> _Route:
 
 
 def _split(path: str) -> list[str]:
-    # Only one slash comes off each end: `/items/` is `/items`, but `/items//` is not.
+    """The segments of a path as sent (percent-encoded), each decoded after the split, so that
+    `%2F` is a character of its segment, never a separator. Only one slash comes off each end:
+    `/items/` is `/items`, but `/items//` is not."""
+    from urllib.parse import unquote
+
     stripped = path.removeprefix("/").removesuffix("/")
-    return stripped.split("/") if stripped else []
+    return [unquote(part) for part in stripped.split("/")] if stripped else []
 
 
 def _body_arguments(route: _Route, body: Any) -> dict[str, Any]:

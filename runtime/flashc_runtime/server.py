@@ -42,7 +42,7 @@ from ._http import Connection, Request, Respond
 from ._job import Job, Waiter, with_raw
 from ._supervise import WorkerProcess, WorkerStartFailed
 from .client import RESOURCE_ENV
-from .handler import RequestError, drain, failure_text
+from .handler import RequestError, drain, failure_text, strict_json
 from .manifest import load_manifest
 from .routes import MethodNotAllowed, RouteHandler, RouteNotFound
 from .signing import signature_problem
@@ -227,7 +227,7 @@ class Endpoint:
         logs.current_job.set(job.id)
         try:
             result = await self.handler({"id": job.id, "input": job_input})
-            output = json.dumps(await drain(result, lambda item: job.stream.append(json.dumps(item).encode())))
+            output = strict_json(await drain(result, lambda item: job.stream.append(strict_json(item)))).decode()
         except asyncio.CancelledError:
             return  # it timed out or was cancelled, and has ended so already
         except Exception as exc:  # a result that is not JSON too: the job fails with a clear TypeError
@@ -340,7 +340,7 @@ async def route_answer(
         return 400, {"error": "the body is not JSON (or is nested too deeply)"}
     try:
         result = await handler(method, path, query=query, body=parsed)
-        return 200, json.dumps(result).encode()
+        return 200, strict_json(result)
     except RouteNotFound as exc:
         return 404, {"error": str(exc)}
     except MethodNotAllowed as exc:

@@ -120,7 +120,9 @@ def load_balanced_app(entry_file: str, resource: str) -> Any:
 
     async def answer(request: Request) -> Response:
         body = await request.body()
-        status, payload = await route_answer(route, request.method, request.url.path, dict(request.query_params), body)
+        # The path as sent (its segments are decoded after the split, so %2F stays in its segment).
+        path = request.scope.get("raw_path", b"").decode("latin-1") or request.url.path
+        status, payload = await route_answer(route, request.method, path, dict(request.query_params), body)
         content = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         return Response(content, status_code=status, media_type="application/json")
 

@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import logs
-from .handler import Call, create_resolver, drain, failure_text
+from .handler import Call, create_resolver, drain, failure_text, strict_json
 
 __all__ = ["HANDOFF", "LOG_MARK", "SEPARATOR", "main"]
 
@@ -312,7 +312,7 @@ def _header(fields: dict[str, Any]) -> bytes:
 
 def _completed(job_id: str, output: Any) -> bytes:
     try:
-        payload = json.dumps(output).encode()
+        payload = strict_json(output)
     except Exception as exc:  # not JSON, or nested too deep to encode: the job fails, clearly
         return _failed(job_id, exc)
     # Formatted, not json.dumps of a dict: this is every job's path, and the id is a JSON string.
@@ -321,7 +321,7 @@ def _completed(job_id: str, output: Any) -> bytes:
 
 def _chunk(job_id: str, item: Any) -> bytes:
     # An item that cannot be encoded raises here, inside the generator's loop: the job fails.
-    return b'{"id": %s, "chunk": true}%s%s' % (json.dumps(job_id).encode(), SEPARATOR, json.dumps(item).encode())
+    return b'{"id": %s, "chunk": true}%s%s' % (json.dumps(job_id).encode(), SEPARATOR, strict_json(item))
 
 
 def _failed(job_id: str, exc: BaseException) -> bytes:
