@@ -169,6 +169,8 @@ def build(
     state = snapshot.root / ".flash"
     if state.exists() and not state.is_dir():
         raise ProjectError(f"'{state}' is a file, but flashc keeps its build state there", "remove or rename it")
+    snapshot = _without_output(snapshot, output)
+    keeps_state = _state_folder(state, elsewhere=output is not None and not keep_build)
     analysis = analyzed(snapshot, serve=config.serve)
     project = project_imports(snapshot, config.python_version)
     reqs, outside = read_requirements(snapshot, config, analysis, project)
@@ -221,20 +223,78 @@ def build(
     except TooLarge as exc:
         raise _too_large(exc) from exc
     manifest_file = next(f for f in generated.files if f.path == MANIFEST_PATH)
-    state.mkdir(exist_ok=True)
-    write_files([manifest_file], state)
-    staging = state / ".build"
-    shutil.rmtree(staging, ignore_errors=True)
-    if keep_build:
-        _lay_out(result.path, staging)
+    if keeps_state:
+        write_files([manifest_file], state)
+        staging = state / ".build"
+        shutil.rmtree(staging, ignore_errors=True)
+        if keep_build:
+            _lay_out(result.path, staging)
     return Built(
         generated,
         deps,
         result,
         state / MANIFEST_PATH,
-        (*deps.warnings, *layered.warnings, *imports),
+        (*_credential_warnings(snapshot), *deps.warnings, *layered.warnings, *imports),
         (*outside, *lock_outside),
     )
+
+
+def _state_folder(state: Path, *, elsewhere: bool) -> bool:
+    """Make `.flash/`; False when it cannot be made but the build needs it for nothing (`-o` elsewhere)."""
+    try:
+        state.mkdir(exist_ok=True)
+    except OSError as exc:
+        if elsewhere:
+            return False  # a read-only checkout: the archive goes where -o says, with no copy of the manifest
+        raise ProjectError(
+            f"cannot make flashc's build folder '{state}': {exc.strerror or exc}",
+            "make the project folder writable, or write the archive elsewhere with -o (without --keep-build)",
+        ) from exc
+    return True
+
+
+def _without_output(snapshot: Snapshot, output: Path | None) -> Snapshot:
+    """The snapshot less the file `-o` names, when it is inside the project: an earlier archive there must not
+    be packed into the next one (nor change its fingerprints). Any other project file there is refused."""
+    if output is None:
+        return snapshot
+    try:
+        rel = output.resolve().relative_to(snapshot.root).as_posix()
+    except ValueError:
+        return snapshot
+    if rel not in snapshot.files:
+        return snapshot
+    try:
+        with (snapshot.root / rel).open("rb") as f:
+            is_archive = f.read(2) == b"\x1f\x8b"
+    except OSError:
+        is_archive = False
+    if not is_archive:
+        raise UsageError(
+            f"output '{output}' is the project file '{rel}', which is not an archive: the build would overwrite it",
+            "write the archive to another path",
+        )
+    return Snapshot(
+        root=snapshot.root,
+        files=tuple(f for f in snapshot.files if f != rel),
+        ignored=tuple(sorted((*snapshot.ignored, rel))),
+        credentials=snapshot.credentials,
+    )
+
+
+def _credential_warnings(snapshot: Snapshot) -> list[Diagnostic]:
+    """A warning per file or folder left out because it looks like a credential, saying how to ship it anyway."""
+    return [
+        Diagnostic(
+            path,
+            None,
+            "warning",
+            "credentials",
+            f"left out of the archive: {'a folder' if path.endswith('/') else 'a file'} that usually holds credentials",
+            f"to ship it on purpose, add the line `!/{path}` to .flashignore",
+        )
+        for path in snapshot.credentials
+    ]
 
 
 def _lock_text(snapshot: Snapshot) -> tuple[str | None, tuple[str, ...]]:

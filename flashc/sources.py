@@ -8,9 +8,14 @@ Rules, in the order they apply (last match wins, so `!pattern` re-includes):
 
 Deeper folders' rules come after shallower ones. As in git, an ignored folder is pruned: it is never
 walked, so no rule can re-include a file inside it. Hard ignores beat every rule: VCS folders,
-flashc's own `.flash/` state, `.env` and `.env.*` secrets, and virtual environments (recognised by
+flashc's own `.flash/` state, `.env` and `.env.*` secrets in any case (`.ENV`), and virtual environments (recognised by
 their `pyvenv.cfg` or `conda-meta/`, whatever the folder's name). Symlinked folders are not
 followed; symlinked files are listed like files; broken symlinks are skipped.
+
+Well-known credential files (`CREDENTIAL_FILES`, `CREDENTIAL_FOLDERS`: SSH keys, `.aws/`, `.netrc`,
+`.pypirc`, `.npmrc`, `.envrc`...) are left out unless a rule re-includes them by a negation
+(`!id_rsa` in a `.flashignore`): they are listed in `Snapshot.credentials`, so a build can say
+what it left out. Unlike `.env`, a project may mean to ship one, so it can be kept on purpose.
 
 Matching uses `pathspec.GitIgnoreSpec`, which is built to answer for file paths. Two adaptations
 make its answers git's for a walk that prunes folders (checked against `git ls-files --others
@@ -43,6 +48,8 @@ from pathspec import GitIgnoreSpec
 from .errors import ProjectError, UsageError
 
 __all__ = [
+    "CREDENTIAL_FILES",
+    "CREDENTIAL_FOLDERS",
     "IGNORE_FILES",
     "LARGE_FILE",
     "MEMORY_BUDGET",
@@ -80,6 +87,16 @@ _DEFAULT_RULES = (
 )
 # Hard ignores, checked before any rule: shipping these would leak history, state or secrets.
 _HARD_NAMES = frozenset({".git", ".hg", ".svn", ".flash"})
+CREDENTIAL_FILES = frozenset(
+    {
+        "id_rsa", "id_dsa", "id_ecdsa", "id_ed25519", "id_ecdsa_sk", "id_ed25519_sk",
+        ".netrc", "_netrc", ".pypirc", ".npmrc", ".yarnrc", ".envrc", ".git-credentials", ".pgpass",
+        ".dockercfg", ".boto", ".s3cfg", ".vault-token", "credentials.json", "service-account.json",
+    }
+)  # fmt: skip
+"""File names (compared in lower case) left out of a build unless a `!path` rule re-includes them."""
+CREDENTIAL_FOLDERS = frozenset({".ssh", ".aws", ".gnupg", ".docker", ".kube", ".azure", ".gcloud", ".config/gcloud"})
+"""Folders (names or paths ending a folder's path, in lower case) left out unless a `!path/` rule re-includes them."""
 _VENV_MARKERS = frozenset({"pyvenv.cfg", "conda-meta"})
 _GLOB_SPECIAL = re.compile(r"([\\*?\[])")
 _NAMED_GROUP = re.compile(r"\(\?P<\w+>")
@@ -113,6 +130,8 @@ class Snapshot:
     """Every kept regular file, of any kind."""
     ignored: tuple[str, ...]
     """The top-most ignored paths: a pruned folder appears once, with a trailing `/`."""
+    credentials: tuple[str, ...] = ()
+    """The ignored paths (folders with a trailing `/`) left out only because they look like credentials."""
     _cache: _Cache = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -232,9 +251,20 @@ class _Rules:
         return bool(self.files.check_file(rel).include)
 
     def ignores_dir(self, rel: str) -> bool:
+        return bool(self.dir_verdict(rel))
+
+    def file_verdict(self, rel: str) -> bool | None:
+        """True if the last rule matching `rel` ignores it, False if it re-includes it, None if none matches."""
+        if self.file_filter is not None and self.file_filter.search(rel) is None:
+            return None
+        include: bool | None = self.files.check_file(rel).include
+        return include
+
+    def dir_verdict(self, rel: str) -> bool | None:
         if self.dir_filter is not None and self.dir_filter.search(rel) is None:
-            return False
-        return bool(self.dirs.check_file(rel).include)
+            return None
+        include: bool | None = self.dirs.check_file(rel).include
+        return include
 
 
 def _any_pattern(spec: Any) -> re.Pattern[str] | None:
@@ -263,6 +293,8 @@ def snapshot_project(root: Path) -> Snapshot:
     top = _resolve_root(root)
     files: list[str] = []
     ignored: list[str] = []
+    credentials: list[str] = []
+    undecodable: list[str] = []
     # (absolute folder, its POSIX path relative to root with a trailing slash or "", rules in force)
     pending: list[tuple[str, str, _Rules]] = [(str(top), "", _default_rules())]
     while pending:
@@ -289,15 +321,38 @@ def snapshot_project(root: Path) -> Snapshot:
             else:
                 continue  # sockets, FIFOs, devices
             if is_dir:
-                if name in _HARD_NAMES or rules.ignores_dir(rel):
+                verdict = None if name in _HARD_NAMES else rules.dir_verdict(rel)
+                if name in _HARD_NAMES or verdict:
                     ignored.append(rel + "/")
+                elif verdict is None and _is_credential_folder(rel):
+                    ignored.append(rel + "/")
+                    credentials.append(rel + "/")
+                elif _undecodable(name):
+                    undecodable.append(rel + "/")
                 else:
                     pending.append((entry.path, rel + "/", rules))
-            elif name in _HARD_NAMES or _is_secret(name) or rules.ignores_file(rel):
+                continue
+            if name in _HARD_NAMES or _is_secret(name):
                 ignored.append(rel)
+                continue
+            verdict = rules.file_verdict(rel)
+            if verdict:
+                ignored.append(rel)
+            elif verdict is None and name.lower() in CREDENTIAL_FILES:
+                ignored.append(rel)
+                credentials.append(rel)
+            elif _undecodable(name):
+                undecodable.append(rel)
             else:
                 files.append(rel)
-    return Snapshot(root=top, files=tuple(sorted(files)), ignored=tuple(sorted(ignored)))
+    if undecodable:
+        raise _undecodable_error(sorted(undecodable))
+    return Snapshot(
+        root=top,
+        files=tuple(sorted(files)),
+        ignored=tuple(sorted(ignored)),
+        credentials=tuple(sorted(credentials)),
+    )
 
 
 def walk_project(root: Path) -> Snapshot:
@@ -314,7 +369,33 @@ def _is_file(entry: os.DirEntry[str]) -> bool:
 
 
 def _is_secret(name: str) -> bool:
+    name = name.lower()  # `.ENV` is the same file on a case-insensitive disk, and as secret on any
     return name == ".env" or name.startswith(".env.")
+
+
+def _undecodable(name: str) -> bool:
+    """Whether the name's bytes are not UTF-8 (Python holds them as surrogates): an archive member's,
+    a manifest's or a cache key's path must be text."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _undecodable_error(paths: list[str]) -> ProjectError:
+    shown = [p.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") for p in paths]
+    what = f"'{shown[0]}'" if len(shown) == 1 else f"{len(shown)} paths: " + ", ".join(f"'{p}'" for p in shown[:5])
+    more = f" and {len(shown) - 5} more" if len(shown) > 5 else ""
+    return ProjectError(
+        f"file names must be UTF-8, and these bytes are not: {what}{more}",
+        "rename it, or leave it out with a pattern in .flashignore (`*` stands for the bytes: `name*.txt`)",
+    )
+
+
+def _is_credential_folder(rel: str) -> bool:
+    rel = rel.lower()
+    return any(rel == f or rel.endswith("/" + f) for f in CREDENTIAL_FOLDERS)
 
 
 def _resolve_root(root: Path) -> Path:

@@ -214,7 +214,7 @@ def test_hard_ignores_cannot_be_re_included(tmp_path: Path) -> None:
     result = walk(
         tmp_path,
         {
-            ".flashignore": "!.env\n!.env.*\n!.git/\n!.flash/\n!.hg/\n!.svn/\n",
+            ".flashignore": "!.env\n!.env.*\n!.envrc\n!.git/\n!.flash/\n!.hg/\n!.svn/\n",
             ".env": "API_KEY=secret",
             ".env.production": "API_KEY=secret",
             "pkg/.env": "API_KEY=secret",

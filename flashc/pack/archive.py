@@ -87,6 +87,11 @@ def project_entries(root: Path, files: Sequence[str]) -> list[Entry]:
     A symlink is archived as the file it points to if that file is inside `root`. Links that lead
     outside are refused, all in one `ProjectError`: shipping them would copy whatever they point
     to on the build machine. Bad paths (absolute, `..`, backslashes) are a `ProjectError` too.
+
+    A hard-linked file (more than one link to its bytes) is refused too unless every one of its
+    links is among `files`: a link's other names cannot be found without searching the whole disk,
+    and `ln ~/.ssh/id_rsa notes.txt` would ship the key under an innocent name. Links among the
+    shipped files (`cp -al`, git's own object links never reach the walk) carry nothing from outside.
     """
     check_arcnames(files)
     top = os.path.realpath(root)
@@ -96,6 +101,7 @@ def project_entries(root: Path, files: Sequence[str]) -> list[Entry]:
     # Each folder is resolved once, so a file reached through a linked folder is checked too, and
     # a plain file costs one lstat instead of one per path component.
     real_folders: dict[str, str] = {}
+    linked: dict[tuple[int, int], tuple[int, set[str], list[str]]] = {}  # inode: links, real paths, names
     for rel in files:
         folder, _, name = rel.rpartition("/")
         real_folder = real_folders.get(folder)
@@ -106,16 +112,37 @@ def project_entries(root: Path, files: Sequence[str]) -> list[Entry]:
             target = os.path.realpath(target)
         if target.startswith(inside):
             entries.append(Entry(rel, source=Path(target)))
+            try:
+                st = os.stat(target)
+            except OSError:
+                continue  # reading it later says why
+            if st.st_nlink > 1 and stat.S_ISREG(st.st_mode):
+                _, paths, names = linked.setdefault((st.st_dev, st.st_ino), (st.st_nlink, set(), []))
+                paths.add(target)
+                names.append(rel)
         else:
             outside.append(f"symlink '{rel}' points outside the project (to '{target}')")
-    if outside:
-        raise collected(
-            outside,
-            f"{len(outside)} symlinks point outside the project",
+    hard = [
+        f"'{rel}' is hard-linked: {nlink - len(paths)} of its file's {nlink} links are not among the shipped files"
+        for nlink, paths, names in linked.values()
+        if len(paths) < nlink
+        for rel in names
+    ]
+    if outside or hard:
+        one = len(outside) + len(hard) == 1
+        hint = (
             "copy the file into the project or add it to .flashignore"
-            if len(outside) == 1
-            else "copy the files into the project or add them to .flashignore",
+            if one
+            else ("copy the files into the project or add them to .flashignore")
         )
+        if hard:
+            hint += "; a copy of a hard-linked file is a file of its own: `cp f f.new && mv f.new f`"
+        summary = (
+            f"{len(outside)} symlinks point outside the project"
+            if not hard
+            else (f"{len(outside) + len(hard)} files link outside the project")
+        )
+        raise collected(sorted(outside + hard), summary, hint)
     return entries
 
 
