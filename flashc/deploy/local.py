@@ -36,6 +36,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -453,6 +454,23 @@ def _checked(archive: Path, unpacked: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ProjectError(f"cannot read the manifest of archive '{archive}': {exc.strerror or exc}", _REBUILD) from exc
     resources = manifest["resources"].values()
+    # Names from the manifest become paths (the log file, the handler, the site folder): an archive
+    # made by hand could make them climb out of .flash/ (`x./../../outside`). group.py makes them so.
+    unsafe = sorted(
+        f"{field} {r[field]!r}"
+        for r in resources
+        for field, ok in (
+            ("handler_module", _HANDLER_MODULE.fullmatch(r["handler_module"])),
+            ("handler_path", r["handler_path"] == _handler_path(r["handler_module"])),
+            ("site", _SITE.fullmatch(r["site"])),
+        )
+        if not ok
+    )
+    if unsafe:
+        shown = ", ".join(unsafe[:3]) + (f" and {len(unsafe) - 3} more" if len(unsafe) > 3 else "")
+        raise ProjectError(
+            f"the manifest of archive '{archive}' is not valid: names that flashc does not write: {shown}", _REBUILD
+        )
     unknown_images = sorted({r["image"] for r in resources if not _known_image(r)})
     if unknown_images:
         raise ProjectError(
@@ -470,6 +488,14 @@ def _checked(archive: Path, unpacked: Path) -> dict[str, Any]:
         shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
         raise ProjectError(f"archive '{archive}' is incomplete: it has no {shown}", _REBUILD)
     return manifest
+
+
+_HANDLER_MODULE = re.compile(r"flashc_handlers\.handler_[a-z0-9_]+")
+_SITE = re.compile(r"_flashc/(site|sites/[a-z0-9_]+)")
+
+
+def _handler_path(module: str) -> str:
+    return "_flashc/" + module.replace(".", "/") + ".py"
 
 
 def _endpoint_id(resource: Mapping[str, Any]) -> str:
