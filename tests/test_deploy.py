@@ -491,12 +491,21 @@ def test_python_objects_travel_as_signed_pickles_and_unsigned_ones_are_refused(
         url = deployment["endpoints"]["objects"]["url"]  # type: ignore[index]
         headers = {"Authorization": f"Bearer {deployment['key']}"}
         pickled = dumps(((1,), {}))
+        from flashc_runtime.signing import sign_call
+
+        good = {"function": "halves", **sign_call(str(deployment["secret"]), "halves", None, pickled)}
         for job_input, reason in [
             ({"pickled": pickled}, "a pickled input needs 'pickled' and 'signature' strings"),
-            ({"pickled": pickled, "signature": sign("wrong secret", pickled)}, "unsigned pickles are refused"),
+            ({"pickled": pickled, "signature": sign("wrong secret", pickled)}, "unsigned or old pickles are refused"),
+            ({**good, "signature": sign("wrong secret", pickled)}, "unsigned pickles are refused"),
+            ({**good, "function": "other"}, "unsigned pickles are refused"),  # signed for another function
         ]:
             refused = httpx.post(f"{url}/runsync", json={"input": job_input}, headers=headers)
             assert refused.status_code == 400 and reason in refused.json()["error"]
+        # The same signed call again: a replay, refused.
+        assert httpx.post(f"{url}/runsync", json={"input": good}, headers=headers).status_code == 200
+        again = httpx.post(f"{url}/runsync", json={"input": good}, headers=headers)
+        assert again.status_code == 400 and "refused as a replay" in again.json()["error"]
     finally:
         cli("undeploy", str(root))
         sys.modules.pop("objects_app", None)

@@ -195,6 +195,17 @@ def test_init_problems_are_request_errors(counter: Any) -> None:
 unpickled: list[str] = []
 
 
+def unpickle(output: Any, nonce: str) -> Any:
+    """A signed result, checked as the caller checks it, then unpickled."""
+    import base64
+    import pickle
+
+    from flashc_runtime.signing import result_problem
+
+    assert result_problem(output, "s3cret", nonce) is None
+    return pickle.loads(base64.b64decode(output["pickled"]))
+
+
 class Tripwire:
     """Records that it was unpickled: a refused pickle must never get that far."""
 
@@ -203,25 +214,23 @@ class Tripwire:
 
 
 def test_a_pickled_init_is_signed_like_the_call(counter: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from flashc_runtime.signing import SECRET_ENV, dumps, sign
+    from flashc_runtime.signing import SECRET_ENV, dumps, sign, sign_call
 
     monkeypatch.setenv(SECRET_ENV, "s3cret")
     call = dumps(((), {}))
     made = dumps(((7,), {"step": 2}))
-    job = {
-        "function": "Counter",
-        "method": "next",
-        "pickled": call,
-        "signature": sign("s3cret", call),
-        "init": {"pickled": made, "signature": sign("s3cret", made)},
-    }
-    assert run(counter, job) == {"pickled": dumps(9)}
-    assert run(counter, job) == {"pickled": dumps(11)}
+    job: dict[str, Any] = {"function": "Counter", "method": "next", **sign_call("s3cret", "Counter", "next", call)}
+    job["init"] = {"pickled": made, "signature": sign("s3cret", "init", job["nonce"], made)}
+    assert unpickle(run(counter, job), job["nonce"]) == 9
+    assert unpickle(run(counter, job), job["nonce"]) == 11
     assert Counter.made == [(7, 2)]
     unpickled.clear()
     bad = dumps(((Tripwire(),), {}))
     with pytest.raises(RequestError, match=r"^'init': the pickled input's signature is wrong"):
-        run(counter, {**job, "init": {"pickled": bad, "signature": sign("other", bad)}})
+        run(counter, {**job, "init": {"pickled": bad, "signature": sign("other", "init", job["nonce"], bad)}})
+    # A signed call is for its function and method only: sent to another, it is refused unread.
+    with pytest.raises(RequestError, match=r"signature is wrong"):
+        run(counter, {**job, "method": "reset"})
     monkeypatch.delenv(SECRET_ENV)
     with pytest.raises(RequestError, match=r"^this endpoint accepts no pickled input$"):
         run(counter, job)

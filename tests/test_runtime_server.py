@@ -286,6 +286,6 @@ def test_bodies_not_in_utf8_and_pickles_not_in_ascii_get_400(queue: str, monkeyp
     utf16 = httpx.post(f"{queue}/v2/ep1/runsync", content=body.encode("utf-16"), headers=AUTH)
     assert utf16.status_code == 400 and utf16.json()["error"] == "the body must be JSON in UTF-8"
     monkeypatch.setenv("FLASHC_PICKLE_SECRET", "s")
-    odd = {"input": {"pickled": "\u00e9", "signature": "ab"}}
+    odd = {"input": {"pickled": "\u00e9", "signature": "ab", "issued": 1, "nonce": "n"}}
     refused = httpx.post(f"{queue}/v2/ep1/runsync", json=odd, headers=AUTH)
     assert refused.status_code == 400 and "both ASCII" in refused.json()["error"]

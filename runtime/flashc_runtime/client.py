@@ -117,15 +117,15 @@ async def _call_endpoint(
         job_input["method"] = method
     init_args, init_kwargs = init
     if secret:  # signed pickles: any Python value travels, both ways
-        from .signing import dumps, sign
+        from .signing import dumps, sign, sign_call
 
         pickled = dumps((args, dict(kwargs)))
-        job_input.update(pickled=pickled, signature=sign(secret, pickled))
+        job_input.update(sign_call(secret, job_input["function"], method, pickled))
         if init_args or init_kwargs:
             made = dumps((init_args, dict(init_kwargs)))
-            job_input["init"] = {"pickled": made, "signature": sign(secret, made)}
+            job_input["init"] = {"pickled": made, "signature": sign(secret, "init", job_input["nonce"], made)}
         output = await asyncio.to_thread(_job_call, url, {"input": job_input}, headers)
-        return _unpickle(output)
+        return _unpickle(output, secret, job_input["nonce"])
     job_input.update(args=list(args), kwargs=dict(kwargs))
     if init_args or init_kwargs:
         job_input["init"] = {"args": list(init_args), "kwargs": dict(init_kwargs)}
@@ -393,11 +393,20 @@ def runpod_target(target: str, *, load_balanced: bool) -> tuple[str, dict[str, s
     return url, headers
 
 
-def _unpickle(output: Any) -> Any:
+def _unpickle(output: Any, secret: str, nonce: str) -> Any:
+    """The result of a signed pickled call: unpickled only when it is signed for that call."""
     import base64
     import pickle
 
-    if isinstance(output, dict) and set(output) == {"pickled"}:
+    from .signing import result_problem
+
+    if isinstance(output, dict) and "pickled" in output:
+        problem = result_problem(output, secret, nonce)
+        if problem is not None:
+            raise RemoteCallError(
+                f"{problem}: refused unread; the endpoint that answered may not be the one deployed "
+                "(`flashc status`, then `flashc deploy`)"
+            )
         return pickle.loads(base64.b64decode(output["pickled"]))
     return output
 

@@ -31,7 +31,7 @@ import threading
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from .signing import dumps, loads_call, signature_problem
+from .signing import dumps, init_problem, loads_call, signature_problem
 
 __all__ = [
     "MAX_INSTANCES",
@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 Handler = Callable[[Mapping[str, Any]], Awaitable[Any]]
-_ENVELOPE = frozenset({"function", "args", "kwargs", "method", "init", "pickled", "signature"})
+_ENVELOPE = frozenset({"function", "args", "kwargs", "method", "init", "pickled", "signature", "issued", "nonce"})
 MAX_INSTANCES = 8  # instances of one class a worker keeps, for as many distinct constructor arguments
 _NO_INIT = ("json", "[[], {}]")  # the instance key of a class built without arguments
 
@@ -63,9 +63,16 @@ class Call:
     args: list[Any]
     kwargs: Mapping[str, Any]
     pickled: bool  # the arguments came pickled, so the result goes back pickled
+    nonce: str = ""  # of a pickled call: the result is signed for it
 
     def wrap(self, result: Any) -> Any:
-        return {"pickled": dumps(result)} if self.pickled else result
+        if not self.pickled:
+            return result
+        import os
+
+        from .signing import SECRET_ENV, sign_result
+
+        return sign_result(os.environ.get(SECRET_ENV, ""), self.nonce, dumps(result))
 
 
 def create_resolver(registry: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], Call]:
@@ -83,8 +90,8 @@ def create_resolver(registry: Mapping[str, Any]) -> Callable[[Mapping[str, Any]]
     instances: dict[str, OrderedDict[tuple[str, str], Any]] = {}
     lock = threading.Lock()
 
-    def instance(fid: str, cls: type, init: Any) -> Any:
-        key, build = _constructor(fid, init)
+    def instance(fid: str, cls: type, init: Any, nonce: str) -> Any:
+        key, build = _constructor(fid, init, nonce)
         with lock:  # one instance per init, even when jobs arrive together
             kept = instances.setdefault(fid, OrderedDict())
             if key in kept:
@@ -139,12 +146,13 @@ def create_resolver(registry: Mapping[str, Any]) -> Callable[[Mapping[str, Any]]
         fid = pick(job_input)
         target = targets[fid]
         if inspect.isclass(target):
-            target = _method(instance(fid, target, job_input.get("init")), fid, job_input.get("method"))
+            nonce = str(job_input.get("nonce", ""))
+            target = _method(instance(fid, target, job_input.get("init"), nonce), fid, job_input.get("method"))
         elif job_input.get("method") is not None:
             raise RequestError(f"'{fid}' is a function: 'method' does not apply")
         elif job_input.get("init") is not None:
             raise RequestError(f"'{fid}' is a function: 'init' does not apply")
-        return Call(target, args, kwargs, pickled)
+        return Call(target, args, kwargs, pickled, str(job_input.get("nonce", "")))
 
     return resolve
 
@@ -201,7 +209,9 @@ async def in_thread(target: Callable[..., Any], *args: Any, **kwargs: Any) -> An
     return await asyncio.to_thread(target, *args, **kwargs)
 
 
-def _constructor(fid: str, init: Any) -> tuple[tuple[str, str], Callable[[], tuple[list[Any], dict[str, Any]]]]:
+def _constructor(
+    fid: str, init: Any, nonce: str
+) -> tuple[tuple[str, str], Callable[[], tuple[list[Any], dict[str, Any]]]]:
     """The key of the instance `init` asks for, and how to get its constructor's arguments.
 
     Equal JSON arguments are one key; a pickle is keyed by its text and unpickled only when its
@@ -211,7 +221,7 @@ def _constructor(fid: str, init: Any) -> tuple[tuple[str, str], Callable[[], tup
     if not isinstance(init, Mapping):
         raise RequestError(f"'init' of '{fid}' must be an object, not {type(init).__name__}")
     if "pickled" in init:
-        problem = signature_problem(init)
+        problem = init_problem(init, nonce)
         if problem is not None:
             raise RequestError(f"'init': {problem}")
         pickled = init["pickled"]

@@ -45,7 +45,7 @@ from .client import RESOURCE_ENV
 from .handler import RequestError, drain, failure_text, strict_json
 from .manifest import load_manifest
 from .routes import MethodNotAllowed, RouteHandler, RouteNotFound
-from .signing import signature_problem
+from .signing import NonceBook, signature_problem
 
 __all__ = ["MAX_BODY", "Endpoint", "WorkerProcess", "import_resource", "main", "route_answer"]
 
@@ -72,6 +72,7 @@ class Endpoint:
         config = resource["config"]
         self.endpoint_id = endpoint_id
         self.api_key = api_key.encode()
+        self.nonces = NonceBook()  # signed calls taken: a replay is refused
         self.timeout = (config.get("executionTimeoutMs") or 0) / 1000 or None
         self.capacity = workers_max(resource)
         self.running = 0
@@ -146,7 +147,7 @@ class Endpoint:
                 return respond(400, {"error": "the body is not JSON (or is nested too deeply)"})
             if not isinstance(request, dict) or not isinstance(request.get("input", {}), dict):
                 return respond(400, {"error": 'the body must be {"input": {...}}'})
-            problem = signature_problem(request.get("input") or {})
+            problem = signature_problem(request.get("input") or {}, nonces=self.nonces)
             if problem is not None:
                 return respond(400, {"error": problem})
             job = self._submit(request.get("input"), body, RETAIN_RUNSYNC if action == "runsync" else RETAIN_RUN)
