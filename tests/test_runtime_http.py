@@ -214,3 +214,23 @@ def test_every_status_has_its_own_reason_phrase() -> None:
     assert _head(503, True).startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
     assert _head(429, True).startswith(b"HTTP/1.1 429 Too Many Requests\r\n")
     assert b" OK\r\n" not in _head(599, True)
+
+
+def test_a_refused_request_is_answered_on_its_head_and_its_body_never_kept(address: tuple[str, int]) -> None:
+    # No Expect: 100-continue, a 0.9 MB Content-Length and only the first bytes of the body: the
+    # answer (the fixture's admit refuses x-refuse) comes at once, before the body, and the
+    # connection is closed; without the check the server would wait for, and keep, the whole body.
+    head = b"POST /x HTTP/1.1\r\nHost: x\r\nX-Refuse: 1\r\nContent-Length: 900000\r\n\r\n"
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(head + b"a" * 1000)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(65536)
+            assert chunk, "closed without an answer"
+            answer += chunk
+        assert status(answer) == 401
+        rest = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                rest += chunk
+        assert b"HTTP/1.1" not in rest  # one answer, then the close

@@ -72,6 +72,7 @@ class Connection(asyncio.BufferedProtocol):
         self.serving = False  # inside _serve, which goes on by itself once an answer is written
         self.keep_alive = True
         self.continued = False  # 100 Continue was sent for the request being read
+        self.admitted = False  # the head of the request being read passed `admit`
         self.eof = False  # the client sends no more; answer what it sent, then close
         self.reading_paused = False
         self.writing_paused = False  # the client does not read its answers: take no new request
@@ -116,12 +117,17 @@ class Connection(asyncio.BufferedProtocol):
             while not self.busy and not self.writing_paused and self.transport is not None:
                 parsed = parse_request(self.buffer, self.max_body) if self.buffer else None
                 if isinstance(parsed, _MoreBody):
-                    if parsed.headers.get("expect", "").lower() == "100-continue" and not self.continued:
+                    if not self.admitted:
+                        # Judged on its head, before any of its body is kept: a request that will be
+                        # refused (no key) makes the server buffer nothing.
                         refused = self.admit(parsed.headers) if self.admit else None
-                        if refused is not None:  # no point sending a body that will be refused
+                        if refused is not None:
                             self.busy, self.keep_alive = True, False
+                            self.buffer.clear()
                             self.answer(*refused)
                             return
+                        self.admitted = True
+                    if parsed.headers.get("expect", "").lower() == "100-continue" and not self.continued:
                         self.continued = True
                         self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                     parsed = None
@@ -136,7 +142,7 @@ class Connection(asyncio.BufferedProtocol):
                     return
                 size, request, self.keep_alive = parsed
                 del self.buffer[:size]
-                self.continued = False
+                self.continued = self.admitted = False
                 try:
                     self.handle(request, self.answer)
                 except Exception:  # a bug: the client gets 500, not a dropped connection
