@@ -49,6 +49,8 @@ _CONSTANTS = {
     name: getattr(flashc_runtime, name) for name in ("CPU_DATACENTERS", "DEFAULT_WORKERS_MIN", "DEFAULT_WORKERS_MAX")
 }
 _MAX_SIZE = 1_000_000  # characters or items a computed config value may have
+_MAX_NUMBER = 10**100  # the largest number flashc computes with (a config needs far smaller ones)
+_MAX_BITS = 333  # bits of 10**100
 _ENV_READERS = ("os.getenv", "os.environ.get", "os.environ.setdefault", "os.environ.__getitem__")
 
 
@@ -498,6 +500,7 @@ class Evaluator:
 
     def _fstring(self, module: str, expr: ir.FString, position: int | None, where: Where) -> Any:
         out = []
+        length = 0
         for part in expr.parts:
             if isinstance(part, str):
                 out.append(part)
@@ -507,7 +510,7 @@ class Evaluator:
                 return INVALID
             if isinstance(value, enum.Enum):
                 value = value.value
-            if isinstance(value, int) and abs(value) > 10**100:
+            if isinstance(value, int) and abs(value) > _MAX_NUMBER:
                 self._not_static(self.linker.path_of(module), part.span, where, "a number too large to format")
                 return INVALID
             if not isinstance(value, (str, int, float)):
@@ -516,6 +519,17 @@ class Evaluator:
                 )
                 return INVALID
             out.append(str(value))
+            length += len(out[-1])
+            if length > _MAX_SIZE:
+                self.linker.report(
+                    self.linker.path_of(module),
+                    expr.span,
+                    "not-static",
+                    "this value is too large for a config",
+                    None,
+                    where.notes,
+                )
+                return INVALID
         return "".join(out)
 
     def _subscript(self, module: str, expr: ir.Subscript, position: int | None, where: Where) -> Any:
@@ -571,15 +585,45 @@ def sdk_import_line(linker: Linker, module: str, name: str) -> str:
 
 
 def _too_large(op: str, left: Any, right: Any) -> bool:
-    """Whether `left op right` would build a value no config needs (and could exhaust memory)."""
+    """Whether `left op right` would build a value no config needs (and could exhaust memory or time).
+
+    Sizes count every item and character of nested values, so `[[[0] * 999] * 999] * 999`, which
+    shares its lists, is as large as it would be written out; numbers stay within `_MAX_NUMBER`.
+    """
     numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (left, right))
     if op == "*" and isinstance(left, (str, list, tuple)) and isinstance(right, int):
-        return len(left) * right > _MAX_SIZE
-    if op == "**" and numbers:
-        return bool(abs(right) > 1_000)
-    if op == "*" and numbers:
-        return bool(max(abs(left), abs(right)) > 10**100)
+        return right > 0 and _size(left) * right > _MAX_SIZE
+    if op == "+" and isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)):
+        return _size(left) + _size(right) > _MAX_SIZE
+    if not numbers:
+        return False
+    if max(abs(left), abs(right)) > _MAX_NUMBER:
+        return True
+    if op == "**":
+        if abs(right) > 1_000:
+            return True
+        # |left| ** right has about right * log2|left| bits.
+        return isinstance(left, int) and right > 0 and abs(left) > 1 and abs(left).bit_length() * right > _MAX_BITS
+    if op == "*":
+        return bool(abs(left) * abs(right) > _MAX_NUMBER)
     return False
+
+
+def _size(value: Any) -> int:
+    """Items and characters in `value`, nested ones included; stops counting past `_MAX_SIZE`."""
+    total = 0
+    stack = [value]
+    while stack and total <= _MAX_SIZE:
+        item = stack.pop()
+        total += 1
+        if isinstance(item, str):
+            total += len(item)
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+    return total
 
 
 def _hashable(value: Any) -> bool:

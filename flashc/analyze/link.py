@@ -36,6 +36,10 @@ __all__ = [
 SDK_ROOTS = ("flashc_runtime", "tetra_rp", "runpod_flash")
 SDK_EXPORTS = frozenset(flashc_runtime.__all__)
 
+# Steps (about three per module) one name's resolution may take: a re-export chain of 95 modules
+# or aliases resolves, and the recursion stays far from Python's default limit of 1,000 frames.
+_MAX_RESOLVE_DEPTH = 300
+
 
 # --- symbols -----------------------------------------------------------------------------
 
@@ -235,7 +239,7 @@ class Linker:
         key = (module, name)
         if position is None and key in self._final:
             return self._final[key]
-        if _depth > 50 or key in self._resolving:
+        if _depth > _MAX_RESOLVE_DEPTH or key in self._resolving:
             return Undefined(name)
         self._resolving.add(key)
         try:
@@ -273,7 +277,7 @@ class Linker:
         if isinstance(b, ir.AssignBinding):
             if isinstance(b.value, (ir.Name, ir.Attr)) and not b.conditional:
                 # `alias = something`: the alias means what its right-hand side meant there.
-                target = self.resolve_expr(module, b.value, b.index, None)
+                target = self.resolve_expr(module, b.value, b.index, None, _depth + 1)
                 if isinstance(target, (SdkRef, ModuleRef, DefRef, ExternalRef, ValueRef)):
                     return target
             return ValueRef(module, b)
@@ -310,18 +314,20 @@ class Linker:
                 names.append(name)
         return names
 
-    def resolve_expr(self, module: str, expr: ir.Expr, position: int | None, scope: ir.Scope | None) -> Symbol:
+    def resolve_expr(
+        self, module: str, expr: ir.Expr, position: int | None, scope: ir.Scope | None, _depth: int = 0
+    ) -> Symbol:
         """Resolve a name or dotted attribute chain, honouring a function body's own bindings."""
         if isinstance(expr, ir.Name):
             if scope is not None:
                 for imp in reversed(scope.imports):
                     if imp.name == expr.id:
-                        return self.binding_symbol(module, imp)
+                        return self.binding_symbol(module, imp, _depth + 1)
                 if expr.id in scope.locals:
                     return LocalRef(expr.id)
-            return self.resolve_name(module, expr.id, position)
+            return self.resolve_name(module, expr.id, position, _depth + 1)
         if isinstance(expr, ir.Attr):
-            return self.member(self.resolve_expr(module, expr.base, position, scope), expr.attr)
+            return self.member(self.resolve_expr(module, expr.base, position, scope, _depth + 1), expr.attr, _depth + 1)
         return Undefined("")
 
     def path_of(self, module: str) -> str:

@@ -5,6 +5,22 @@ order (so a name resolves to what it meant at the line that uses it), every deco
 definition with the expressions of its decorators, and decorated definitions that stand where
 nothing can be deployed (nested, in a class, under `if __name__ == "__main__"`). Whether a
 decorator is the SDK's `remote` is decided later, when modules are linked.
+
+Hostile or extreme source must never crash or hang flashc. libcst's native parser segfaults on
+expressions CPython refuses to nest (3,000 parentheses, 100,000 `[`), and its time grows with the
+square of an operator chain (measured with libcst 1.9 on CPython 3.11: 1,000 `+` take 0.24 s,
+5,000 take 18 s; ordinary code parses at about 200 KB/s). So before libcst sees a file:
+
+- CPython must accept it (`compile(..., PyCF_ONLY_AST)`): that rejects nesting past 200 brackets,
+  chains past about 3,000 operands, NUL bytes and every other syntax error, at their line;
+- it is at most `_MAX_BYTES` (2 MB, about 10 s of libcst on ordinary code);
+- no expression nests deeper than `_MAX_EXPR_DEPTH` (200 levels, a chain of 200 operands), and the
+  sum over expression nodes of their depth, which grows like libcst's time, stays under
+  `_MAX_EXPR_WEIGHT` (2,000,000: about 2 s of libcst beyond ordinary code; flashc's own source
+  weighs about 200,000 per megabyte). These checks cost about a sixth of libcst's parse.
+
+Such files are reported like syntax errors. libcst also refuses more than 3,000 implicitly joined
+strings, which Python accepts: longer runs are folded into their first string before libcst parses.
 """
 
 from __future__ import annotations
@@ -32,20 +48,37 @@ __all__ = ["scan_source"]
 _MAX_DEPTH = 100
 # libcst walks trees recursively; long chains (a prompt of 400 implicitly joined strings) need depth.
 _RECURSION_LIMIT = 20_000
+# Limits checked before libcst parses a file (see the module docstring for how they were measured).
+_MAX_BYTES = 2_000_000
+_MAX_EXPR_DEPTH = 200
+_MAX_EXPR_WEIGHT = 2_000_000
+# libcst's parser refuses more implicitly joined strings than this (Python takes any number).
+_MAX_JOINED_STRINGS = 3_000
 
 
 def scan_source(source: bytes) -> ir.ModuleSummary:
     """Summarise a module; a file that does not parse gives a summary with `parse_failure` set."""
+    failure = _precheck(source)
+    if failure is not None:
+        return _failed(failure)
+    overrides: dict[tuple[int, int], ir.Expr] = {}
     try:
         module = cst.parse_module(source)
     except (cst.ParserSyntaxError, UnicodeDecodeError, SyntaxError, ValueError) as exc:
-        return _failed(_parse_failure(source, exc))
+        folded = _fold_joined_strings(source, overrides)
+        if folded is None:
+            return _failed(_parse_failure(source, exc))
+        try:
+            module = cst.parse_module(folded)
+        except (cst.ParserSyntaxError, UnicodeDecodeError, SyntaxError, ValueError):
+            return _failed(_parse_failure(source, exc))
     previous = sys.getrecursionlimit()
     sys.setrecursionlimit(max(previous, _RECURSION_LIMIT))
     try:
         wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
         positions = wrapper.resolve(PositionProvider)
         scanner = _ModuleScanner(positions)
+        scanner.overrides = overrides
         scanner.statements(module.body)
         nested = _NestedFinder(scanner)
         # Only statements holding an indented decorator or a `f(...)(x)` can hold what the finder
@@ -81,6 +114,101 @@ def _lines_matching(source: bytes, pattern: re.Pattern[bytes]) -> list[int]:
         last = match.start()
         lines.append(line)
     return lines
+
+
+def _precheck(source: bytes) -> ir.ParseFailure | None:
+    """Why libcst must not parse `source` (it could crash or take minutes), or None."""
+    if len(source) > _MAX_BYTES:
+        return ir.ParseFailure(
+            f"this file is {len(source):,} bytes; flashc analyzes files of at most {_MAX_BYTES:,} bytes", 1, 1
+        )
+    nul = source.find(b"\0")
+    if nul >= 0:
+        line = source.count(b"\n", 0, nul) + 1
+        return ir.ParseFailure("source code cannot contain null bytes", line, nul - source.rfind(b"\n", 0, nul))
+    try:
+        tree = compile(_decode(source), "<source>", "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
+    except SyntaxError as err:
+        return ir.ParseFailure(err.msg, err.lineno or 1, err.offset or 1)
+    except (ValueError, UnicodeDecodeError) as err:
+        return ir.ParseFailure(str(err), 1, 1)
+    except (RecursionError, MemoryError):
+        return ir.ParseFailure("this file nests expressions too deeply for flashc to analyze", 1, 1)
+    return _expression_limits(tree)
+
+
+def _expression_limits(tree: ast.AST) -> ir.ParseFailure | None:
+    """The first expression past `_MAX_EXPR_DEPTH` or `_MAX_EXPR_WEIGHT`, as a failure at its line."""
+    weight = 0
+    stack: list[tuple[ast.AST, int]] = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, ast.expr):
+            depth += 1
+            weight += depth
+            if depth > _MAX_EXPR_DEPTH or weight > _MAX_EXPR_WEIGHT:
+                what = (
+                    f"an expression nested more than {_MAX_EXPR_DEPTH} deep (an operator chain counts each operand)"
+                    if depth > _MAX_EXPR_DEPTH
+                    else "expressions too long and deeply nested in total"
+                )
+                return ir.ParseFailure(f"{what}: flashc cannot analyze this file", node.lineno, node.col_offset + 1)
+        else:
+            depth = 0
+        stack.extend((child, depth) for child in ast.iter_child_nodes(node))
+    return None
+
+
+def _fold_joined_strings(source: bytes, overrides: dict[tuple[int, int], ir.Expr]) -> str | None:
+    """`source` with each run of more than `_MAX_JOINED_STRINGS` joined strings blanked but its first.
+
+    The run's value (or an Opaque) goes to `overrides`, keyed by the first string's line and
+    0-based column, so positions elsewhere in the file do not move. None when there is no such run.
+    """
+    text = _decode(source)
+    if isinstance(text, bytes):
+        return None
+    lines = text.splitlines(keepends=True)
+    runs: list[list[tokenize.TokenInfo]] = []
+    run: list[tokenize.TokenInfo] = []
+    fstring_parts = {
+        getattr(tokenize, n) for n in ("FSTRING_START", "FSTRING_MIDDLE", "FSTRING_END") if hasattr(tokenize, n)
+    }
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+            if tok.type in (tokenize.NL, tokenize.COMMENT):
+                continue
+            if tok.type == tokenize.STRING or tok.type in fstring_parts:
+                run.append(tok)
+                continue
+            if len(run) > _MAX_JOINED_STRINGS:
+                runs.append(run)
+            run = []
+    except (tokenize.TokenError, SyntaxError):
+        return None
+    if not runs:
+        return None
+    chars = [list(line) for line in lines]
+    for run in runs:
+        first, last = run[0], run[-1]
+        span = Span(first.start[0], first.start[1] + 1, last.end[0], last.end[1] + 1)
+        try:
+            values = [ast.literal_eval(tok.string) for tok in run]
+        except (ValueError, SyntaxError):
+            values = []
+        if values and all(isinstance(v, str) for v in values):
+            overrides[first.start] = ir.Const("".join(values), span)
+        else:
+            overrides[first.start] = ir.Opaque("implicitly joined strings that are not all plain text", span)
+        for tok in run[1:]:
+            for row in range(tok.start[0], tok.end[0] + 1):
+                line = chars[row - 1]
+                start = tok.start[1] if row == tok.start[0] else 0
+                end = tok.end[1] if row == tok.end[0] else len(line)
+                for col in range(start, end):
+                    if line[col] not in "\r\n":
+                        line[col] = " "
+    return "".join("".join(line) for line in chars)
 
 
 def _failed(failure: ir.ParseFailure) -> ir.ModuleSummary:
@@ -163,6 +291,8 @@ class _Converter:
     def __init__(self, positions: object) -> None:
         self._positions = positions
         self._depth = 0
+        # What runs of joined strings too long for libcst stand for (see _fold_joined_strings).
+        self.overrides: dict[tuple[int, int], ir.Expr] = {}
 
     def span(self, node: cst.CSTNode) -> Span:
         r: CodeRange = self._positions[node]  # type: ignore[index]
@@ -180,6 +310,10 @@ class _Converter:
 
     def _expr(self, node: cst.BaseExpression) -> ir.Expr:
         span = self.span(node)
+        if self.overrides and isinstance(node, (cst.SimpleString, cst.FormattedString)):
+            folded = self.overrides.get((span.line, span.col - 1))
+            if folded is not None:
+                return folded
         if isinstance(node, cst.SimpleString):
             value = node.evaluated_value
             if isinstance(value, bytes):
