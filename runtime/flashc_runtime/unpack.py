@@ -9,7 +9,8 @@ not climb (`..`) at all: a check of each link alone cannot see that `s -> t/..` 
 
 Archives are bounded while their headers are read, before anything is written (`Limits`): the
 total size of the files, the number of members, and the ratio of unpacked to compressed bytes,
-so a small archive cannot fill the disk or the memory. The archive is then extracted into a
+so a small archive cannot fill the disk or the memory; an extended (pax or long-name) header,
+which tarfile reads into memory whole, may not be over 1 MiB. The archive is then extracted into a
 temporary folder beside the target and renamed into place, so a failed unpack leaves no
 half-written tree. A file that is empty, not an archive, cut short or damaged, or that cannot be
 read, is an UnpackError too.
@@ -33,6 +34,10 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _GIB = 1 << 30
 
 
+class UnpackError(ValueError):
+    """The archive holds members that would escape the target folder, or cannot be read."""
+
+
 class Limits(NamedTuple):
     """How much an archive may unpack to; each is checked as the members' headers are read."""
 
@@ -48,10 +53,24 @@ class Limits(NamedTuple):
 
 
 DEFAULT_LIMITS = Limits()
+_HEADER_LIMIT = 1024 * 1024
+"""Bytes of a pax or GNU long-name header, which tarfile reads into memory whole: names are at most a few KB."""
+_HEADER_TYPES = frozenset({tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE, b"X"})
 
 
-class UnpackError(ValueError):
-    """The archive holds members that would escape the target folder, or cannot be read."""
+class _HeaderTooLarge(UnpackError):
+    """Raised while tarfile reads headers, where the archive's name is not known."""
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """A header that refuses to read an extended header larger than `_HEADER_LIMIT`: its size is
+    checked before tarfile reads it, where the archive's limits cannot see it yet."""
+
+    def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _HEADER_TYPES and self.size > _HEADER_LIMIT:
+            raise _HeaderTooLarge(f"it holds an extended header of {self.size:,} bytes, over {_HEADER_LIMIT:,}")
+        member: tarfile.TarInfo = super()._proc_member(tar)  # type: ignore[misc]
+        return member
 
 
 def unpack(
@@ -81,6 +100,8 @@ def unpack(
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
+    except _HeaderTooLarge as exc:
+        raise UnpackError(f"refusing to unpack '{archive}': {exc}") from None
     except UnpackError:
         raise
     except Exception as exc:
@@ -93,7 +114,7 @@ def unpack(
 
 def _open(archive: str | os.PathLike[str]) -> tarfile.TarFile:
     try:
-        return tarfile.open(archive, "r:*")
+        return tarfile.open(archive, "r:*", tarinfo=_BoundedTarInfo)
     except tarfile.ReadError:  # no compression and no tar format fits: say which of the usual reasons
         with open(archive, "rb") as file:
             head = file.read(len(_GZIP_MAGIC))

@@ -226,3 +226,19 @@ def test_manifest_names_that_become_paths_are_checked(
     assert left_behind(project) == []
     assert not (tmp_path / "outside").exists()
     assert not (project / ".flash" / "logs").exists()
+
+
+def test_a_huge_extended_header_is_refused_before_it_is_read_into_memory(tmp_path: Path) -> None:
+    src = tmp_path / "a.tar.gz"
+    with gzip.open(src, "wb") as gz:
+        header = tarfile.TarInfo("x")
+        header.type = tarfile.XHDTYPE
+        header.size = 1 << 32  # 4 GiB of pax records, never written: the refusal must come before reading them
+        gz.write(header.tobuf(format=tarfile.USTAR_FORMAT))
+        gz.write(bytes(1 << 20))
+    with pytest.raises(UnpackError) as exc:
+        unpack(src, tmp_path / "out")
+    assert str(exc.value) == (
+        f"refusing to unpack '{src}': it holds an extended header of {1 << 32:,} bytes, over {1 << 20:,}"
+    )
+    assert [p.name for p in tmp_path.iterdir()] == ["a.tar.gz"]
