@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -234,3 +235,92 @@ def test_a_refused_request_is_answered_on_its_head_and_its_body_never_kept(addre
             while chunk := sock.recv(65536):
                 rest += chunk
         assert b"HTTP/1.1" not in rest  # one answer, then the close
+
+
+@pytest.fixture
+def limited() -> Iterator[tuple[tuple[str, int], Any]]:
+    """A server with small limits: idle 0.5 s, a request must arrive within 0.5 s, 3 connections."""
+    from flashc_runtime._http import Limits
+
+    limits = Limits(idle=0.5, request=0.5, connections=3)
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    servers: list[asyncio.Server] = []
+
+    def handle(request: Request, respond: Respond) -> None:
+        respond(200, {"path": request[1]})
+
+    async def run() -> None:
+        server = await loop.create_server(lambda: Connection(handle, MAX_BODY, None, limits), "127.0.0.1", 0)
+        servers.append(server)
+        started.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await server.serve_forever()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(run(),), daemon=True)
+    thread.start()
+    assert started.wait(5)
+    yield servers[0].sockets[0].getsockname()[:2], limits
+    loop.call_soon_threadsafe(servers[0].close)
+    thread.join(10)
+    loop.close()
+
+
+def _closed_by_server(sock: socket.socket) -> bytes:
+    """What the server sent until it closed the connection (waits up to the socket's timeout)."""
+    data = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
+
+
+def test_an_idle_connection_is_closed_and_its_slot_freed(limited: tuple[tuple[str, int], Any]) -> None:
+    address, limits = limited
+    with socket.create_connection(address, timeout=20) as sock:
+        sock.sendall(request("GET", "/a"))
+        assert status(sock.recv(65536)) == 200
+        assert _closed_by_server(sock) == b""  # kept alive, then closed once idle
+    deadline = time.monotonic() + 20
+    while limits.open and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert limits.open == 0
+
+
+def test_a_request_that_stalls_gets_408(limited: tuple[tuple[str, int], Any]) -> None:
+    address, _ = limited
+    with socket.create_connection(address, timeout=20) as sock:
+        sock.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n")  # the head never ends
+        answer = _closed_by_server(sock)
+    assert status(answer) == 408
+
+
+def test_past_the_connection_cap_an_idle_connection_gives_way_else_503(limited: tuple[tuple[str, int], Any]) -> None:
+    address, limits = limited
+    limits.idle = limits.request = 60.0  # the held connections must not time out while the test runs
+    held = [socket.create_connection(address, timeout=20) for _ in range(3)]
+    try:
+        for sock in held:  # each is served, so each holds its slot, idle
+            sock.sendall(request("GET", "/x"))
+            assert status(sock.recv(65536)) == 200
+        # A fourth client is served: the longest-idle connection is closed to make room.
+        with socket.create_connection(address, timeout=20) as fourth:
+            fourth.sendall(request("GET", "/y"))
+            assert status(fourth.recv(65536)) == 200
+        assert _closed_by_server(held[0]) == b""
+        # With every slot busy mid-request, the next client is told at once.
+        busy = [socket.create_connection(address, timeout=20) for _ in range(3)]
+        for sock in busy:
+            sock.sendall(b"GET /part HTTP/1.1\r\n")  # a head that has begun
+        deadline = time.monotonic() + 20  # until the server holds the three begun heads
+        while not (len(limits.members) == 3 and all(c.buffer for c in list(limits.members))):
+            assert time.monotonic() < deadline, "the begun heads never arrived"
+            time.sleep(0.02)
+        with socket.create_connection(address, timeout=20) as extra:
+            answer = _closed_by_server(extra)
+        assert status(answer) == 503 and b"too many connections" in answer
+        for sock in busy:
+            sock.close()
+    finally:
+        for sock in held:
+            sock.close()

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote_plus
 
-__all__ = ["HEAD_LIMIT", "Admit", "Connection", "Handle", "Request", "Respond", "parse_request"]
+__all__ = ["HEAD_LIMIT", "Admit", "Connection", "Handle", "Limits", "Request", "Respond", "parse_request"]
 
 HEAD_LIMIT = 64 * 1024  # bytes of request line and headers
 _LINGER = 2.0  # seconds a connection stays open, reading and dropping, after its last answer
@@ -36,7 +36,20 @@ REASONS = {100: "Continue", 200: "OK", 202: "Accepted", 204: "No Content", 400: 
            504: "Gateway Timeout"}  # fmt: skip
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a field name (RFC 9110 token)
-Request = tuple[str, str, dict[str, str], dict[str, str], bytes]  # method, path, query, headers, body
+Request = tuple[str, str, dict[str, str], dict[str, str], bytes]
+
+
+class Limits:
+    """How long a connection may sit idle or take over a request, and how many may be open at once
+    (one object per server: it also counts the open connections)."""
+
+    def __init__(self, *, idle: float = 120.0, request: float = 30.0, connections: int = 1024) -> None:
+        self.idle, self.request, self.connections = idle, request, connections
+        self.open = 0
+        self.members: set[Connection] = set()
+
+
+# method, path, query, headers, body
 # Answers the request being served: a status and a JSON payload, or bytes already encoded as JSON.
 Respond = Callable[[int, Any], None]
 Handle = Callable[[Request, Respond], None]
@@ -64,8 +77,12 @@ class Connection(asyncio.BufferedProtocol):
 
     scratch = memoryview(bytearray(_READ_SIZE))
 
-    def __init__(self, handle: Handle, max_body: int, admit: Admit | None = None) -> None:
+    def __init__(self, handle: Handle, max_body: int, admit: Admit | None = None, limits: Limits | None = None) -> None:
         self.handle, self.max_body, self.admit = handle, max_body, admit
+        self.limits = limits
+        self.counted = False
+        self.last_bytes = 0.0  # when bytes last came (loop time)
+        self.timer: asyncio.TimerHandle | None = None
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.busy = False  # a request is being answered; the next waits in the buffer
@@ -80,9 +97,57 @@ class Connection(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        limits = self.limits
+        if limits is None:
+            return
+        if limits.open >= limits.connections:
+            # Full. A connection that sits idle gives way (the longest idle), so that clients holding
+            # connections open cannot lock others out; if every one is working, say so at once.
+            idle = [c for c in limits.members if not c.busy and not c.buffer and c.transport is not None]
+            if not idle:
+                self.busy, self.keep_alive = True, False
+                self.answer(503, {"error": f"too many connections (at most {limits.connections}): try again shortly"})
+                return
+            min(idle, key=lambda c: c.last_bytes)._close()
+        limits.open += 1
+        limits.members.add(self)
+        self.counted = True
+        loop = asyncio.get_running_loop()
+        self.last_bytes = loop.time()
+        self.timer = loop.call_later(min(limits.idle, limits.request) / 4, self._check)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None  # an answer that comes later is dropped
+        self._release()
+
+    def _release(self) -> None:
+        if self.counted and self.limits is not None:
+            self.limits.open -= 1
+            self.limits.members.discard(self)
+            self.counted = False
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _check(self) -> None:
+        """Close a connection idle too long; answer 408 to a request that stalls (a client that
+        sends a head or body a byte at a time, or stops halfway)."""
+        self.timer = None
+        limits, transport = self.limits, self.transport
+        if limits is None or transport is None or transport.is_closing():
+            return
+        loop = asyncio.get_running_loop()
+        quiet = loop.time() - self.last_bytes
+        if not self.busy:
+            if self.buffer and quiet > limits.request:
+                self.busy, self.keep_alive = True, False
+                self.buffer.clear()
+                self.answer(408, {"error": f"the request did not arrive whole within {limits.request:g} s"})
+                return
+            if not self.buffer and quiet > limits.idle:
+                self._close()
+                return
+        self.timer = loop.call_later(min(limits.idle, limits.request) / 4, self._check)
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -105,6 +170,8 @@ class Connection(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         if self.transport is None or self.transport.is_closing():
             return  # answered with Connection: close; the rest is dropped
+        if self.limits is not None:
+            self.last_bytes = asyncio.get_running_loop().time()
         self.buffer += self.scratch[:nbytes]
         self._serve()
         self._flow()
@@ -160,6 +227,8 @@ class Connection(asyncio.BufferedProtocol):
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         transport.write(b"%s%d\r\n\r\n%s" % (_head(status, self.keep_alive), len(body), body))
         self.busy = False
+        if self.limits is not None:  # idle from the answer on, however long it took
+            self.last_bytes = asyncio.get_running_loop().time()
         if not self.keep_alive:
             self._close()
             return
@@ -181,6 +250,7 @@ class Connection(asyncio.BufferedProtocol):
         # Closing a socket with unread bytes resets it, which can destroy the answer before the
         # client reads it: end the sending side, drop what still comes, close soon.
         transport, self.transport, self.buffer = self.transport, None, bytearray()
+        self._release()  # a connection that is closing holds no slot, even while it lingers
         if transport is None:
             return
         try:

@@ -38,7 +38,7 @@ from types import ModuleType
 from typing import Any
 
 from . import logs
-from ._http import Connection, Request, Respond
+from ._http import Connection, Limits, Request, Respond
 from ._job import Job, Waiter, with_raw
 from ._supervise import WorkerProcess, WorkerStartFailed
 from .client import RESOURCE_ENV
@@ -73,6 +73,7 @@ class Endpoint:
         self.endpoint_id = endpoint_id
         self.api_key = api_key.encode()
         self.nonces = NonceBook()  # signed calls taken: a replay is refused
+        self.limits = Limits(connections=_connection_cap())  # idle and stalled connections closed
         self.timeout = (config.get("executionTimeoutMs") or 0) / 1000 or None
         self.capacity = workers_max(resource)
         self.running = 0
@@ -88,7 +89,7 @@ class Endpoint:
 
     def protocol(self) -> asyncio.BaseProtocol:
         """A connection's protocol: pass this method to `loop.create_server`."""
-        return Connection(self.handle, MAX_BODY, self.admit)
+        return Connection(self.handle, MAX_BODY, self.admit, self.limits)
 
     def admit(self, headers: Mapping[str, str]) -> tuple[int, Any] | None:
         """The answer to a request refused on its head alone (before its body is sent), or None."""
@@ -413,10 +414,48 @@ async def _serve(endpoint: Endpoint, host: str, port: int) -> None:
         # 7 to 12% less CPU per request in this process, two A/B runs).
         gc.freeze()
         gc.set_threshold(20_000, 50, 50)
-    server = await asyncio.get_running_loop().create_server(endpoint.protocol, host, port)
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_rate_limited(loop.default_exception_handler))
+    server = await loop.create_server(endpoint.protocol, host, port)
     logs.note(None, f"endpoint {endpoint.endpoint_id} (pid {os.getpid()}) serving on http://{host}:{port}")
     async with server:
         await server.serve_forever()
+
+
+def _connection_cap() -> int:
+    """At most 1024 connections, and always fewer than this process may open files (with room
+    for the worker's pipes, the log and the files the endpoint opens): past it, a client gets 503."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return 1024
+    if soft == resource.RLIM_INFINITY:
+        return 1024
+    return max(16, min(1024, soft - 128))
+
+
+def _rate_limited(report: Any, every: float = 10.0) -> Any:
+    """An event-loop exception handler that says each kind of problem at most once per `every` s
+    (out of file descriptors, `accept()` fails on every loop turn: logged each time, the log grew
+    by gigabytes)."""
+    last: dict[str, float] = {}
+    dropped: dict[str, int] = {}
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        kind = f"{context.get('message', '')}|{type(exc).__name__ if exc else ''}"
+        now = time.monotonic()
+        if now - last.get(kind, -every) < every:
+            dropped[kind] = dropped.get(kind, 0) + 1
+            return
+        last[kind] = now
+        if dropped.get(kind):
+            context = {**context, "message": f"{context.get('message', '')} ({dropped.pop(kind)} more like it)"}
+        report(context)
+
+    return handler
 
 
 def main(argv: list[str] | None = None) -> None:
