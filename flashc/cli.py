@@ -530,11 +530,10 @@ def deploy(
 
 
 def _runpod_settings(root: Path, config: Any) -> Any:
-    from .deploy.local import _dotenv
+    from .deploy.local import deploy_variables
     from .deploy.runpod.target import RunpodSettings
 
-    shell = dict(os.environ)
-    return RunpodSettings(config.app or root.name, config.environment, {**_dotenv(root, shell), **shell})
+    return RunpodSettings(config.app or root.name, config.environment, deploy_variables(root, dict(os.environ)))
 
 
 def _deploy_runpod(root: Path, archive: Path, sha256: str, config: Any, *, dry_run: bool, as_json: bool) -> None:
@@ -593,7 +592,7 @@ def run(project_dir: Path, host: str | None, port: int | None) -> None:
 
     from .config import CliOptions, read_config
     from .deploy import LocalTarget
-    from .deploy.local import _dotenv
+    from .deploy.local import deploy_variables
     from .devrun import AppServer, Watcher, app_target, loop, python_of_lb_image
     from .pipeline import build_project
 
@@ -601,7 +600,7 @@ def run(project_dir: Path, host: str | None, port: int | None) -> None:
     with _reported():
         root = project_dir.resolve()
         config = read_config(root, CliOptions())
-        variables = {**_dotenv(root, dict(os.environ)), **os.environ}
+        variables = deploy_variables(root, dict(os.environ))
         host = host or variables.get("FLASH_HOST") or "localhost"
         try:
             port = port or int(variables.get("FLASH_PORT") or 8888)

@@ -58,7 +58,7 @@ from ..errors import ProjectError, UsageError
 from ..profiles import CUSTOM, Profile, profile_named
 from .envs import TORCH_FAMILY, Env, EnvSpec, TorchUnavailable, ensure_env, env_spec
 from .interpreters import Interpreter, find_interpreter
-from .process import SYSTEM_PATH, Unset, endpoint_environment, resource_env
+from .process import SYSTEM_PATH, endpoint_environment, resources_env
 from .system import describe, endpoint_probe, install_hint, missing_packages
 from .volumes import MOUNT_POINT, mount_problem, volume_folder, volume_of, wrap
 
@@ -227,21 +227,7 @@ class LocalTarget:
         if missing:
             say(f"warning: {describe(missing)}; functions that run them will fail here (not on Runpod): "
                 f"{install_hint(missing)}")  # fmt: skip
-        variables = {**_dotenv(root, settings.variables), **settings.variables}  # the shell wins, as with dotenv
-        filled: dict[str, dict[str, str]] = {}
-        unset: list[Unset] = []
-        for name, resource in sorted(resources.items()):
-            filled[name], missing_here = resource_env(name, resource["config"], variables)
-            unset += missing_here
-        if unset:
-            users: dict[str, list[str]] = {}
-            for u in unset:
-                users.setdefault(u.variable, []).append(f"{u.key} of {u.resource}")
-            raise UsageError(
-                "env values refer to variables that neither the shell nor .env sets: "
-                + ", ".join(f"{variable} (env {', '.join(where)})" for variable, where in users.items()),
-                "set them in the project's .env file or in the shell that deploys (or give a default: ${NAME:-value})",
-            )
+        filled = resources_env(resources, deploy_variables(root, settings.variables))
         own = sorted(name for name, image in images.items() if image.name == CUSTOM)
         if own:
             say(f"warning: {', '.join(own)} run on images of their own, which flashc cannot reproduce: their endpoints "
@@ -530,6 +516,12 @@ def _default_uv(cache_dir: Path) -> Any:
     from ..deps.uv import default_uv
 
     return default_uv(cache_dir / "uv")
+
+
+def deploy_variables(root: Path, shell: Mapping[str, str]) -> dict[str, str]:
+    """What `${NAME}` in env and flashc's own settings (FLASH_PORT...) read: the project's `.env`,
+    then the shell, which wins, as with python-dotenv."""
+    return {**_dotenv(root, shell), **shell}
 
 
 def _dotenv(root: Path, shell: Mapping[str, str]) -> dict[str, str]:

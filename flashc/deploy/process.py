@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..envvars import substitute
+from ..errors import UsageError
 
 __all__ = ["SYSTEM_PATH", "Unset", "endpoint_environment", "resource_env"]
 
@@ -53,6 +54,28 @@ def resource_env(
         filled[key], missing = substitute(value, variables)
         unset += [Unset(name, key, variable) for variable in missing]
     return filled, unset
+
+
+def resources_env(
+    resources: Mapping[str, Mapping[str, Any]], variables: Mapping[str, str]
+) -> dict[str, dict[str, str]]:
+    """Each resource's env, references filled in from `variables`; UsageError naming every
+    reference nothing sets (and where), before any endpoint is touched."""
+    filled: dict[str, dict[str, str]] = {}
+    unset: list[Unset] = []
+    for name, resource in sorted(resources.items()):
+        filled[name], missing = resource_env(name, resource["config"], variables)
+        unset += missing
+    if unset:
+        users: dict[str, list[str]] = {}
+        for u in unset:
+            users.setdefault(u.variable, []).append(f"{u.key} of {u.resource}")
+        raise UsageError(
+            "env values refer to variables that neither the shell nor .env sets: "
+            + ", ".join(f"{variable} (env {', '.join(where)})" for variable, where in users.items()),
+            "set them in the project's .env file or in the shell that deploys (or give a default: ${NAME:-value})",
+        )
+    return filled
 
 
 def endpoint_environment(

@@ -20,9 +20,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ...errors import ProjectError, UsageError
+from ...errors import UsageError
 from ...profiles import profile_named
-from ..process import resource_env
+from ..process import resources_env
 from .api import RunpodApi
 from .execute import Outcome, execute, read_state
 from .payload import Desired, desired
@@ -83,12 +83,9 @@ def _calls_others(manifest: Mapping[str, Any], resource: str) -> bool:
 
 
 def _envs(manifest: Mapping[str, Any], settings: RunpodSettings, sha256: str) -> dict[str, dict[str, str]]:
-    envs: dict[str, dict[str, str]] = {}
-    unset: dict[str, list[str]] = {}
-    for name, resource in sorted(manifest["resources"].items()):
-        env, missing = resource_env(name, resource["config"], settings.variables)
-        for m in missing:
-            unset.setdefault(m.variable, []).append(f"{m.resource}.{m.key}")
+    envs = resources_env(manifest["resources"], settings.variables)
+    for name, resource in manifest["resources"].items():
+        env = envs[name]
         env.update(
             FLASH_RESOURCE_NAME=name,
             FLASH_APP=settings.app,
@@ -99,13 +96,6 @@ def _envs(manifest: Mapping[str, Any], settings: RunpodSettings, sha256: str) ->
             env["FLASH_ENDPOINT_TYPE"] = "lb"
         if _calls_others(manifest, name):
             env["RUNPOD_API_KEY"] = SECRET_REFERENCE
-        envs[name] = env
-    if unset:
-        raise ProjectError(
-            "env values refer to variables that neither the shell nor .env sets: "
-            + ", ".join(f"{v} (env {', '.join(where)})" for v, where in sorted(unset.items())),
-            "set them in the project's .env file or in the shell that deploys (or give a default: ${NAME:-value})",
-        )
     return envs
 
 
