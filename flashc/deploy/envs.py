@@ -22,16 +22,14 @@ one interrupted leaves a folder without its record, which the next deploy remove
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import json
 import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +37,7 @@ from .._atomic import write_atomic
 from ..deps.requirements import IndexOptions
 from ..deps.uv import UvRunner, index_arguments
 from ..errors import FlashcError, ProjectError
+from ._lock import locked
 from .interpreters import Interpreter
 
 __all__ = ["TORCH_FAMILY", "Env", "EnvSpec", "TorchUnavailable", "ensure_env", "env_spec", "is_cuda_only"]
@@ -108,7 +107,8 @@ def ensure_env(
     key = _key(spec, interpreter, index)
     folder = cache_dir / "envs" / f"py{spec.python}-{key[:16]}"
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(folder.parent / f"{folder.name}.lock", progress):
+    waiting = "waiting for another flashc that is making the same environment"
+    with locked(folder.parent / f"{folder.name}.lock", waiting, progress):
         record = _read_record(folder)
         if record is not None:
             return Env(folder, folder / "bin" / "python", record.get("torch"), False, time.monotonic() - started)
@@ -140,21 +140,6 @@ def _key(spec: EnvSpec, interpreter: Interpreter, index: IndexOptions) -> str:
         "index": dataclasses.asdict(index) if spec.torch else None,
     }
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
-
-
-@contextlib.contextmanager
-def _locked(path: Path, progress: Progress | None) -> Iterator[None]:
-    with open(path, "a+b") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if progress is not None:
-                progress("waiting for another flashc that is making the same environment")
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _read_record(folder: Path) -> dict[str, Any] | None:
