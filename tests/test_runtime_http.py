@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import threading
 import time
@@ -11,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
-from flashc_runtime._http import Connection, Request, Respond
+from flashc_runtime._http import Connection, Limits, Request, Respond
 
 MAX_BODY = 1_000_000
 
@@ -31,7 +32,7 @@ def address() -> Iterator[tuple[str, int]]:
         else:
             respond(200, answer)
 
-    def admit(headers: Mapping[str, str]) -> tuple[int, Any] | None:
+    def admit(method: str, path: str, headers: Mapping[str, str]) -> tuple[int, Any] | None:
         return (401, {"error": "refused"}) if "x-refuse" in headers else None
 
     async def run() -> None:
@@ -96,6 +97,10 @@ def status(answer: bytes) -> int:
     return int(answer.split(b" ", 2)[1])
 
 
+def body(answer: bytes) -> bytes:
+    return answer.split(b"\r\n\r\n", 1)[1]
+
+
 def test_keep_alive_pipelining_and_trickling(address: tuple[str, int]) -> None:
     answers, closed = exchange(address, request("POST", "/slow", b"1") + request("GET", "/b?x=1&y=a+b"))
     assert [status(a) for a in answers] == [200, 200] and not closed
@@ -132,8 +137,18 @@ def test_a_client_that_stops_sending_still_gets_every_answer(address: tuple[str,
         (b"POST /a HTTP/1.1\r\nContent-Length: -5\r\n\r\n", 400),
         (b"POST /a HTTP/1.1\r\nContent-Length: 1_0\r\n\r\n0123456789", 400),
         (b"POST /a HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc", 400),
-        (b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 501),
+        (b"POST /a HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+        (b"POST /a HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 501),
+        # both framings: how a request is smuggled past a proxy that reads the other one
+        (b"POST /a HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400),
+        (b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+        (b"POST /a HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400),
+        (b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", 400),  # not hex
+        (b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcd\r\n0\r\n\r\n", 400),  # too long
+        (b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1" * 2000 + b"\r\n", 400),  # size line
+        (b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + b"f" * 17 + b"\r\n", 400),
         (b"POST /a HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n", 413),  # refused before the body is sent
+        (b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nFFFFF\r\n", 413),  # at the chunk's size line
     ],
     ids=[
         "huge-head",
@@ -144,8 +159,17 @@ def test_a_client_that_stops_sending_still_gets_every_answer(address: tuple[str,
         "negative",
         "underscore",
         "two-lengths",
-        "chunked",
+        "gzip",
+        "gzip-chunked",
+        "length-and-chunked",
+        "two-codings",
+        "chunked-http10",
+        "chunk-not-hex",
+        "chunk-overrun",
+        "chunk-line-long",
+        "chunk-size-huge",
         "too-big",
+        "chunks-too-big",
     ],
 )
 def test_refused_requests_get_their_status_and_the_connection_closes(
@@ -154,6 +178,31 @@ def test_refused_requests_get_their_status_and_the_connection_closes(
     answers, closed = exchange(address, data, wanted=1)
     assert [status(a) for a in answers] == [code] and closed
     assert b"Connection: close" in answers[0]
+
+
+def chunked(path: str, chunks: list[bytes], trailer: bytes = b"") -> bytes:
+    body = b"".join(b"%x;ext=1\r\n%s\r\n" % (len(c), c) for c in chunks)
+    return b"POST %s HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n%s0\r\n%s\r\n" % (
+        path.encode(),
+        body,
+        trailer,
+    )
+
+
+@pytest.mark.parametrize("pieces", [1, 7, 10_000])
+def test_chunked_bodies_are_decoded_however_they_arrive(address: tuple[str, int], pieces: int) -> None:
+    chunks = [b'{"in', b'put": ', b'"' + b"x" * 300 + b'"}']
+    data = chunked("/a", chunks, trailer=b"X-Checksum: 1\r\n") + request("GET", "/b")
+    answers, closed = exchange(address, data, pieces=min(pieces, len(data)))
+    assert [status(a) for a in answers] == [200, 200] and not closed
+    assert json.loads(body(answers[0]))["body"] == b"".join(chunks).decode()
+    assert json.loads(body(answers[1]))["path"] == "/b"  # the next request, after the trailer
+
+
+def test_a_chunked_body_is_read_only_after_its_head_is_admitted(address: tuple[str, int]) -> None:
+    head = b"POST /a HTTP/1.1\r\nX-Refuse: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    answers, closed = exchange(address, head, wanted=1)  # the body never comes: answered anyway
+    assert [status(a) for a in answers] == [401] and closed
 
 
 def test_expect_100_continue_is_answered_before_the_body(address: tuple[str, int]) -> None:
@@ -240,9 +289,10 @@ def test_a_refused_request_is_answered_on_its_head_and_its_body_never_kept(addre
 @pytest.fixture
 def limited() -> Iterator[tuple[tuple[str, int], Any]]:
     """A server with small limits: idle 0.5 s, a request must arrive within 0.5 s, 3 connections."""
-    from flashc_runtime._http import Limits
+    yield from _limited_server(Limits(idle=0.5, request=0.5, connections=3))
 
-    limits = Limits(idle=0.5, request=0.5, connections=3)
+
+def _limited_server(limits: Limits) -> Iterator[tuple[tuple[str, int], Any]]:
     loop = asyncio.new_event_loop()
     started = threading.Event()
     servers: list[asyncio.Server] = []
@@ -324,3 +374,38 @@ def test_past_the_connection_cap_an_idle_connection_gives_way_else_503(limited: 
     finally:
         for sock in held:
             sock.close()
+
+
+@pytest.fixture
+def budgeted() -> Iterator[tuple[tuple[str, int], Any]]:
+    yield from _limited_server(Limits(bodies=1000))
+
+
+def _wait_for(condition: Any, what: str) -> None:
+    deadline = time.monotonic() + 20
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def test_bodies_in_flight_stay_within_the_budget(budgeted: tuple[tuple[str, int], Any]) -> None:
+    address, limits = budgeted
+    with socket.create_connection(address, timeout=20) as first:
+        first.sendall(b"POST /a HTTP/1.1\r\nContent-Length: 800\r\n\r\n" + b"x" * 100)  # 800 reserved
+        _wait_for(lambda: limits.in_flight == 800, "the first body was never reserved")
+        # A body that comes whole with its head, in one read, is held already; one that must be
+        # waited for is judged on its head (its Content-Length), a chunked one chunk by chunk.
+        for second in (b"POST /b HTTP/1.1\r\nContent-Length: 300\r\n\r\n", chunked("/b", [b"y" * 150, b"y" * 150])):
+            with socket.create_connection(address, timeout=20) as other:
+                other.sendall(second)
+                answer = _closed_by_server(other)
+            assert status(answer) == 503 and b"too many request bodies" in answer
+        first.sendall(b"x" * 700)
+        assert status(first.recv(65536)) == 200
+    _wait_for(lambda: limits.in_flight == 0, "the first body's reservation was never released")
+    answers, _ = exchange(address, chunked("/b", [b"y" * 150, b"y" * 150]))
+    assert [status(a) for a in answers] == [200]  # room again
+    with socket.create_connection(address, timeout=20) as dropped:  # a client gone mid-body frees its room
+        dropped.sendall(b"POST /a HTTP/1.1\r\nContent-Length: 900\r\n\r\nabc")
+        _wait_for(lambda: limits.in_flight == 900, "the body was never reserved")
+    _wait_for(lambda: limits.in_flight == 0, "a closed connection kept its reservation")

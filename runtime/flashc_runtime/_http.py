@@ -1,15 +1,22 @@
 """A small HTTP/1.1 server side for the endpoints: requests in, JSON answers out, standard library only.
 
 `Connection` is an asyncio protocol for one client connection. It reads requests with a
-`Content-Length` body (or none) as the bytes come, hands each to a `Handle` callable with a
-`Respond` callback, and writes the answers in order: one request is served at a time, and
-pipelined ones wait in the buffer. Keep-alive is the default for HTTP/1.1, opt-in for HTTP/1.0.
+`Content-Length` body, a chunked one (`Transfer-Encoding: chunked`, decoded chunk by chunk as it
+comes) or none, hands each to a `Handle` callable with a `Respond` callback, and writes the
+answers in order: one request is served at a time, and pipelined ones wait in the buffer.
+Keep-alive is the default for HTTP/1.1, opt-in for HTTP/1.0.
 
 Refused with an answer and a closed connection: a head over 64 KiB or one that is not HTTP (400),
-a bad or repeated `Content-Length` (400), a `Transfer-Encoding` (501: send `Content-Length`),
-a body over `max_body` (413, answered before the body is read). `Expect: 100-continue` is
-answered. Reading pauses while a request is being answered and a lot more is buffered, or while
-the client does not read its answers.
+a bad or repeated `Content-Length` or `Transfer-Encoding`, or both at once (400), a transfer
+coding other than chunked (501), a body over `max_body` (413, answered before the body is read,
+or at the first chunk that goes past it). `Expect: 100-continue` is answered.
+
+Memory: a request's head is judged (`Admit`: the key) before any of its body is kept, and a body
+is kept only within the server's budget for bodies in flight (`Limits.bodies`, reserved from its
+`Content-Length` or chunk by chunk; a body that came whole with its head, in one read of at most
+64 KiB, is held already): past it the client gets 503 at once. Reading pauses while a
+request is being answered and more than a head is buffered behind it, or while the client does
+not read its answers.
 """
 
 from __future__ import annotations
@@ -40,30 +47,99 @@ Request = tuple[str, str, dict[str, str], dict[str, str], bytes]
 
 
 class Limits:
-    """How long a connection may sit idle or take over a request, and how many may be open at once
-    (one object per server: it also counts the open connections)."""
+    """How long a connection may sit idle or take over a request, how many may be open at once, and
+    how many bytes of request bodies may be held while they arrive (one object per server: it also
+    counts the open connections and the bytes reserved)."""
 
-    def __init__(self, *, idle: float = 120.0, request: float = 30.0, connections: int = 1024) -> None:
-        self.idle, self.request, self.connections = idle, request, connections
+    def __init__(
+        self, *, idle: float = 120.0, request: float = 30.0, connections: int = 1024, bodies: int = 256 * 1024 * 1024
+    ) -> None:
+        self.idle, self.request, self.connections, self.bodies = idle, request, connections, bodies
         self.open = 0
         self.members: set[Connection] = set()
+        self.in_flight = 0  # bytes of bodies reserved by connections receiving them
 
 
 # method, path, query, headers, body
-# Answers the request being served: a status and a JSON payload, or bytes already encoded as JSON.
-Respond = Callable[[int, Any], None]
+# Answers the request being served: a status and a JSON payload, or bytes already encoded as JSON,
+# and optionally more header lines (each ending in CRLF).
+Respond = Callable[..., None]
 Handle = Callable[[Request, Respond], None]
-# The answer to a request refused on its head alone (a wrong key), sent before its body is; or None.
-Admit = Callable[[Mapping[str, str]], "tuple[int, Any] | None"]
+# The answer to a request refused on its head alone (method, path, headers; a wrong key), sent
+# before its body is; or None.
+Admit = Callable[[str, str, Mapping[str, str]], "tuple[int, Any] | None"]
+_CHUNK_LINE = 1024  # bytes of a chunk's size line, extensions included
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
 
 class _MoreBody:
-    """The head has arrived, the body not all of it yet."""
+    """The head has arrived, the body not all of it yet (`length` bytes; None: chunked)."""
 
-    __slots__ = ("headers",)
+    __slots__ = ("headers", "length", "method", "path")
 
-    def __init__(self, headers: dict[str, str]) -> None:
-        self.headers = headers
+    def __init__(self, method: str, path: str, headers: dict[str, str], length: int | None) -> None:
+        self.method, self.path, self.headers, self.length = method, path, headers, length
+
+
+class _Chunked(_MoreBody):
+    """A request with a chunked body, decoded as its bytes come. Its head (`head_size` bytes) and
+    then each whole chunk are taken off the connection's buffer, so that the buffer holds at most
+    the chunk being received; trailer fields are read and dropped."""
+
+    __slots__ = ("body", "head_size", "keep_alive", "query", "trailer", "trailer_size")
+
+    def __init__(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], head_size: int, keep_alive: bool
+    ) -> None:
+        super().__init__(method, path, headers, None)
+        self.query, self.head_size, self.keep_alive = query, head_size, keep_alive
+        self.body = bytearray()
+        self.trailer = False  # the last chunk has come; trailer fields until an empty line
+        self.trailer_size = 0
+
+    def feed(self, buffer: bytearray, room: Callable[[int], int | None]) -> tuple[int, Request, bool] | int | None:
+        """Decode the chunks `buffer` holds (taking them off it). The request once its last chunk
+        and trailer have come (with size 0: its bytes are off the buffer already), None while more
+        must come, or an HTTP status: 400 for a malformed chunk, or what `room` (asked before a
+        chunk makes the body this long) answers."""
+        at = 0
+        try:
+            while True:
+                if self.trailer:
+                    eol = buffer.find(b"\r\n", at, at + HEAD_LIMIT + 2)
+                    if eol < 0:
+                        return 400 if len(buffer) - at > HEAD_LIMIT else None
+                    self.trailer_size += eol + 2 - at
+                    if self.trailer_size > HEAD_LIMIT:
+                        return 400
+                    empty, at = eol == at, eol + 2
+                    if empty:
+                        request = (self.method, self.path, self.query, self.headers, bytes(self.body))
+                        return 0, request, self.keep_alive
+                    continue
+                eol = buffer.find(b"\r\n", at, at + _CHUNK_LINE)
+                if eol < 0:
+                    return 400 if len(buffer) - at >= _CHUNK_LINE else None
+                # chunk-size [; extensions]: the extensions mean nothing here
+                size_text = bytes(buffer[at:eol]).partition(b";")[0].rstrip(b" \t")
+                if not _HEX.fullmatch(size_text):
+                    return 400
+                size = int(size_text, 16)
+                if size == 0:
+                    self.trailer, at = True, eol + 2
+                    continue
+                refused = room(len(self.body) + size)
+                if refused is not None:
+                    return refused
+                end = eol + 2 + size
+                if len(buffer) < end + 2:
+                    return None
+                if buffer[end : end + 2] != b"\r\n":
+                    return 400
+                self.body += buffer[eol + 2 : end]
+                at = end + 2
+        finally:
+            del buffer[:at]
 
 
 class Connection(asyncio.BufferedProtocol):
@@ -90,6 +166,8 @@ class Connection(asyncio.BufferedProtocol):
         self.keep_alive = True
         self.continued = False  # 100 Continue was sent for the request being read
         self.admitted = False  # the head of the request being read passed `admit`
+        self.chunked: _Chunked | None = None  # the chunked request being read
+        self.reserved = 0  # bytes of the budget for bodies this connection holds
         self.eof = False  # the client sends no more; answer what it sent, then close
         self.reading_paused = False
         self.writing_paused = False  # the client does not read its answers: take no new request
@@ -103,7 +181,7 @@ class Connection(asyncio.BufferedProtocol):
         if limits.open >= limits.connections:
             # Full. A connection that sits idle gives way (the longest idle), so that clients holding
             # connections open cannot lock others out; if every one is working, say so at once.
-            idle = [c for c in limits.members if not c.busy and not c.buffer and c.transport is not None]
+            idle = [c for c in limits.members if not c.busy and not c.reading() and c.transport is not None]
             if not idle:
                 self.busy, self.keep_alive = True, False
                 self.answer(503, {"error": f"too many connections (at most {limits.connections}): try again shortly"})
@@ -120,7 +198,30 @@ class Connection(asyncio.BufferedProtocol):
         self.transport = None  # an answer that comes later is dropped
         self._release()
 
+    def reading(self) -> bool:
+        """Part of a request has come, not all of it."""
+        return bool(self.buffer) or self.chunked is not None
+
+    def _room(self, size: int) -> int | None:
+        """Reserve room for the body being read to be `size` bytes; or the status that refuses it."""
+        if size > self.max_body:
+            return 413
+        limits = self.limits
+        if limits is None or size <= self.reserved:
+            return None
+        if limits.in_flight + size - self.reserved > limits.bodies:
+            return 503
+        limits.in_flight += size - self.reserved
+        self.reserved = size
+        return None
+
+    def _unreserve(self) -> None:
+        if self.limits is not None:
+            self.limits.in_flight -= self.reserved
+        self.reserved = 0
+
     def _release(self) -> None:
+        self._unreserve()
         if self.counted and self.limits is not None:
             self.limits.open -= 1
             self.limits.members.discard(self)
@@ -139,12 +240,14 @@ class Connection(asyncio.BufferedProtocol):
         loop = asyncio.get_running_loop()
         quiet = loop.time() - self.last_bytes
         if not self.busy:
-            if self.buffer and quiet > limits.request:
+            if self.reading() and quiet > limits.request:
                 self.busy, self.keep_alive = True, False
                 self.buffer.clear()
+                self.chunked = None
+                self._unreserve()
                 self.answer(408, {"error": f"the request did not arrive whole within {limits.request:g} s"})
                 return
-            if not self.buffer and quiet > limits.idle:
+            if not self.reading() and quiet > limits.idle:
                 self._close()
                 return
         self.timer = loop.call_later(min(limits.idle, limits.request) / 4, self._check)
@@ -182,27 +285,31 @@ class Connection(asyncio.BufferedProtocol):
         self.serving = True
         try:
             while not self.busy and not self.writing_paused and self.transport is not None:
-                parsed = parse_request(self.buffer, self.max_body) if self.buffer else None
-                if isinstance(parsed, _MoreBody):
-                    if not self.admitted:
-                        # Judged on its head, before any of its body is kept: a request that will be
-                        # refused (no key) makes the server buffer nothing.
-                        refused = self.admit(parsed.headers) if self.admit else None
+                parsed: tuple[int, Request, bool] | int | _MoreBody | None
+                if self.chunked is not None:
+                    parsed = self.chunked.feed(self.buffer, self._room)
+                else:
+                    parsed = parse_request(self.buffer, self.max_body) if self.buffer else None
+                    if isinstance(parsed, _MoreBody):
+                        refused = self._head_refused(parsed)
                         if refused is not None:
                             self.busy, self.keep_alive = True, False
                             self.buffer.clear()
+                            self._unreserve()
                             self.answer(*refused)
                             return
-                        self.admitted = True
-                    if parsed.headers.get("expect", "").lower() == "100-continue" and not self.continued:
-                        self.continued = True
-                        self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                    parsed = None
+                        if isinstance(parsed, _Chunked):
+                            del self.buffer[: parsed.head_size]
+                            self.chunked = parsed
+                            continue  # decode what has come of its body
+                        parsed = None
                 if parsed is None:
                     if self.eof:
                         self._close()  # nothing more will come, and nothing whole is left
                     return
                 self.busy = True
+                self.chunked = None
+                self._unreserve()  # the body is the handler's now
                 if isinstance(parsed, int):  # malformed or oversized: answer, then close
                     self.keep_alive = False
                     self.answer(parsed, {"error": _ERRORS.get(parsed, REASONS[parsed])})
@@ -219,13 +326,33 @@ class Connection(asyncio.BufferedProtocol):
         finally:
             self.serving = False
 
-    def answer(self, status: int, payload: Any) -> None:
-        """Write the answer to the request being served (the `Respond` the handler gets)."""
+    def _head_refused(self, head: _MoreBody) -> tuple[int, Any] | None:
+        """Judge a request on its head, before any of its body is kept: a request that will be
+        refused (no key) makes the server buffer nothing, nor does one whose body finds no room."""
+        if not self.admitted:
+            refused = self.admit(head.method, head.path, head.headers) if self.admit else None
+            if refused is not None:
+                return refused
+            self.admitted = True
+        if head.length is not None:
+            status = self._room(head.length)
+            if status is not None:
+                return status, {"error": _ERRORS.get(status, REASONS[status])}
+        if head.headers.get("expect", "").lower() == "100-continue" and not self.continued:
+            self.continued = True
+            assert self.transport is not None
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        return None
+
+    def answer(self, status: int, payload: Any, headers: bytes = b"") -> None:
+        """Write the answer to the request being served (the `Respond` the handler gets), with
+        `headers` (lines ending in CRLF) besides its own."""
         transport = self.transport
         if transport is None or transport.is_closing():
             return
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        transport.write(b"%s%d\r\n\r\n%s" % (_head(status, self.keep_alive), len(body), body))
+        head = _head(status, self.keep_alive)
+        transport.write(b"%s%sContent-Length: %d\r\n\r\n%s" % (head, headers, len(body), body))
         self.busy = False
         if self.limits is not None:  # idle from the answer on, however long it took
             self.last_bytes = asyncio.get_running_loop().time()
@@ -237,8 +364,8 @@ class Connection(asyncio.BufferedProtocol):
 
     def _flow(self) -> None:
         """Read while there is room: not when the client leaves its answers unread, nor when it
-        sends far ahead of them."""
-        pause = self.writing_paused or (self.busy and len(self.buffer) > HEAD_LIMIT + self.max_body)
+        sends more than a head ahead of them (a body is read only once its head is judged)."""
+        pause = self.writing_paused or (self.busy and len(self.buffer) > HEAD_LIMIT)
         if self.transport is not None and pause != self.reading_paused:
             self.reading_paused = pause
             if pause:
@@ -261,23 +388,27 @@ class Connection(asyncio.BufferedProtocol):
         asyncio.get_running_loop().call_later(_LINGER, transport.close)
 
 
-_ERRORS = {501: "Transfer-Encoding is not supported: send the body with a Content-Length"}
+_ERRORS = {
+    501: "only the chunked transfer coding is supported: send the body chunked or with a Content-Length",
+    503: "the endpoint is receiving too many request bodies at once: try again shortly",
+}
 
 
 @functools.cache
 def _head(status: int, keep_alive: bool) -> bytes:
-    """An answer's head up to the value of its Content-Length."""
+    """An answer's status line and headers, but for its Content-Length."""
     reason = REASONS.get(status, "Error" if status >= 400 else "OK")
     return (
         f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
-        f"Connection: {'keep-alive' if keep_alive else 'close'}\r\nContent-Length: "
+        f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n"
     ).encode()
 
 
 def parse_request(buffer: bytearray, max_body: int) -> tuple[int, Request, bool] | int | _MoreBody | None:
     """The first request in `buffer`: its size in bytes, the request and whether the connection
-    stays open after it; None while the head is incomplete, `_MoreBody` while the body is; or an
-    HTTP status for a request that is refused."""
+    stays open after it; None while the head is incomplete, `_MoreBody` while the body is (always
+    `_Chunked` for a chunked one, which the connection decodes); or an HTTP status for a request
+    that is refused."""
     end = buffer.find(b"\r\n\r\n", 0, HEAD_LIMIT + 4)
     if end < 0:
         if len(buffer) > HEAD_LIMIT or b"\n\n" in buffer:  # too long, or lines ended by a bare LF
@@ -296,11 +427,25 @@ def parse_request(buffer: bytearray, max_body: int) -> tuple[int, Request, bool]
         if not sep or not name or name != name.strip() or not _TOKEN.fullmatch(name):
             return 400  # RFC 9112: no whitespace between a field's name and its colon
         name, value = name.lower(), value.strip()
-        if name == "content-length" and headers.get(name, value) != value:
-            return 400  # two different lengths: which body is meant is unknowable
+        if name in _FRAMING and headers.get(name, value) != value:
+            return 400  # two different lengths or codings: which body is meant is unknowable
         headers[name] = value
+    connection = headers.get("connection")
+    if connection is None:
+        keep_alive = version == "HTTP/1.1"
+    else:
+        options = {option.strip() for option in connection.lower().split(",")}
+        keep_alive = "close" not in options if version == "HTTP/1.1" else "keep-alive" in options
+    path, _, raw_query = target.partition("?")
+    method = method.upper()
     if "transfer-encoding" in headers:
-        return 501
+        # Both framings at once is how requests are smuggled past a proxy; HTTP/1.0 has no
+        # transfer codings (RFC 9112 6.1: faulty framing).
+        if "content-length" in headers or version == "HTTP/1.0":
+            return 400
+        if headers["transfer-encoding"].lower() != "chunked":
+            return 501
+        return _Chunked(method, path, _query(raw_query), headers, end + 4, keep_alive)
     length_text = headers.get("content-length", "0")
     if not (length_text.isascii() and length_text.isdigit()):
         return 400
@@ -309,19 +454,19 @@ def parse_request(buffer: bytearray, max_body: int) -> tuple[int, Request, bool]
         return 413
     size = end + 4 + length
     if len(buffer) < size:
-        return _MoreBody(headers)
-    connection = headers.get("connection")
-    if connection is None:
-        keep_alive = version == "HTTP/1.1"
-    else:
-        options = {option.strip() for option in connection.lower().split(",")}
-        keep_alive = "close" not in options if version == "HTTP/1.1" else "keep-alive" in options
-    path, _, raw_query = target.partition("?")
-    query = {}
-    for pair in raw_query.split("&") if raw_query else ():
-        key, _, value = pair.partition("=")
-        query[unquote_plus(key)] = unquote_plus(value)
+        return _MoreBody(method, path, headers, length)
     # The path goes on as sent: its segments are decoded after it is split, so that an encoded '/'
     # (%2F) stays inside its segment; in a path, unlike a query, '+' is a plus sign.
-    request = (method.upper(), path, query, headers, bytes(buffer[end + 4 : size]))
+    request = (method, path, _query(raw_query), headers, bytes(buffer[end + 4 : size]))
     return size, request, keep_alive
+
+
+_FRAMING = frozenset({"content-length", "transfer-encoding"})
+
+
+def _query(raw: str) -> dict[str, str]:
+    query = {}
+    for pair in raw.split("&") if raw else ():
+        key, _, value = pair.partition("=")
+        query[unquote_plus(key)] = unquote_plus(value)
+    return query
