@@ -121,7 +121,7 @@ def shop(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mon
             )
             + "/v2/ep1",  # Runpod's queue API lives below the endpoint's id
         }
-        deployment["endpoints"] = {name: {"url": url} for name, url in urls.items()}
+        deployment["endpoints"] = {name: {"url": url, "endpoint_id": "ep1"} for name, url in urls.items()}
         (root / ".flash").mkdir()
         (root / ".flash" / "deployment.json").write_text(json.dumps(deployment))
         yield Shop(module, urls)

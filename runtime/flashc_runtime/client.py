@@ -8,6 +8,8 @@ the remote traceback text. Inside an endpoint, a function of the same resource i
 directly; one of another resource goes to that resource's endpoint the same way. On Runpod's
 stock worker images there is no deployment file: there, `FLASHC_ENDPOINTS` says where each other
 resource is served, and `RUNPOD_API_KEY` authorizes the call (the contract is in `stock.py`).
+To an endpoint flashc runs on this machine, a call sends a proof of the deployment's key rather
+than the key, and reads an answer only when it proves it comes from that endpoint (`auth.py`).
 
 A remote class instantiated in local code (`e = Embedder(dims=8)`) is a `RemoteInstance`: its
 public methods are awaitable calls to one instance on the endpoint, the constructor's arguments
@@ -25,6 +27,7 @@ Only the standard library is used (urllib in a worker thread), so the runtime st
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import json
 import os
@@ -52,6 +55,17 @@ __all__ = [
 RESOURCE_ENV = "FLASHC_RESOURCE"  # set by the endpoint process: the resource it serves
 ENDPOINTS_ENV = "FLASHC_ENDPOINTS"  # on Runpod's images: {resource name: endpoint id or base URL}
 _RUNPOD_QUEUE_BASE = "https://api.runpod.ai/v2"
+
+
+@dataclasses.dataclass(frozen=True)
+class Identity:
+    """An endpoint flashc runs on this machine, as its deployment knows it: each request carries a
+    proof of `key` for this endpoint, and each answer must prove it comes from it."""
+
+    key: str
+    endpoint_id: str
+
+
 _DEPLOYMENT = Path(".flash") / "deployment.json"
 _POLL = 0.2
 TRACE_ENV = "FLASHC_TRACE_CALLS"  # set by `flashc run` in its app server: each remote call on stderr
@@ -108,10 +122,10 @@ async def _call_endpoint(
 ) -> Any:
     config = options["resource_config"]
     route = bool(options.get("method") and options.get("path"))
-    url, headers, secret = _endpoint_of(obj, config.name, load_balanced=route)
+    url, headers, secret, identity = _endpoint_of(obj, config.name, load_balanced=route)
     if route:
         named = route_arguments(obj, options["path"], args, kwargs)
-        return await asyncio.to_thread(_route_call, url, options["method"], options["path"], named, headers)
+        return await asyncio.to_thread(_route_call, url, options["method"], options["path"], named, headers, identity)
     job_input: dict[str, Any] = {"function": getattr(obj, "__name__", str(obj))}
     if method is not None:
         job_input["method"] = method
@@ -124,12 +138,12 @@ async def _call_endpoint(
         if init_args or init_kwargs:
             made = dumps((init_args, dict(init_kwargs)))
             job_input["init"] = {"pickled": made, "signature": sign(secret, "init", job_input["nonce"], made)}
-        output = await asyncio.to_thread(_job_call, url, {"input": job_input}, headers)
+        output = await asyncio.to_thread(_job_call, url, {"input": job_input}, headers, identity)
         return _unpickle(output, secret, job_input["nonce"])
     job_input.update(args=list(args), kwargs=dict(kwargs))
     if init_args or init_kwargs:
         job_input["init"] = {"args": list(init_args), "kwargs": dict(init_kwargs)}
-    return await asyncio.to_thread(_job_call, url, {"input": job_input}, headers)
+    return await asyncio.to_thread(_job_call, url, {"input": job_input}, headers, identity)
 
 
 class RemoteInstance:
@@ -325,10 +339,13 @@ def route_arguments(func: Any, path: str, args: tuple[Any, ...], kwargs: Mapping
     return named
 
 
-def _endpoint_of(obj: Any, resource: str, *, load_balanced: bool) -> tuple[str, dict[str, str], str | None]:
-    """The base URL of `resource`'s endpoint, the headers a call sends, and the secret that signs
-    pickles (None: calls travel as JSON). From `FLASHC_ENDPOINTS` where it is set (Runpod's stock
-    images), else from the deployment flashc made for the project of `obj`."""
+def _endpoint_of(
+    obj: Any, resource: str, *, load_balanced: bool
+) -> tuple[str, dict[str, str], str | None, Identity | None]:
+    """The base URL of `resource`'s endpoint, the headers a call sends, the secret that signs
+    pickles (None: calls travel as JSON), and the endpoint's identity where flashc runs it on this
+    machine. From `FLASHC_ENDPOINTS` where it is set (Runpod's stock images), else from the
+    deployment flashc made for the project of `obj`."""
     known = endpoints()
     if known is not None:
         target = known.get(resource)
@@ -339,7 +356,7 @@ def _endpoint_of(obj: Any, resource: str, *, load_balanced: bool) -> tuple[str, 
             )
         from .signing import SECRET_ENV
 
-        return (*runpod_target(target, load_balanced=load_balanced), os.environ.get(SECRET_ENV) or None)
+        return (*runpod_target(target, load_balanced=load_balanced), os.environ.get(SECRET_ENV) or None, None)
     deployment, root = _find_deployment(obj)
     endpoint = deployment.get("endpoints", {}).get(resource)
     if endpoint is None:
@@ -349,9 +366,9 @@ def _endpoint_of(obj: Any, resource: str, *, load_balanced: bool) -> tuple[str, 
     if deployment.get("target") == "runpod":  # the file holds no key: the caller's RUNPOD_API_KEY is it
         if not os.environ.get("RUNPOD_API_KEY"):
             raise RemoteCallError(f"set RUNPOD_API_KEY to call resource '{resource}' on Runpod")
-        return (*runpod_target(endpoint["endpoint_id"], load_balanced=load_balanced), None)
-    headers = {"Authorization": f"Bearer {deployment['key']}", "Content-Type": "application/json"}
-    return endpoint["url"], headers, deployment.get("secret")
+        return (*runpod_target(endpoint["endpoint_id"], load_balanced=load_balanced), None, None)
+    identity = Identity(deployment["key"], endpoint["endpoint_id"])
+    return endpoint["url"], {"Content-Type": "application/json"}, deployment.get("secret"), identity
 
 
 def endpoints() -> dict[str, str] | None:
@@ -427,26 +444,58 @@ def _find_deployment(obj: Any) -> tuple[dict[str, Any], Path]:
     )
 
 
-def _request(url: str, data: Any, headers: Mapping[str, str], method: str, timeout: float = 600) -> Any:
+def _request(
+    url: str, data: Any, headers: Mapping[str, str], method: str, timeout: float = 600, identity: Identity | None = None
+) -> Any:
     import urllib.error
     import urllib.request
 
     body = None if data is None else json.dumps(data).encode()
-    request = urllib.request.Request(url, data=body, headers=dict(headers), method=method)
+    sent = dict(headers)
+    nonce = ""
+    if identity is not None:
+        from urllib.parse import urlsplit
+
+        from .auth import request_auth
+
+        sent["Authorization"], nonce = request_auth(identity.key, identity.endpoint_id, method, urlsplit(url).path)
+    request = urllib.request.Request(url, data=body, headers=sent, method=method)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return json.loads(response.read() or b"null")
+            status, answer, answer_headers = response.status, response.read(), response.headers
     except urllib.error.HTTPError as exc:
-        detail = exc.read().decode(errors="replace")
-        raise RemoteCallError(f"{method} {url} answered {exc.code}: {detail}") from None
+        status, answer, answer_headers = exc.code, exc.read(), exc.headers
     except urllib.error.URLError as exc:
         raise RemoteCallError(
             f"cannot reach {url}: {exc.reason}; is the deployment running? (`flashc status`)"
         ) from None
+    if identity is not None:
+        _check_answer(identity, nonce, url, method, status, answer, answer_headers)
+    if status >= 400:
+        detail = answer.decode(errors="replace")
+        raise RemoteCallError(f"{method} {url} answered {status}: {detail}")
+    return json.loads(answer or b"null")
 
 
-def _job_call(base: str, body: Mapping[str, Any], headers: Mapping[str, str]) -> Any:
-    job = _request(f"{base}/runsync", body, headers, "POST")
+def _check_answer(
+    identity: Identity, nonce: str, url: str, method: str, status: int, answer: bytes, headers: Any
+) -> None:
+    """Read an answer only when it proves it comes from the endpoint `identity` names. Refusals the
+    HTTP layer sends before a request is read whole (a full server, a body too large) carry no
+    proof and are reported as they are; a 401 means the endpoint there does not hold the key."""
+    from .auth import PROOF_HEADER, answer_problem
+
+    problem = answer_problem(headers.get(PROOF_HEADER), identity.key, identity.endpoint_id, nonce, status, answer)
+    if problem is None or (status >= 400 and status not in (401, 403)):
+        return
+    raise RemoteCallError(
+        f"{method} {url} answered {status}, and the answer was refused unread: {problem} "
+        f"({identity.endpoint_id}); another process may hold its port: `flashc status`, then `flashc deploy`"
+    )
+
+
+def _job_call(base: str, body: Mapping[str, Any], headers: Mapping[str, str], identity: Identity | None = None) -> Any:
+    job = _request(f"{base}/runsync", body, headers, "POST", identity=identity)
     status = None
     while job.get("status") in ("IN_QUEUE", "IN_PROGRESS"):
         if os.environ.get(TRACE_ENV) and job["status"] != status:  # the job's progress, as the seed shows it
@@ -455,13 +504,20 @@ def _job_call(base: str, body: Mapping[str, Any], headers: Mapping[str, str]) ->
             status = job["status"]
             print(f"     job {job.get('id')} {status}", file=sys.stderr, flush=True)
         time.sleep(_POLL)
-        job = _request(f"{base}/status/{job['id']}", None, headers, "GET")
+        job = _request(f"{base}/status/{job['id']}", None, headers, "GET", identity=identity)
     if job.get("status") == "COMPLETED":
         return job.get("output")
     raise RemoteCallError(f"the job ended {job.get('status')}: {job.get('error', '')}".rstrip(": "))
 
 
-def _route_call(base: str, method: str, path: str, kwargs: dict[str, Any], headers: Mapping[str, str]) -> Any:
+def _route_call(
+    base: str,
+    method: str,
+    path: str,
+    kwargs: dict[str, Any],
+    headers: Mapping[str, str],
+    identity: Identity | None = None,
+) -> Any:
     from urllib.parse import quote, urlencode
 
     rest = dict(kwargs)
@@ -472,8 +528,8 @@ def _route_call(base: str, method: str, path: str, kwargs: dict[str, Any], heade
         # None is no value: the route's default applies, as FastAPI's would for a missing parameter.
         sent = {k: _as_text(v) for k, v in rest.items() if v is not None}
         query = f"?{urlencode(sent)}" if sent else ""
-        return _request(f"{base}{path}{query}", None, headers, method)
-    return _request(f"{base}{path}", {k: _as_json(v) for k, v in rest.items()}, headers, method)
+        return _request(f"{base}{path}{query}", None, headers, method, identity=identity)
+    return _request(f"{base}{path}", {k: _as_json(v) for k, v in rest.items()}, headers, method, identity=identity)
 
 
 def _as_text(value: Any) -> str:

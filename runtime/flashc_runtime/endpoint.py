@@ -20,7 +20,7 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .decorator import RemoteCallError, remote, route_problems
 from .enums import CPU_DATACENTERS, CpuInstanceType, CudaVersion, DataCenter, GpuGroup, GpuType, ServerlessScalerType
@@ -34,6 +34,9 @@ from .resources import (
     ServerlessResource,
 )
 from .schema import ConfigError, ParamProblem, SchemaModel, validate_params
+
+if TYPE_CHECKING:
+    from .client import Identity
 
 __all__ = ["Endpoint", "EndpointJob", "EndpointParams", "endpoint_problems", "endpoint_resource"]
 
@@ -427,8 +430,8 @@ class Endpoint:
         from .client import _request, ensure_sdk_is_this_runtime
 
         ensure_sdk_is_this_runtime(f"{method} {path} to endpoint '{self.params.id or self.name}'")
-        base, headers = _client_target(self.params, queue=queue)
-        return await asyncio.to_thread(_request, f"{base}{path}", body, headers, method, timeout)
+        base, headers, identity = _client_target(self.params, queue=queue)
+        return await asyncio.to_thread(_request, f"{base}{path}", body, headers, method, timeout, identity)
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={getattr(self.params, k)!r}" for k in sorted(self.params.given))
@@ -461,20 +464,24 @@ def _deployments() -> list[Path]:
     return found
 
 
-def _client_target(params: EndpointParams, *, queue: bool) -> tuple[str, dict[str, str]]:
+def _client_target(params: EndpointParams, *, queue: bool) -> tuple[str, dict[str, str], Identity | None]:
     """Where a client's requests go: an endpoint flashc deployed (by resource name or endpoint id; on
-    Runpod's stock images, by `FLASHC_ENDPOINTS`), else Runpod's API with RUNPOD_API_KEY."""
-    from .client import endpoints, runpod_target
+    Runpod's stock images, by `FLASHC_ENDPOINTS`), else Runpod's API with RUNPOD_API_KEY; and the
+    identity of an endpoint flashc runs on this machine."""
+    from .client import Identity, endpoints, runpod_target
 
     wanted = {v for v in (params.id, params.name) if v}
     for name, target in sorted((endpoints() or {}).items()):
         if wanted & {name, target}:
-            return runpod_target(target, load_balanced=not queue)
+            return (*runpod_target(target, load_balanced=not queue), None)
     for deployment in _deployments():
         data = json.loads(deployment.read_text(encoding="utf-8"))
         for resource, endpoint in data.get("endpoints", {}).items():
             if wanted & {resource, endpoint.get("endpoint_id")}:
-                return endpoint["url"], {"Authorization": f"Bearer {data['key']}", "Content-Type": "application/json"}
+                if data.get("target") == "runpod":  # the file holds no key: the caller's RUNPOD_API_KEY is it
+                    return (*runpod_target(endpoint["endpoint_id"], load_balanced=not queue), None)
+                identity = Identity(data["key"], endpoint["endpoint_id"])
+                return endpoint["url"], {"Content-Type": "application/json"}, identity
     if params.id is None:
         raise RemoteCallError(
             f"endpoint '{params.name}' (image={params.image!r}) is not deployed: flashc deploys image endpoints "
@@ -482,4 +489,4 @@ def _client_target(params: EndpointParams, *, queue: bool) -> tuple[str, dict[st
         )
     if not os.environ.get("RUNPOD_API_KEY"):
         raise RemoteCallError(f"set RUNPOD_API_KEY to call Runpod endpoint '{params.id}'")
-    return runpod_target(params.id, load_balanced=not queue)
+    return (*runpod_target(params.id, load_balanced=not queue), None)

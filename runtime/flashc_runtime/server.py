@@ -8,8 +8,9 @@ Queue-based resources serve Runpod's serverless API: `POST /v2/<id>/run` and `/r
 statuses IN_QUEUE, IN_PROGRESS, COMPLETED, FAILED, CANCELLED and TIMED_OUT. At most `workersMax`
 jobs run at once; `executionTimeoutMs` ends a job as TIMED_OUT. Load-balanced resources serve
 their routes and `GET /ping`; one that serves the project's own app (a mothership's) runs it under
-uvicorn instead (`asgi.py`). Every request needs `Authorization: Bearer <key>`. Nothing sent
-in a request is ever executed: requests only name functions the archive's handlers registered.
+uvicorn instead (`asgi.py`). Every request needs `Authorization: Bearer <key>`, or flashc's
+client's proof of the key, which gets a proof back on the answer (`auth.py`). Nothing sent in a
+request is ever executed: requests only name functions the archive's handlers registered.
 
 HTTP comes from `_http` (an asyncio protocol, standard library only), so an endpoint starts in
 milliseconds and depends on nothing but the archive. Outputs a worker sends are JSON text that
@@ -37,7 +38,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from . import logs
+from . import auth, logs
 from ._http import Connection, Limits, Request, Respond
 from ._job import Job, Waiter, with_raw
 from ._supervise import WorkerProcess, WorkerStartFailed
@@ -73,6 +74,7 @@ class Endpoint:
         self.endpoint_id = endpoint_id
         self.api_key = api_key.encode()
         self.nonces = NonceBook()  # signed calls taken: a replay is refused
+        self.request_nonces = NonceBook(auth.WINDOW)  # requests with the client's proof of the key
         self.limits = Limits(connections=_connection_cap())  # idle and stalled connections closed
         self.timeout = (config.get("executionTimeoutMs") or 0) / 1000 or None
         self.capacity = workers_max(resource)
@@ -91,19 +93,21 @@ class Endpoint:
         """A connection's protocol: pass this method to `loop.create_server`."""
         return Connection(self.handle, MAX_BODY, self.admit, self.limits)
 
-    def admit(self, headers: Mapping[str, str]) -> tuple[int, Any] | None:
+    def admit(self, method: str, path: str, headers: Mapping[str, str]) -> tuple[int, Any] | None:
         """The answer to a request refused on its head alone (before its body is sent), or None."""
-        if not self._authorized(headers.get("authorization", "")):
-            return 401, {"error": "missing or wrong API key: send Authorization: Bearer <key>"}
-        return None
+        refused, _ = self._authorized(method, path, headers.get("authorization", ""), consume=False)
+        return refused
 
     def handle(self, request: Request, respond: Respond) -> None:
         """Serve one request; `respond` is called once, now or when the answer is ready."""
         method, path, query, headers, body = request
-        refused = self.admit(headers)
+        refused, nonce = self._authorized(method, path, headers.get("authorization", ""))
         if refused is not None:
             respond(*refused)
-        elif not self.load_balanced:
+            return
+        if nonce is not None:  # flashc's client: the answer proves it comes from this endpoint
+            respond = self._proving(respond, nonce)
+        if not self.load_balanced:
             self._queue(method, path, body, respond)
         elif path == "/ping" and method == "GET":
             respond(200, {"status": "healthy"})
@@ -113,9 +117,35 @@ class Endpoint:
             self.routes.add(task)  # the loop keeps only weak references to tasks
             task.add_done_callback(self.routes.discard)
 
-    def _authorized(self, header: str) -> bool:
-        scheme, _, token = header.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.api_key)
+    def _authorized(
+        self, method: str, path: str, header: str, *, consume: bool = True
+    ) -> tuple[tuple[int, Any] | None, str | None]:
+        """The answer refusing a request's Authorization, or None; and, for flashc's client's
+        proof of the key, the request's nonce, used up unless `consume` is false (the head is
+        judged before its body comes, then the whole request)."""
+        scheme, _, credentials = header.partition(" ")
+        if scheme.lower() == "bearer":
+            if hmac.compare_digest(credentials.strip().encode(), self.api_key):
+                return None, None
+        elif scheme == auth.SCHEME:
+            key = self.api_key.decode()
+            problem, nonce = auth.request_problem(
+                credentials, key, self.endpoint_id, method, path, self.request_nonces, consume=consume
+            )
+            if problem is None:
+                return None, nonce
+            return (401, {"error": f"Flashc credentials refused: {problem}"}), None
+        return (401, {"error": "missing or wrong API key: send Authorization: Bearer <key>"}), None
+
+    def _proving(self, respond: Respond, nonce: str) -> Respond:
+        key = self.api_key.decode()
+
+        def proven(status: int, payload: Any) -> None:
+            body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+            proof = auth.answer_proof(key, self.endpoint_id, nonce, status, body)
+            respond(status, body, f"{auth.PROOF_HEADER}: {proof}\r\n".encode())
+
+        return proven
 
     # --- load-balanced ---------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ Anything else is refused before unpickling.
 from __future__ import annotations
 
 import base64
+import collections
 import hashlib
 import hmac
 import os
@@ -75,22 +76,33 @@ def result_problem(output: Mapping[str, Any], secret: str, nonce: str) -> str | 
 
 
 class NonceBook:
-    """The nonces of the signed calls an endpoint took within the replay window: a second use is refused."""
+    """The nonces used within the replay window (calls, or requests): a second use is refused.
+    Each is forgotten once the window can no longer admit it, oldest first."""
 
     def __init__(self, window: float = REPLAY_WINDOW) -> None:
         self._window = window
-        self._seen: dict[str, float] = {}
+        self._seen: set[str] = set()
+        self._order: collections.deque[tuple[float, str]] = collections.deque()
         self._lock = threading.Lock()
 
     def first_use(self, nonce: str, now: float | None = None) -> bool:
         now = time.time() if now is None else now
         with self._lock:
-            if len(self._seen) > 1024:  # forget what the window no longer admits
-                self._seen = {n: t for n, t in self._seen.items() if t > now - 2 * self._window}
+            horizon = now - 2 * self._window
+            while self._order and self._order[0][0] < horizon:
+                self._seen.discard(self._order.popleft()[1])
             if nonce in self._seen:
                 return False
-            self._seen[nonce] = now
+            self._seen.add(nonce)
+            self._order.append((now, nonce))
             return True
+
+    def used(self, nonce: str) -> bool:
+        with self._lock:
+            return nonce in self._seen
+
+    def __len__(self) -> int:
+        return len(self._seen)
 
 
 def signature_problem(

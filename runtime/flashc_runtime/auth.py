@@ -1,0 +1,85 @@
+"""How a caller and an endpoint flashc runs on this machine prove themselves to each other.
+
+An endpoint takes `Authorization: Bearer <key>`, as Runpod's do. flashc's own client (local code
+calling a deployed function, one endpoint calling another) never sends the key, though: a process
+that took a dead endpoint's port would receive it. It sends a proof that it holds the key instead,
+good for one request:
+
+    Authorization: Flashc <issued>.<nonce>.<mac>
+    mac = HMAC-SHA256(key, "request" | endpoint id | method | path | issued | nonce)
+
+The endpoint checks the MAC, that `issued` (unix seconds) is within `WINDOW` of its clock, and
+that the nonce is new (`signing.NonceBook`); so a captured header serves nothing, and no other
+endpoint, method or path takes it. To such a request the endpoint answers with
+
+    X-Flashc-Proof: HMAC-SHA256(key, "answer" | endpoint id | nonce | status | SHA-256 of the body)
+
+and the client reads an answer only when its proof holds: whatever answers in place of the
+endpoint it deployed (another process on the port, an endpoint of another deployment) is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+
+from .signing import NonceBook
+
+__all__ = ["PROOF_HEADER", "SCHEME", "WINDOW", "answer_problem", "answer_proof", "request_auth", "request_problem"]
+
+SCHEME = "Flashc"
+PROOF_HEADER = "X-Flashc-Proof"
+WINDOW = 60  # seconds a request's proof is good for, either side of the endpoint's clock
+
+
+def _mac(key: str, *parts: str) -> str:
+    return hmac.new(key.encode(), "\x1f".join(parts).encode(), hashlib.sha256).hexdigest()
+
+
+def request_auth(key: str, endpoint_id: str, method: str, path: str, *, now: float | None = None) -> tuple[str, str]:
+    """The `Authorization` value for one request, and its nonce (which the answer's proof names)."""
+    issued = str(int(time.time() if now is None else now))
+    nonce = secrets.token_hex(16)
+    return f"{SCHEME} {issued}.{nonce}.{_mac(key, 'request', endpoint_id, method.upper(), path, issued, nonce)}", nonce
+
+
+def request_problem(
+    credentials: str,
+    key: str,
+    endpoint_id: str,
+    method: str,
+    path: str,
+    nonces: NonceBook,
+    *,
+    consume: bool = True,
+    now: float | None = None,
+) -> tuple[str | None, str]:
+    """Why the credentials of a `Flashc` Authorization header (what follows the scheme) are refused,
+    or None; and the request's nonce, which `nonces` then counts as used, unless `consume` is false."""
+    issued, _, rest = credentials.strip().partition(".")
+    nonce, _, mac = rest.partition(".")
+    if not (issued.isascii() and issued.isdigit() and nonce and mac and (nonce + mac).isascii()):
+        return "malformed Flashc credentials", ""
+    if not hmac.compare_digest(_mac(key, "request", endpoint_id, method.upper(), path, issued, nonce), mac):
+        return "wrong key, or meant for another endpoint or request", ""
+    when = time.time() if now is None else now
+    if abs(when - int(issued)) > WINDOW:
+        return f"issued more than {WINDOW} s from now", ""
+    if nonces.used(nonce) if not consume else not nonces.first_use(nonce, when):
+        return "sent before (its nonce is used)", ""
+    return None, nonce
+
+
+def answer_proof(key: str, endpoint_id: str, nonce: str, status: int, body: bytes) -> str:
+    return _mac(key, "answer", endpoint_id, nonce, str(status), hashlib.sha256(body).hexdigest())
+
+
+def answer_problem(proof: str | None, key: str, endpoint_id: str, nonce: str, status: int, body: bytes) -> str | None:
+    """Why an answer must not be read as the endpoint's, or None."""
+    if not proof:
+        return "it carries no proof that it comes from the deployed endpoint"
+    if not proof.isascii() or not hmac.compare_digest(answer_proof(key, endpoint_id, nonce, status, body), proof):
+        return "its proof is wrong: it does not come from the deployed endpoint"
+    return None
