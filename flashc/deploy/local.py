@@ -27,6 +27,9 @@ knows; this machine must have its Python. A refused archive is a FlashcError nam
 leaves the running deployment as it was: its processes, `.flash/deployment.json` and its
 unpacked folders. A deploy that fails, for
 this or because an endpoint cannot start, removes the folder it unpacked the archive into.
+
+Each endpoint's record knows its process by more than its pid (`_processes.py`): a process that is
+not the one flashc started is reported stopped and never signalled.
 """
 
 from __future__ import annotations
@@ -39,7 +42,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -56,6 +58,7 @@ from ..deps.requirements import IndexOptions
 from ..envvars import read_dotenv
 from ..errors import ProjectError, UsageError
 from ..profiles import CUSTOM, Profile, profile_named
+from ._processes import TOKEN_ENV, identified, identify, running, same_process, stop, stop_group
 from .envs import TORCH_FAMILY, Env, EnvSpec, TorchUnavailable, ensure_env, env_spec
 from .interpreters import Interpreter, find_interpreter
 from .process import SYSTEM_PATH, endpoint_environment, resources_env
@@ -99,6 +102,10 @@ class Endpoint:
     fingerprint: str  # what the endpoint runs: a change restarts it
     log: str
     root: str  # the unpacked archive it runs from, kept while it runs
+    # Which process `pid` is (see _processes.py): None where there is no /proc.
+    started: int | None  # its start time, in clock ticks after boot
+    boot_id: str | None
+    token: str  # FLASHC_PROCESS_TOKEN in its environment
 
 
 class DeployTarget(Protocol):
@@ -133,18 +140,6 @@ def read_deployment(root: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    try:  # a finished child of ours stays a zombie until reaped: that is not alive
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        return True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -339,12 +334,12 @@ class LocalTarget:
         try:
             for name, resource in sorted(manifest["resources"].items()):
                 kept = old.get(name)
-                if kept and kept["fingerprint"] == fingerprints[name] and "root" in kept and alive(kept["pid"]):
-                    endpoints[name] = kept
+                if kept and kept["fingerprint"] == fingerprints[name] and "root" in kept and running(kept):
+                    endpoints[name] = identified(kept)
                     continue
                 if kept:
                     self._step(f"stopping endpoint {name}: what it runs changed")
-                    _stop(kept["pid"])
+                    stop(kept)
                 self._step(f"starting endpoint {name}")
                 started = self._start(root, unpacked, name, resource, launches[name], fingerprints[name])
                 endpoints[name] = dataclasses.asdict(started)
@@ -360,13 +355,13 @@ class LocalTarget:
         except BaseException:
             # Leave nothing running that deployment.json would not know about.
             for name, started_now in endpoints.items():
-                if started_now is not old.get(name):
-                    _stop(started_now["pid"])
+                if not same_process(old.get(name) or {}, started_now):
+                    stop(started_now)
             raise
         for name, gone in old.items():
             if name not in endpoints:
                 self._step(f"stopping endpoint {name}: its resource is gone")
-                _stop(gone["pid"])
+                stop(gone)
         _prune_unpacked(state_dir / "deploy", keep={unpacked, *(Path(e["root"]) for e in endpoints.values())})
         return state
 
@@ -389,16 +384,18 @@ class LocalTarget:
         ]  # fmt: skip
         # The process writes its log itself; its own stdout and stderr go there too, for what
         # Python says before the runtime runs (a crash at start).
+        token = secrets.token_hex(16)
         with open(log, "ab") as out:
             written = out.tell()
             process = subprocess.Popen(
                 command,
-                env=dict(launch.env),
+                env={**launch.env, TOKEN_ENV: token},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 cwd=unpacked,
             )
+        identity = identify(process.pid, token)
         url = f"http://127.0.0.1:{port}"
         self._step(f"waiting for endpoint {name} to answer")
         _wait_until_listening(port, process, log, written)
@@ -413,15 +410,20 @@ class LocalTarget:
             fingerprint,
             str(log),
             str(unpacked),
+            identity["started"],
+            identity["boot_id"],
+            token,
         )
 
     def undeploy(self, root: Path) -> list[str]:
+        """Stop every endpoint of the deployment (those whose process is still theirs: see
+        `_processes.py`) and forget it; the names of its endpoints."""
         state = read_deployment(root)
         if state is None:
             return []
         stopped = []
         for name, endpoint in sorted(state.get("endpoints", {}).items()):
-            _stop(endpoint["pid"])
+            stop(endpoint)
             stopped.append(name)
         (root / DEPLOYMENT_FILE).unlink(missing_ok=True)
         shutil.rmtree(root / ".flash" / "deploy", ignore_errors=True)
@@ -579,24 +581,8 @@ def _wait_until_listening(port: int, process: subprocess.Popen[bytes], log: Path
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.05)
-    _stop(process.pid)
+    stop_group(process.pid, lambda: process.poll() is None)
     raise ProjectError(f"the endpoint did not start listening within {_START_TIMEOUT:g} s", f"see {log}")
-
-
-def _stop(pid: int) -> None:
-    """Stop an endpoint's process group: TERM, then KILL if it lingers; reap it if it is our child."""
-    for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 2.0)):
-        try:
-            os.killpg(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            break
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and alive(pid):
-            time.sleep(0.05)
-        if not alive(pid):
-            break
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
 
 
 def _prune_unpacked(folder: Path, keep: set[Path]) -> None:
@@ -683,8 +669,9 @@ def read_log(log: Path, follow: bool = False, poll: float = 0.2) -> Iterator[byt
 
 
 def endpoint_health(endpoint: Mapping[str, Any], key: str, timeout: float = 2.0) -> str:
-    """`healthy`, `unhealthy` (it answers, but not 200), `not answering` or `stopped` (no process)."""
-    if not alive(endpoint["pid"]):
+    """`healthy`, `unhealthy` (it answers, but not 200), `not answering` or `stopped` (no process,
+    or not the one flashc started: its pid was reused)."""
+    if not running(endpoint):
         return "stopped"
     import httpx
 
@@ -714,6 +701,6 @@ def endpoint_report(state: Mapping[str, Any], previous: Mapping[str, Any] | None
         }
         if previous is not None:
             old = before.get(name)
-            item["action"] = "started" if old is None else "unchanged" if old["pid"] == endpoint["pid"] else "restarted"
+            item["action"] = "started" if old is None else "unchanged" if same_process(old, endpoint) else "restarted"
         report.append(item)
     return report

@@ -1,0 +1,172 @@
+"""The local deployment's state under stress: recorded process ids that no longer name the
+endpoint (it died; the pid went to another process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from caches import own_cache
+from click.testing import CliRunner
+from test_deploy import FIXTURES, cli, running_commands, state
+
+from flashc.cli import main
+from flashc.deploy._processes import TOKEN_ENV, identify, parse_stat, running
+
+RESOURCES = {"admin", "api-service"}  # of fixtures/routes
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """fixtures/routes, built: its archive at .flash/archive.tar.gz."""
+    own_cache(tmp_path / "cache", monkeypatch)  # in os.environ: the flashc processes a test starts share it
+    root = tmp_path / "routes"
+    shutil.copytree(FIXTURES / "routes", root, ignore=shutil.ignore_patterns(".flash"))
+    code, output = cli("build", str(root), "-q")
+    assert code == 0, output
+    yield root
+    cli("undeploy", str(root))  # never leave a process behind
+
+
+@pytest.fixture
+def unrelated() -> Iterator[subprocess.Popen[bytes]]:
+    """A process of this user that is no endpoint, leading a process group of its own."""
+    process = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    yield process
+    process.kill()
+    process.wait()
+
+
+def servers(root: Path) -> dict[str, int]:
+    """How many endpoint server processes of the project at `root` run, by resource."""
+    counts: dict[str, int] = {}
+    for line in running_commands():
+        args = line.split()
+        if "flashc_runtime.server" in args and any(a.startswith(f"{root}/") for a in args):
+            resource = args[args.index("--resource") + 1]
+            counts[resource] = counts.get(resource, 0) + 1
+    return counts
+
+
+# --- what a recorded pid names -------------------------------------------------------------------
+
+
+def rewrite(root: Path, change: Any) -> None:
+    deployment = state(root)
+    change(deployment["endpoints"])
+    (root / ".flash" / "deployment.json").write_text(json.dumps(deployment))
+
+
+def as_an_earlier_flashc_wrote_it(endpoints: dict[str, dict[str, Any]]) -> None:
+    for endpoint in endpoints.values():
+        for field in ("started", "boot_id", "token"):
+            del endpoint[field]
+
+
+def json_of(*args: str) -> dict[str, Any]:
+    """What `flashc ARGS --json` printed on stdout."""
+    result = CliRunner().invoke(main, [*args, "--json"])
+    document: dict[str, Any] = json.loads(result.stdout)
+    return document
+
+
+def health(root: Path) -> dict[str, str]:
+    return {e["name"]: e["health"] for e in json_of("status", str(root))["endpoints"]}
+
+
+def actions(root: Path) -> dict[str, str]:
+    """What `flashc deploy` did to each endpoint."""
+    return {e["name"]: e["action"] for e in json_of("deploy", str(root))["endpoints"]}
+
+
+@pytest.mark.parametrize("written_by", ["this flashc", "an earlier flashc"])
+def test_a_pid_now_of_another_process_is_reported_stopped_and_never_signalled(
+    project: Path, unrelated: subprocess.Popen[bytes], written_by: str
+) -> None:
+    assert cli("deploy", str(project))[0] == 0
+    if written_by == "an earlier flashc":
+        rewrite(project, as_an_earlier_flashc_wrote_it)
+        assert health(project) == dict.fromkeys(RESOURCES, "healthy")  # known by their command line
+    lost = [state(project)["endpoints"]["admin"]["pid"]]  # type: ignore[index]
+
+    def reused(endpoints: dict[str, dict[str, Any]]) -> None:
+        endpoints["admin"]["pid"] = unrelated.pid
+
+    try:
+        rewrite(project, reused)  # as if admin's server had died and its pid gone to `unrelated`
+        assert health(project) == {"admin": "stopped", "api-service": "healthy"}
+        code, output = cli("status", str(project))
+        assert code == 1 and "1 endpoint not healthy: admin (stopped)" in output
+        assert actions(project) == {"admin": "restarted", "api-service": "unchanged"}
+        assert unrelated.poll() is None  # not signalled by the "restart"
+        lost.append(state(project)["endpoints"]["admin"]["pid"])  # type: ignore[index]
+        assert unrelated.pid not in lost
+        rewrite(project, reused)
+        code, output = cli("undeploy", str(project))
+        assert code == 0 and output.startswith("stopped 2 endpoints")
+        assert unrelated.poll() is None  # undeploy left it alone too
+        assert servers(project) == {"admin": 2}  # the admin servers the test made flashc lose track of
+    finally:
+        for pid in lost:
+            os.killpg(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    assert servers(project) == {}
+
+
+def test_a_dead_endpoint_is_reported_stopped_and_a_redeploy_starts_it_again(project: Path) -> None:
+    assert cli("deploy", str(project))[0] == 0
+    before = state(project)["endpoints"]
+    admin = before["admin"]  # type: ignore[index]
+    os.killpg(admin["pid"], signal.SIGKILL)
+    until = time.monotonic() + 60
+    while (stat := Path(f"/proc/{admin['pid']}/stat")).exists() and parse_stat(stat.read_bytes())[0] != "Z":
+        assert time.monotonic() < until
+        time.sleep(0.05)
+    assert health(project) == {"admin": "stopped", "api-service": "healthy"}
+    assert actions(project) == {"admin": "restarted", "api-service": "unchanged"}
+    assert health(project) == dict.fromkeys(RESOURCES, "healthy")
+    assert servers(project) == dict.fromkeys(RESOURCES, 1)
+
+
+# --- identity, on plain processes ----------------------------------------------------------------
+
+
+def test_the_start_time_is_read_after_the_last_parenthesis_of_the_command_name() -> None:
+    fields = " ".join(["S", *map(str, range(4, 22)), "123456", "0"])
+    assert parse_stat(f"4242 (a) (b c) {fields}".encode()) == ("S", 123456)
+    assert parse_stat(f"4242 ()) {fields}".encode()) == ("S", 123456)
+    with pytest.raises(ValueError):
+        parse_stat(b"4242 no name")
+
+
+def test_a_process_is_its_record_only_with_its_start_time_and_token(tmp_path: Path) -> None:
+    weird = tmp_path / "a) (b c"  # its command name, as /proc/<pid>/stat shows it
+    os.symlink(shutil.which("sleep") or "/bin/sleep", weird)
+    process = subprocess.Popen([str(weird), "600"], env={TOKEN_ENV: "t0ken"}, start_new_session=True)
+    try:
+        record = {"pid": process.pid, **identify(process.pid, "t0ken")}
+        assert isinstance(record["started"], int) and running(record)
+        assert not running({**record, "started": record["started"] + 1})
+        assert not running({**record, "boot_id": "another boot"})
+        assert not running({**record, "token": "another"})
+        assert not running({"pid": process.pid, "endpoint_id": "local-x", "log": "/x.log"})  # no server
+        for pid in (0, -1, 1, "42", None, True):
+            assert not running({**record, "pid": pid})
+        process.kill()
+        until = time.monotonic() + 60
+        while parse_stat(Path(f"/proc/{process.pid}/stat").read_bytes())[0] != "Z":  # ours: not reaped yet
+            assert time.monotonic() < until
+            time.sleep(0.05)
+        assert not running(record)  # finished: reaped
+        assert not Path(f"/proc/{process.pid}").exists()
+    finally:
+        process.kill()
+        process.wait()
