@@ -485,7 +485,7 @@ def deploy(
     import dataclasses
 
     from .config import CliOptions, read_config
-    from .deploy import LocalTarget, archive_sha256, read_deployment
+    from .deploy import LocalTarget, archive_sha256
     from .deploy.local import LOGS, endpoint_report
 
     _check_sdk()
@@ -510,10 +510,11 @@ def deploy(
             return
         if dry_run:
             raise UsageError("--dry-run is for --target runpod", "drop it, or add --target runpod")
-        previous = read_deployment(root) or {}
         settings = dataclasses.replace(_local_settings(root), progress=steps, steps=steps)
         steps.tick()
-        state = LocalTarget(settings).deploy(root, archive, sha256)
+        local = LocalTarget(settings)
+        state = local.deploy(root, archive, sha256)
+        previous = local.previous  # read once this deploy had the project's lock
         steps.clear()
         if as_json:
             stopped = sorted(set(previous.get("endpoints", {})) - set(state["endpoints"]))
@@ -922,7 +923,8 @@ def undeploy(
     project_dir: Path, names: tuple[str, ...], all_: bool, target: str | None, app: str | None, environment: str | None
 ) -> None:
     """Stop every endpoint of this project's deployment (on Runpod: delete them, or those NAMES)."""
-    from .deploy import LocalTarget
+    from .config import default_cache_dir
+    from .deploy import LocalSettings, LocalTarget
 
     with _reported():
         root = project_dir.resolve()
@@ -942,7 +944,8 @@ def undeploy(
             return
         if names:
             raise UsageError("naming endpoints is for --target runpod", "drop the names: every local endpoint stops")
-        stopped = LocalTarget().undeploy(project_dir.resolve())
+        settings = LocalSettings(default_cache_dir(), progress=lambda line: click.echo(f"  ... {line}", err=True))
+        stopped = LocalTarget(settings).undeploy(root)
         click.echo(f"stopped {_count(len(stopped), 'endpoint')}" + (f": {', '.join(stopped)}" if stopped else ""))
 
 

@@ -28,8 +28,11 @@ leaves the running deployment as it was: its processes, `.flash/deployment.json`
 unpacked folders. A deploy that fails, for
 this or because an endpoint cannot start, removes the folder it unpacked the archive into.
 
-Each endpoint's record knows its process by more than its pid (`_processes.py`): a process that is
-not the one flashc started is reported stopped and never signalled.
+A deploy and an undeploy hold `.flash/deploy.lock` (an exclusive `flock`) from reading
+`.flash/deployment.json` to writing or removing it: one of the same project that starts meanwhile
+says it waits, then works from the state the first left, as if it had run after it. Each
+endpoint's record knows its process by more than its pid (`_processes.py`): a process that is not
+the one flashc started is reported stopped and never signalled.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ from ..deps.requirements import IndexOptions
 from ..envvars import read_dotenv
 from ..errors import ProjectError, UsageError
 from ..profiles import CUSTOM, Profile, profile_named
+from ._lock import locked
 from ._processes import TOKEN_ENV, identified, identify, running, same_process, stop, stop_group
 from .envs import TORCH_FAMILY, Env, EnvSpec, TorchUnavailable, ensure_env, env_spec
 from .interpreters import Interpreter, find_interpreter
@@ -83,6 +87,8 @@ __all__ = [
 Progress = Callable[[str], None]
 
 DEPLOYMENT_FILE = Path(".flash") / "deployment.json"
+_LOCK_FILE = Path(".flash") / "deploy.lock"  # held by a deploy or undeploy while it changes the deployment
+_WAITING = "waiting for another deploy of this project to finish"
 LOGS = Path(".flash") / "logs"  # kept after undeploy
 _LOG_INDEX = "endpoints.json"  # in LOGS: each resource's log file, by name
 _START_TIMEOUT = 20.0
@@ -174,9 +180,20 @@ class LocalTarget:
         from ..config import default_cache_dir
 
         self.settings = settings or LocalSettings(default_cache_dir())
+        self.previous: dict[str, Any] = {}  # the deployment the last `deploy` found, read under the lock
 
     def deploy(self, root: Path, archive: Path, sha256: str) -> dict[str, Any]:
-        previous = read_deployment(root) or {}
+        """Run `archive` (its sha256 given): the new deployment state, also written to
+        `.flash/deployment.json`. Waits for a deploy or undeploy of the project under way."""
+        (root / ".flash").mkdir(parents=True, exist_ok=True)
+        with self._locked(root):
+            self.previous = read_deployment(root) or {}
+            return self._deploy(root, archive, sha256, self.previous)
+
+    def _locked(self, root: Path) -> contextlib.AbstractContextManager[None]:
+        return locked(root / _LOCK_FILE, _WAITING, self.settings.steps or self.settings.progress)
+
+    def _deploy(self, root: Path, archive: Path, sha256: str, previous: Mapping[str, Any]) -> dict[str, Any]:
         in_use = {Path(previous["unpacked"])} if "unpacked" in previous else set()
         in_use |= {Path(e["root"]) for e in previous.get("endpoints", {}).values() if "root" in e}
         unpacked = root / ".flash" / "deploy" / sha256[:16]
@@ -417,17 +434,20 @@ class LocalTarget:
 
     def undeploy(self, root: Path) -> list[str]:
         """Stop every endpoint of the deployment (those whose process is still theirs: see
-        `_processes.py`) and forget it; the names of its endpoints."""
-        state = read_deployment(root)
-        if state is None:
-            return []
-        stopped = []
-        for name, endpoint in sorted(state.get("endpoints", {}).items()):
-            stop(endpoint)
-            stopped.append(name)
-        (root / DEPLOYMENT_FILE).unlink(missing_ok=True)
-        shutil.rmtree(root / ".flash" / "deploy", ignore_errors=True)
-        return stopped
+        `_processes.py`) and forget it; the names of its endpoints. Waits for a deploy under way."""
+        if not (root / ".flash").is_dir():
+            return []  # never deployed: no lock file to make
+        with self._locked(root):
+            state = read_deployment(root)
+            if state is None:
+                return []
+            stopped = []
+            for name, endpoint in sorted(state.get("endpoints", {}).items()):
+                stop(endpoint)
+                stopped.append(name)
+            (root / DEPLOYMENT_FILE).unlink(missing_ok=True)
+            shutil.rmtree(root / ".flash" / "deploy", ignore_errors=True)
+            return stopped
 
 
 def _checked(archive: Path, unpacked: Path) -> dict[str, Any]:

@@ -1,13 +1,15 @@
-"""The local deployment's state under stress: recorded process ids that no longer name the
-endpoint (it died; the pid went to another process)."""
+"""The local deployment's state under stress: concurrent deploys of one project, and recorded
+process ids that no longer name the endpoint (it died; the pid went to another process)."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +23,7 @@ from test_deploy import FIXTURES, cli, running_commands, state
 from flashc.cli import main
 from flashc.deploy._processes import TOKEN_ENV, identify, parse_stat, running
 
+WAITING = "waiting for another deploy of this project to finish"
 RESOURCES = {"admin", "api-service"}  # of fixtures/routes
 
 
@@ -54,6 +57,84 @@ def servers(root: Path) -> dict[str, int]:
             resource = args[args.index("--resource") + 1]
             counts[resource] = counts.get(resource, 0) + 1
     return counts
+
+
+def flashc(*args: str, output: Path) -> subprocess.Popen[bytes]:
+    """`flashc ARGS` in a process of its own, its stdout in `output`, its stderr in `output`.err."""
+    with open(output, "wb") as out, open(output.with_suffix(".err"), "wb") as err:
+        return subprocess.Popen([sys.executable, "-m", "flashc", *args], stdout=out, stderr=err)
+
+
+def wait_for_line(path: Path, line: str, process: subprocess.Popen[bytes], deadline: float = 120.0) -> None:
+    """Until `path` has `line`: the process is then blocked on the lock. Fails if it ends first."""
+    until = time.monotonic() + deadline
+    while line not in path.read_text():
+        assert process.poll() is None, f"it ended without waiting ({process.returncode}): {path.read_text()}"
+        assert time.monotonic() < until, f"no {line!r} in {deadline:g} s: {path.read_text()}"
+        time.sleep(0.1)
+
+
+def finish(process: subprocess.Popen[bytes], output: Path) -> str:
+    assert process.wait(timeout=300) == 0, output.with_suffix(".err").read_text()
+    return output.read_text()
+
+
+def locked_by_the_test(root: Path) -> Any:
+    """The project's deploy lock, held as another deploy would hold it: deploys started now wait."""
+    held = open(root / ".flash" / "deploy.lock", "a+b")  # noqa: SIM115 - the test closes it to release the lock
+    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return held
+
+
+# --- concurrent runs -----------------------------------------------------------------------------
+
+
+def test_two_deploys_of_one_archive_at_once_start_each_endpoint_once(project: Path, tmp_path: Path) -> None:
+    archive = str(project / ".flash" / "archive.tar.gz")
+    held = locked_by_the_test(project)
+    runs = [(flashc("deploy", str(project), "--archive", archive, "--json", output=tmp_path / f"{side}.json"),
+             tmp_path / f"{side}.json") for side in "ab"]  # fmt: skip
+    for process, output in runs:  # both are under way at once, waiting for the lock
+        wait_for_line(output.with_suffix(".err"), WAITING, process)
+    held.close()
+    documents = [json.loads(finish(process, output)) for process, output in runs]
+    done = sorted(({e["name"]: e["action"] for e in d["endpoints"]} for d in documents), key=lambda a: a["admin"])
+    # One found nothing running and started both; the other found them running: the same as one after the other.
+    assert done == [dict.fromkeys(RESOURCES, "started"), dict.fromkeys(RESOURCES, "unchanged")]
+    deployment = state(project)
+    endpoints: dict[str, dict[str, Any]] = deployment["endpoints"]  # type: ignore[assignment]
+    assert set(endpoints) == RESOURCES and all(running(e) for e in endpoints.values())
+    assert servers(project) == dict.fromkeys(RESOURCES, 1)
+    code, output = cli("status", str(project))
+    assert code == 0 and output.count("healthy") == 2
+    code, output = cli("undeploy", str(project))
+    assert code == 0 and output.startswith("stopped 2 endpoints")
+    assert servers(project) == {}
+
+
+def test_a_deploy_and_an_undeploy_at_once_leave_no_endpoint_unrecorded(project: Path, tmp_path: Path) -> None:
+    assert cli("deploy", str(project))[0] == 0
+    first = state(project)
+    (project / "api.py").write_text((project / "api.py").read_text() + "\n# an edit: both endpoints restart\n")
+    assert cli("build", str(project), "-q")[0] == 0
+    held = locked_by_the_test(project)
+    archive = str(project / ".flash" / "archive.tar.gz")
+    undeploy = flashc("undeploy", str(project), output=tmp_path / "undeploy.out")
+    deploy = flashc("deploy", str(project), "--archive", archive, output=tmp_path / "deploy.out")
+    wait_for_line(tmp_path / "undeploy.err", WAITING, undeploy)
+    wait_for_line(tmp_path / "deploy.err", WAITING, deploy)
+    held.close()
+    finish(undeploy, tmp_path / "undeploy.out")
+    finish(deploy, tmp_path / "deploy.out")
+    # Whichever ran first, every endpoint process running is the deployment's: none of the first
+    # deployment's is left, and the second deployment is whole or gone.
+    assert not any(running(e) for e in first["endpoints"].values())  # type: ignore[attr-defined]
+    if (project / ".flash" / "deployment.json").exists():
+        endpoints = state(project)["endpoints"]
+        assert all(running(e) for e in endpoints.values())  # type: ignore[attr-defined]
+        assert servers(project) == dict.fromkeys(RESOURCES, 1)
+    else:
+        assert servers(project) == {}
 
 
 # --- what a recorded pid names -------------------------------------------------------------------
