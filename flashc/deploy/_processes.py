@@ -118,18 +118,11 @@ def running(record: Mapping[str, Any]) -> bool:
         return False
     if not _has_proc():
         return alive(pid)
-    stat = _stat(pid)
-    if stat is None:
-        return False
-    state, started = stat
     recorded = record.get("started")
     if type(recorded) is not int:  # recorded by an earlier flashc, or where there was no /proc
-        return state not in ("Z", "X") and _runs_the_server(pid, record)
-    if started != recorded or record.get("boot_id") != _boot_id():
-        return False
-    if state in ("Z", "X"):
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)  # ours, and finished
+        stat = _stat(pid)
+        return stat is not None and stat[0] not in ("Z", "X") and _runs_the_server(pid, record)
+    if record.get("boot_id") != _boot_id() or not _lives(pid, recorded):
         return False
     token = record.get("token")
     if not isinstance(token, str):
@@ -140,7 +133,23 @@ def running(record: Mapping[str, Any]) -> bool:
         return True  # another user's process: the start time says it all
     except OSError:
         return False  # gone since
+    # Empty for a process that is exiting (its memory is gone already): stopped, too.
     return f"{TOKEN_ENV}={token}".encode() in environ.split(b"\0")
+
+
+def _lives(pid: int, started: int | None) -> bool:
+    """Whether process `pid`, which started at `started` (None: not known), has not ended; a
+    finished child of ours is reaped."""
+    if started is None:
+        return alive(pid)
+    stat = _stat(pid)
+    if stat is None or stat[1] != started:
+        return False
+    if stat[0] in ("Z", "X"):
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        return False
+    return True
 
 
 def _runs_the_server(pid: int, record: Mapping[str, Any]) -> bool:
@@ -183,8 +192,11 @@ def stop(record: Mapping[str, Any]) -> None:
     """Stop the endpoint `record` names, with its process group, if its process is still the
     endpoint's (`running`); a process that is not is left alone."""
     pid = _pid(record)
-    if pid is not None and running(record):
-        stop_group(pid, lambda: running(record))
+    if pid is None or not running(record):
+        return
+    # Until it has ended: an exiting process shows no environment, which `running` takes for stopped.
+    started = identified(record).get("started")
+    stop_group(pid, lambda: _lives(pid, started))
 
 
 def stop_group(pid: int, running: Callable[[], bool]) -> None:

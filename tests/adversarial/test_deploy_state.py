@@ -21,7 +21,8 @@ from click.testing import CliRunner
 from test_deploy import FIXTURES, cli, running_commands, state
 
 from flashc.cli import main
-from flashc.deploy._processes import TOKEN_ENV, identify, parse_stat, running
+from flashc.deploy._processes import TOKEN_ENV, identify, parse_stat, running, stop
+from flashc.deploy.volumes import _namespace_problem, wrap
 
 WAITING = "waiting for another deploy of this project to finish"
 RESOURCES = {"admin", "api-service"}  # of fixtures/routes
@@ -248,6 +249,44 @@ def test_a_process_is_its_record_only_with_its_start_time_and_token(tmp_path: Pa
             time.sleep(0.05)
         assert not running(record)  # finished: reaped
         assert not Path(f"/proc/{process.pid}").exists()
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.parametrize("wrapped", [False, True], ids=["plain", "in a mount namespace"])
+def test_stop_ends_the_whole_group_and_returns_once_its_leader_has_ended(tmp_path: Path, wrapped: bool) -> None:
+    """Wrapped as an endpoint with a network volume is (unshare, then sh, then the server): still
+    known by its token. An exiting process shows no environment, so `stop` waits on its start time
+    (that it returned early was seen once in 20 stops of a namespaced process: not reliably here)."""
+    if wrapped and _namespace_problem() is not None:
+        pytest.skip(f"no mount namespace here: {_namespace_problem()}")
+    child = tmp_path / "child.pid"
+    leader = (
+        "import os, signal, subprocess, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *_: (time.sleep(0.3), sys.exit(0)))  # ends, slowly\n"
+        f"open({str(child)!r}, 'w').write(str(subprocess.Popen(['sleep', '600']).pid))\n"
+        "time.sleep(600)\n"
+    )
+    command = [sys.executable, "-c", leader]
+    if wrapped:
+        command = wrap(command, tmp_path / "volume")
+    process = subprocess.Popen(command, env={"PATH": os.environ["PATH"], TOKEN_ENV: "t0ken"}, start_new_session=True)
+    try:
+        record = {"pid": process.pid, **identify(process.pid, "t0ken")}
+        until = time.monotonic() + 60
+        while not child.exists() or not child.read_text():
+            assert time.monotonic() < until and process.poll() is None
+            time.sleep(0.05)
+        assert running(record)
+        stop(record)
+        assert not running(record)
+        assert not Path(f"/proc/{process.pid}").exists()  # ended and reaped, not only exiting
+        sleeper = int(child.read_text())
+        until = time.monotonic() + 60
+        while (stat := Path(f"/proc/{sleeper}/stat")).exists() and parse_stat(stat.read_bytes())[0] != "Z":
+            assert time.monotonic() < until, "the leader's child outlived the stop"
+            time.sleep(0.05)
     finally:
         process.kill()
         process.wait()
