@@ -8,7 +8,7 @@ which process it is:
 - `started`: its start time, field 22 of `/proc/<pid>/stat`, in clock ticks after boot. The kernel
   sets it at the fork, it never changes, no process chooses it, and /proc shows it for any
   process: two processes with one pid did not start in the same tick (pids are handed out in
-  turn: the number would have to come round all of pid_max in 10 ms). It is read right after the
+  turn: the number would have to come round all of pid_max within one tick, 10 ms at 100 Hz). It is read right after the
   fork; the child cannot have been reaped yet, as flashc is its parent.
 - `boot_id`: `/proc/sys/kernel/random/boot_id`, as ticks count from a boot and the file outlives it.
 - `token`: a random `FLASHC_PROCESS_TOKEN` in the process's environment, compared with
@@ -23,7 +23,8 @@ file (the log's path is the project's own, so no other project's endpoint and no
 process has it); a deploy that keeps such an endpoint records its start time. Without /proc (not
 Linux) the pid is all there is, and a process that exists is taken for the endpoint, as before.
 
-A process that is not the endpoint is reported stopped and never signalled.
+A process that is not the endpoint is reported stopped and never signalled. One being stopped is
+waited for by its start time alone: an exiting process shows no environment.
 """
 
 from __future__ import annotations
