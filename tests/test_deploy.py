@@ -89,7 +89,7 @@ def test_deploy_serves_routes_with_the_deployment_key(project: Path) -> None:
     assert answer.json() == {"result": 8}
     assert httpx.post(f"{url}/api/process", json={"x": 5, "y": 3}).status_code == 401
     code, output = cli("status", str(project))
-    assert code == 0 and output.count("healthy") == 2
+    assert code == 0 and output.count(" healthy") == 2 and "unhealthy" not in output
 
 
 def test_redeploy_keeps_unchanged_endpoints_and_undeploy_stops_all(project: Path) -> None:

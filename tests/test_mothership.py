@@ -236,7 +236,9 @@ def test_the_deployed_mothership_answers_main_routes_that_call_a_worker(deployed
         assert client.get("/openapi.json").json()["info"]["title"] == "Flash Application"
     assert httpx.get(f"{url}/", timeout=10).status_code == 401
     result = CliRunner().invoke(main, ["status", str(deployed)])
-    assert result.exit_code == 0 and result.output.count("healthy") == 2, result.output
+    assert result.exit_code == 0 and result.output.count(" healthy") == 2 and "unhealthy" not in result.output, (
+        result.output
+    )
 
 
 def test_the_entry_module_hands_the_image_the_app_itself(deployed: Path) -> None:

@@ -52,6 +52,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from flashc_runtime.auth import PROOF_HEADER, answer_problem, request_auth
 from flashc_runtime.logs import parse_line
 from flashc_runtime.manifest import ManifestError, parse_manifest
 from flashc_runtime.unpack import UnpackError, unpack
@@ -696,10 +697,15 @@ def endpoint_health(endpoint: Mapping[str, Any], key: str, timeout: float = 2.0)
     import httpx
 
     probe = endpoint["url"] + ("/ping" if endpoint["kind"] == "load_balanced" else "/health")
+    # The key itself is never sent: a proof of it, and the answer must prove it comes from the endpoint.
+    authorization, nonce = request_auth(key, endpoint["endpoint_id"], "GET", httpx.URL(probe).raw_path.decode())
     try:
-        answer = httpx.get(probe, headers={"Authorization": f"Bearer {key}"}, timeout=timeout)
+        answer = httpx.get(probe, headers={"Authorization": authorization}, timeout=timeout)
     except httpx.HTTPError:
         return "not answering"
+    proof = answer.headers.get(PROOF_HEADER)
+    if answer_problem(proof, key, endpoint["endpoint_id"], nonce, answer.status_code, answer.content) is not None:
+        return "unhealthy"
     return "healthy" if answer.status_code == 200 else "unhealthy"
 
 

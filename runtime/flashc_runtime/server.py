@@ -508,7 +508,7 @@ def main(argv: list[str] | None = None) -> None:
         from .asgi import serve_app
 
         module, _ = import_resource(args.root, args.resource)
-        return serve_app(module.app, api_key, args.host, args.port)
+        return serve_app(module.app, api_key, args.endpoint_id, args.host, args.port)
     endpoint = load_endpoint(args.root, args.resource, args.endpoint_id, api_key)
     asyncio.run(_serve(endpoint, args.host, args.port))
 
