@@ -5,9 +5,9 @@
 The cache is content-addressed: `<cache>/wheels/<sha256>/<filename>`. A file is published there
 only once its digest matched, through a temporary file of its own in the same folder and a rename,
 so concurrent builds never see half a wheel and never collide. A cached file is checked again on
-every use: a damaged one (a truncated download, a disk error, a hand edit) is fetched again,
-never installed. Downloads run in parallel with retries on connection errors, timeouts and server
-errors; `offline` forbids them.
+every use: a damaged one (a truncated download, a disk error, a hand edit, a folder where the
+file should be) is fetched again, never installed. Downloads run in parallel with retries on
+connection errors, timeouts and server errors; `offline` forbids them.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -121,25 +122,49 @@ def _verified(path: Path, wheel: Wheel) -> bool:
         digest = ""
     if digest == wheel.sha256:
         return True
-    with contextlib.suppress(OSError):
-        path.unlink()
+    _clear(path)
     return False
 
 
+def _clear(path: Path) -> None:
+    """Make way for a file at `path`: whatever is there (a damaged file, a folder) and a file where its folder goes."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            path.unlink()
+    if path.parent.exists() and not path.parent.is_dir():
+        with contextlib.suppress(OSError):
+            path.parent.unlink()
+
+
 def _download(wheel: Wheel, target: Path, client: httpx.Client, credentials: Credentials) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".part")
     try:
-        with os.fdopen(fd, "wb") as out:
-            digest = _copy(wheel, out, client, credentials)
-        if digest != wheel.sha256:
-            raise WheelChanged(wheel, digest)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".part")
+    except OSError as exc:
+        raise _cache_error(target, exc) from exc
+    try:
+        try:
+            with os.fdopen(fd, "wb") as out:
+                digest = _copy(wheel, out, client, credentials)
+            if digest != wheel.sha256:
+                raise WheelChanged(wheel, digest)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise _cache_error(target, exc) from exc
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _cache_error(target: Path, exc: OSError) -> FetchError:
+    return FetchError(
+        f"cannot write to the wheel cache '{target.parent.parent}': {exc.strerror or exc}",
+        "check free disk space and the folder's permissions (FLASHC_CACHE_DIR chooses another)",
+    )
 
 
 def _copy(wheel: Wheel, out: BinaryIO, client: httpx.Client, credentials: Credentials) -> str:

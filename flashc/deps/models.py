@@ -11,6 +11,7 @@ All frozen and free of I/O, so a resolution can be cached as JSON and compared.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -66,18 +67,50 @@ class Resolution:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Resolution:
-        """The inverse of `to_json`; KeyError, TypeError or ValueError for anything else."""
+        """The inverse of `to_json`; KeyError, TypeError or ValueError for anything else.
+
+        Every field is checked, as it comes from a cache a disk error or a hand may have changed:
+        a wheel's sha256 and file name become a path in the wheel cache.
+        """
         sites = []
-        for site in data["sites"]:
+        for site in _list(data["sites"]):
             pins = tuple(
                 Pin(
-                    name=str(p["name"]),
-                    version=str(p["version"]),
-                    wheel=Wheel(**p["wheel"]),
-                    requires=tuple(str(r) for r in p["requires"]),
+                    name=_str(p["name"]),
+                    version=_str(p["version"]),
+                    wheel=_wheel(p["wheel"]),
+                    requires=tuple(_str(r) for r in _list(p["requires"])),
                 )
-                for p in site["pins"]
+                for p in _list(site["pins"])
             )
-            sites.append(Site(str(site["path"]), tuple(str(r) for r in site["resources"]), pins))
-        split = data.get("split")
-        return cls(tuple(sites), str(split) if split is not None else None)
+            sites.append(Site(_str(site["path"]), tuple(_str(r) for r in _list(site["resources"])), pins))
+        split = data["split"]
+        return cls(tuple(sites), _str(split) if split is not None else None)
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _wheel(data: Any) -> Wheel:
+    wheel = Wheel(_str(data["filename"]), _str(data["url"]), data["size"], _str(data["sha256"]))
+    if len(data) != 4:
+        raise ValueError(f"a wheel has other fields than {sorted(dataclasses.asdict(wheel))}")
+    if wheel.size is not None and (type(wheel.size) is not int or wheel.size < 0):
+        raise TypeError(f"size of {wheel.filename!r}: {wheel.size!r}")
+    if not _SHA256.fullmatch(wheel.sha256):
+        raise ValueError(f"sha256 of {wheel.filename!r}: {wheel.sha256!r}")
+    if not wheel.filename.endswith(".whl") or "/" in wheel.filename or "\\" in wheel.filename:
+        raise ValueError(f"not a wheel's file name: {wheel.filename!r}")
+    return wheel
+
+
+def _list(value: Any) -> list[Any]:
+    if type(value) is not list:
+        raise TypeError(f"expected a list, got {type(value).__name__}")
+    return value
+
+
+def _str(value: Any) -> str:
+    if type(value) is not str:
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
