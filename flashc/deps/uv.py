@@ -24,6 +24,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -177,7 +178,7 @@ def compile_pins(
         folder = Path(tmp)
         (folder / _INPUT).write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
         (folder / _LOCK).write_text(_preferred_lock(preferences or {}), encoding="utf-8")
-        lock_run = uv([*base, "--output-file", _LOCK], folder)
+        lock_run = _run(uv, [*base, "--output-file", _LOCK], folder)
         failure = _failed(lock_run, options)
         if failure is not None:
             return failure
@@ -188,9 +189,9 @@ def compile_pins(
         # instead of 1.4 for torch's set).
         (folder / _GRAPH).write_text("".join(f"{n}=={v}\n" for n, (v, _) in sorted(wheels.items())), encoding="utf-8")
         graph_args = [*base, "--annotation-style", "line", "--no-strip-extras", "--output-file", _GRAPH]
-        graph_run = uv([*graph_args, "--offline"] if not offline else graph_args, folder)
+        graph_run = _run(uv, [*graph_args, "--offline"] if not offline else graph_args, folder)
         if graph_run[0] != 0 and not offline:
-            graph_run = uv(graph_args, folder)  # what uv could not cache (a direct URL, say): ask again
+            graph_run = _run(uv, graph_args, folder)  # what uv could not cache (a direct URL, say): ask again
         failure = _failed(graph_run, options)
         if failure is not None:
             return failure
@@ -208,6 +209,51 @@ def compile_pins(
     return tuple(
         Pin(name, version, wheel, tuple(sorted(requires[name]))) for name, (version, wheel) in sorted(wheels.items())
     )
+
+
+def _run(uv: UvRunner, args: Sequence[str], folder: Path) -> tuple[int, str, str]:
+    """Run uv; if it failed on a damaged entry of its own cache, remove the entry and run it again.
+
+    uv trusts its cache: an unpacked wheel a crash or a disk error left incomplete, or a truncated
+    entry, fails every later run (as "invalid package format" or a decoding error), and neither
+    `--refresh` nor time mends it. `uv cache clean` does (it waits for other uv runs to finish): of the
+    packages uv names, then, should that not be enough, of everything.
+    """
+    run = uv(args, folder)
+    # The packages uv names first; should the damage be elsewhere, the whole cache.
+    named = _damaged_packages(run[2])
+    for packages in [named, []] if named else [[]]:
+        if run[0] == 0 or not _damaged_cache(run[2]):
+            break
+        with _CLEANING:  # one clean at a time: resolutions run side by side, and may all see the damage
+            uv(["cache", "clean", "--no-config", *packages], folder)
+        run = uv(args, folder)
+    return run
+
+
+# uv's cache folders (`archive-v0/`, `wheels-v8/`...) in a message: a cached entry is involved.
+_CACHE_PATH = re.compile(r"\b(?:archive|wheels|built-wheels|simple|sdists|git|flat-index)-v\d+[/\\]")
+# What uv says of an unpacked wheel it cannot read (which may also be the index's own fault: then
+# the run after cleaning fails alike), and what serde says of an entry it cannot decode.
+_UNDECODABLE = (
+    "has an invalid package format",
+    "invalid type:",
+    "expected struct",
+    "failed to deserialize",
+    "invalid length",
+    "missing field",
+)
+_QUOTED_NAME = re.compile(r"`(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)(?:\s*(?:==|@)[^`]*)?`")
+_CLEANING = threading.Lock()
+
+
+def _damaged_cache(stderr: str) -> bool:
+    return _CACHE_PATH.search(stderr) is not None or any(word in stderr for word in _UNDECODABLE)
+
+
+def _damaged_packages(stderr: str) -> list[str]:
+    """The distributions uv's message quotes (`alpha==1.0`, `alpha`); none means the whole cache."""
+    return sorted({str(canonicalize_name(m["name"])) for m in _QUOTED_NAME.finditer(stderr)})
 
 
 def _preferred_lock(preferences: Mapping[str, str]) -> str:

@@ -1,7 +1,7 @@
 """A damaged cache heals: the next build succeeds with the same bytes and leaves a good entry behind.
 
-Every cache flashc keeps (wheels, layers, resolutions) is damaged the ways a crash, a full disk or
-a hand could damage it.
+Every cache flashc keeps (wheels, layers, resolutions, uv's own) is damaged the ways a crash, a
+full disk or a hand could damage it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 import shutil
 import threading
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -23,6 +23,9 @@ from wheelhouse import make_wheel, write_project
 from flashc.cli import main
 from flashc.deps.fetch import FetchError, WheelCache, fetch_wheels
 from flashc.deps.models import Wheel
+from flashc.deps.requirements import IndexOptions
+from flashc.deps.target import Target
+from flashc.deps.uv import Unsatisfiable, compile_pins
 
 APP = """from tetra_rp import CpuLiveServerless, remote
 
@@ -266,3 +269,67 @@ def test_a_damaged_resolution_is_resolved_again(tmp_path: Path, local: Path, dam
     assert json.loads(_resolution(local).read_text())["sites"][0]["pins"][0]["wheel"]["filename"] == WHEEL
     # Fields that become a path in the cache are checked: nothing was written outside it.
     assert not (tmp_path / "elsewhere").exists() and not (local / "escape.whl").exists()
+
+
+# --- uv's cache -----------------------------------------------------------------------------------
+
+
+def _unpacked(cache: Path) -> Path:
+    """uv's unpacked copy of the find-links wheel, in flashc's cache."""
+    (folder,) = (cache / "uv" / "archive-v0").iterdir()
+    return folder
+
+
+UV_DAMAGE = {
+    "METADATA deleted": lambda cache: (_unpacked(cache) / "alpha-1.0.dist-info" / "METADATA").unlink(),
+    "METADATA garbage": lambda cache: (_unpacked(cache) / "alpha-1.0.dist-info" / "METADATA").write_bytes(b"\xff"),
+    "unpacked wheel deleted": lambda cache: shutil.rmtree(_unpacked(cache)),
+    "pointer garbage": lambda cache: [p.write_text("garbage") for p in (cache / "uv").rglob("*.rev")],
+}
+
+
+@pytest.mark.parametrize("damage", UV_DAMAGE, ids=list(UV_DAMAGE))
+def test_a_damaged_entry_of_uvs_cache_is_removed_and_resolved_again(tmp_path: Path, local: Path, damage: str) -> None:
+    """uv itself trusts its cache: without flashc's cleaning, every later resolution says
+    "alpha==1.0 has an invalid package format" (or a decoding error), for ever."""
+    root = write_project(tmp_path / "proj", {"app.py": APP})
+    first = built_clean(root)
+    UV_DAMAGE[damage](local)
+    assert built_clean(root, "--refresh") == first  # --refresh: flashc resolves again, with uv
+    metadata = (_unpacked(local) / "alpha-1.0.dist-info" / "METADATA").read_text()
+    assert "Name: alpha" in metadata
+
+
+def test_uvs_cache_is_cleaned_only_for_damage_and_at_most_twice(tmp_path: Path) -> None:
+    calls: list[list[str]] = []
+
+    def damaged(args: Sequence[str], cwd: Path) -> tuple[int, str, str]:
+        calls.append(list(args[:2]) if args[0] == "pip" else list(args))
+        return (
+            1,
+            "",
+            (
+                "error: No solution found when resolving dependencies:\n"
+                "  cause: Because alpha==1.0 has an invalid package format and you require alpha, ...\n"
+                "hint: The structure of `alpha` (v1.0) was invalid:\n"
+                "  failed to open file `/c/uv/archive-v0/Xy/alpha-1.0.dist-info/METADATA`: No such file\n"
+            ),
+        )
+
+    answer = compile_pins(["alpha"], Target("3.12"), IndexOptions(), uv=damaged)
+    assert isinstance(answer, Unsatisfiable)  # still broken after cleaning: the wheel itself, then
+    assert calls == [
+        ["pip", "compile"],
+        ["cache", "clean", "--no-config", "alpha"],
+        ["pip", "compile"],
+        ["cache", "clean", "--no-config"],
+        ["pip", "compile"],
+    ]
+    calls.clear()
+
+    def missing(args: Sequence[str], cwd: Path) -> tuple[int, str, str]:
+        calls.append(list(args[:2]))
+        return 1, "", "error: No solution found\n  cause: Because there are no versions of alpha, ...\n"
+
+    assert isinstance(compile_pins(["alpha"], Target("3.12"), IndexOptions(), uv=missing), Unsatisfiable)
+    assert calls == [["pip", "compile"]]
