@@ -80,15 +80,38 @@ def test_failures_name_the_wheel_and_what_to_do(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr("flashc.deps.fetch.time.sleep", lambda seconds: None)
     with pytest.raises(FetchError) as info:
         fetch([wheel()], WheelCache(tmp_path), client=client(lambda r: httpx.Response(404)))
-    assert info.value.message == f"cannot download alpha-1.0-py3-none-any.whl: {URL} answered 404"
+    assert info.value.message == f"cannot download alpha-1.0-py3-none-any.whl: {URL} answered 404 Not Found"
+    assert info.value.hint == "check the index URL and its credentials"
+
+    with pytest.raises(FetchError) as info:
+        fetch([wheel()], WheelCache(tmp_path), client=client(lambda r: httpx.Response(503)))
+    assert info.value.message == (
+        f"cannot download alpha-1.0-py3-none-any.whl: {URL} answered 503 Service Unavailable 3 times"
+    )
+    assert info.value.hint == "the server is failing, not the wheel: try again later, or check the index URL"
 
     def down(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused")
 
     with pytest.raises(FetchError) as info:
         fetch([wheel()], WheelCache(tmp_path), client=client(down))
-    assert info.value.message == f"cannot download alpha-1.0-py3-none-any.whl from {URL}: connection refused"
-    assert info.value.hint == "check the network connection, or build with --offline from the wheel cache"
+    assert info.value.message == f"cannot reach {URL}: connection refused"
+    assert info.value.hint == (
+        "check the network connection and the index URL; a build whose wheels are all cached needs no network "
+        "(--offline)"
+    )
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # nothing half-written
+
+
+def test_credentials_in_a_url_are_never_shown_but_its_port_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("flashc.deps.fetch.time.sleep", lambda seconds: None)
+    private = "https://me:secret@files.example:8443/pkg/alpha-1.0-py3-none-any.whl"
+    with pytest.raises(FetchError) as info:
+        fetch([wheel(private)], WheelCache(tmp_path), client=client(lambda r: httpx.Response(500)))
+    assert info.value.message.startswith(
+        "cannot download alpha-1.0-py3-none-any.whl: https://files.example:8443/pkg/alpha-1.0-py3-none-any.whl "
+    )
+    assert "secret" not in info.value.message
 
 
 def test_credentials_of_the_index_are_sent_and_never_shown(tmp_path: Path) -> None:

@@ -7,7 +7,8 @@ only once its digest matched, through a temporary file of its own in the same fo
 so concurrent builds never see half a wheel and never collide. A cached file is checked again on
 every use: a damaged one (a truncated download, a disk error, a hand edit, a folder where the
 file should be) is fetched again, never installed. Downloads run in parallel with retries on
-connection errors, timeouts and server errors; `offline` forbids them.
+connection errors, timeouts and server errors, which are then reported as the network's failure,
+not the wheel's; `offline` forbids them.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import unquote, urlparse
 
 from ..errors import FlashcError, ProjectError
+from ._network import shown, why_unreachable
 from .models import Wheel
 
 if TYPE_CHECKING:  # httpx is imported only when a wheel must be downloaded: a rebuild needs none
@@ -51,7 +53,7 @@ class WheelChanged(FetchError):
 
     def __init__(self, wheel: Wheel, digest: str) -> None:
         super().__init__(
-            f"{wheel.filename} from {_shown(wheel.url)} has sha256 {digest}, not the locked {wheel.sha256}",
+            f"{wheel.filename} from {shown(wheel.url)} has sha256 {digest}, not the locked {wheel.sha256}",
             "the file changed since it was locked: run `flashc lock` if that is expected, else check the index",
         )
         self.wheel = wheel
@@ -194,9 +196,15 @@ def _copy(wheel: Wheel, out: BinaryIO, client: httpx.Client, credentials: Creden
                 if response.status_code >= 500 and attempt < _ATTEMPTS:
                     time.sleep(0.5 * 2**attempt)
                     continue
+                if response.status_code >= 500:
+                    raise FetchError(
+                        f"cannot download {wheel.filename}: {shown(wheel.url)} answered {_status(response)} "
+                        f"{_ATTEMPTS} times",
+                        "the server is failing, not the wheel: try again later, or check the index URL",
+                    )
                 if response.status_code != 200:
                     raise FetchError(
-                        f"cannot download {wheel.filename}: {_shown(wheel.url)} answered {response.status_code}",
+                        f"cannot download {wheel.filename}: {shown(wheel.url)} answered {_status(response)}",
                         "check the index URL and its credentials",
                     )
                 for block in response.iter_bytes(_BLOCK):  # decoded, should a server compress the wheel
@@ -206,11 +214,17 @@ def _copy(wheel: Wheel, out: BinaryIO, client: httpx.Client, credentials: Creden
         except httpx.TransportError as exc:
             if attempt == _ATTEMPTS:
                 raise FetchError(
-                    f"cannot download {wheel.filename} from {_shown(wheel.url)}: {exc or type(exc).__name__}",
-                    "check the network connection, or build with --offline from the wheel cache",
+                    f"cannot reach {shown(wheel.url)}: {why_unreachable(exc)}",
+                    "check the network connection and the index URL; a build whose wheels are all cached "
+                    "needs no network (--offline)",
                 ) from exc
             time.sleep(0.5 * 2**attempt)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _status(response: httpx.Response) -> str:
+    """As in "503 Service Unavailable"."""
+    return f"{response.status_code} {response.reason_phrase}".strip()
 
 
 def _digest(path: Path) -> str:
@@ -219,11 +233,3 @@ def _digest(path: Path) -> str:
         while block := f.read(_BLOCK):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _shown(url: str) -> str:
-    """A URL without its credentials, for messages."""
-    parsed = urlparse(url)
-    if parsed.password is None and parsed.username is None:
-        return url
-    return parsed._replace(netloc=parsed.hostname or "").geturl()

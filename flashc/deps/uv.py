@@ -34,6 +34,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 
 from .._toml import TOMLDecodeError, loads
 from ..errors import FlashcError
+from ._network import failing_url, origin, shown, uv_unreachable
 from .models import Pin, Wheel
 from .requirements import IndexOptions
 from .target import Target, supported_tags
@@ -58,8 +59,6 @@ _KEPT_UV_VARIABLES = frozenset(
 )
 _UNSATISFIABLE_EXIT = 1
 DEFAULT_INDEX = "https://pypi.org/simple"
-# How uv says the network failed (not a URL that answered 404, which is the requirement's fault).
-_NETWORK = ("tcp connect error", "dns error", "connection refused", "timed out", "connection reset", "os error 101")
 _INPUT = "requirements.in"
 _LOCK = "pylock.toml"  # uv takes the pins of an existing output file as preferences
 _GRAPH = "graph.txt"
@@ -268,12 +267,9 @@ def _preferred_lock(preferences: Mapping[str, str]) -> str:
 def _failed(run: tuple[int, str, str], options: IndexOptions) -> Unsatisfiable | None:
     """Why a uv run failed, as the caller reports it (or raises, for the index or offline); None if it did not."""
     code, _, stderr = run
-    # Offline, a distribution missing from the cache reads as unsatisfiable; it is not.
-    if code == _UNSATISFIABLE_EXIT and "No solution found" in stderr and "network was disabled" not in stderr:
-        return _unsatisfiable(stderr)
     if code == 0:
         return None
-    failure = _failure(stderr, options)
+    failure = _failure(code, stderr, options)
     if isinstance(failure, ResolveError):
         raise failure
     return failure
@@ -303,10 +299,11 @@ def _unsatisfiable(stderr: str) -> Unsatisfiable:
     return Unsatisfiable(" ".join(reasons) or "no set of versions satisfies the requirements", tuple(hints))
 
 
-def _failure(stderr: str, options: IndexOptions) -> ResolveError | Unsatisfiable:
-    """What a failed uv run means: working offline, an index out of reach (errors for the whole run),
-    or something one requirement asked for (a URL that does not answer, a source distribution, a
-    repository), which the caller then finds by trying each requirement alone."""
+def _failure(code: int, stderr: str, options: IndexOptions) -> ResolveError | Unsatisfiable:
+    """What a failed uv run means: working offline, an index out of reach or refusing access (errors
+    for the whole run), no versions that fit (uv's derivation), or something one requirement asked
+    for (a URL that does not answer, a source distribution, a repository), which the caller then
+    finds by trying each requirement alone."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip() and not line.startswith("warning:")]
     causes = [line.removeprefix("cause:").strip() for line in lines if line.startswith("cause:")]
     hints = tuple(line.removeprefix("hint:").strip() for line in lines if line.startswith("hint:"))
@@ -315,19 +312,66 @@ def _failure(stderr: str, options: IndexOptions) -> ResolveError | Unsatisfiable
     where = next((c for c in causes if "://" in c), None)
     detail = ": ".join(dict.fromkeys([head, *([where] if where else []), *causes[-1:]]))
     text = stderr.lower()
-    if "network was disabled" in text or "offline" in text:
+    # Offline, a distribution missing from the cache reads as unsatisfiable; it is not.
+    if "network was disabled" in text or "network connectivity is disabled" in text:
         return ResolveError(
             f"cannot resolve offline: {detail}",
             "build once without --offline while the index is reachable, or run `flashc lock`",
         )
-    indexes = [url.rstrip("/") for url in (options.index_url or DEFAULT_INDEX, *options.extra_index_urls)]
-    unreachable = any(word in text for word in _NETWORK)
-    if unreachable or (where is not None and any(index in where for index in indexes)):
+    denied = _DENIED.search(stderr)
+    if denied is not None:
         return ResolveError(
-            f"cannot reach the package index: {detail}",
-            "check the network connection and the index URL (requirements.txt, UV_INDEX_URL or PIP_INDEX_URL)",
+            f"the package index at {denied['index']} refuses access ({denied['status']})",
+            "check the index URL and its credentials (user:password@ in the URL, or ~/.netrc)",
         )
+    if code == _UNSATISFIABLE_EXIT and "No solution found" in stderr:
+        return _unsatisfiable(stderr)
+    reason = uv_unreachable(stderr)
+    if reason is not None:
+        return _unreachable(stderr, reason, detail, options)
+    url = failing_url(stderr)
+    index = next((source for what, source in _sources(options) if url is not None and _under(url, source)), None)
+    if index is not None:  # it answered, but nothing uv can read (an HTML error page, say)
+        return ResolveError(f"cannot use the package index at {index}: {detail}", _INDEX_HINT)
     return Unsatisfiable(detail, hints)
+
+
+_INDEX_HINT = (
+    "check the network connection and the index URL (--index-url in requirements.txt, UV_INDEX_URL or PIP_INDEX_URL)"
+)
+# uv's hints when an index answers 401 or 403: the index refuses, not the requirement.
+_DENIED = re.compile(
+    r"An index(?: URL)? \((?P<index>[^)\s]+)\)[^\n]*?(?P<status>40[13] [A-Z][A-Za-z]+)",
+)
+
+
+def _unreachable(stderr: str, reason: str, detail: str, options: IndexOptions) -> ResolveError:
+    """The error for an index (or file server) that uv could not reach, naming it as it was configured."""
+    url = failing_url(stderr)
+    sources = _sources(options)
+    named = next((f"{what} at {source}" for what, source in sources if url is not None and _under(url, source)), None)
+    if named is None and url is not None:
+        named = f"{origin(url)} (fetching {url})"
+    if named is None:
+        named = f"{sources[0][0]} at {sources[0][1]}" if len(sources) == 1 else "the package index"
+    hint = _INDEX_HINT
+    if reason.startswith("it answered 5"):
+        hint = "the server is failing, not the requirements: try again later, or " + hint
+    return ResolveError(f"cannot reach {named}: {reason}\n  uv: {detail}", hint)
+
+
+def _sources(options: IndexOptions) -> list[tuple[str, str]]:
+    """Where uv fetches from, as the messages name them, without credentials (uv shows none)."""
+    found: list[tuple[str, str]] = []
+    if not options.no_index:
+        found += [("the package index", url) for url in (options.index_url or DEFAULT_INDEX, *options.extra_index_urls)]
+    pages = [url for url in options.find_links if "://" in url and not url.startswith("file:")]
+    found += [("the --find-links page", url) for url in pages]
+    return [(what, shown(url).rstrip("/")) for what, url in found]
+
+
+def _under(url: str, source: str) -> bool:
+    return url.rstrip("/") == source or url.startswith(source + "/")
 
 
 def _read_lock(text: str, target: Target) -> dict[str, tuple[str, Wheel]]:

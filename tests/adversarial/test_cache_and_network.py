@@ -1,15 +1,19 @@
-"""A damaged cache heals: the next build succeeds with the same bytes and leaves a good entry behind.
+"""A damaged cache heals; an index out of reach is the network's failure, not the requirement's.
 
 Every cache flashc keeps (wheels, layers, resolutions, uv's own) is damaged the ways a crash, a
-full disk or a hand could damage it.
+full disk or a hand could damage it; the next build must succeed with the same bytes and leave a
+good entry behind. Indexes that refuse connections, answer 5xx or refuse access are local servers
+and closed ports: no test here needs the real network.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.server
 import json
 import os
 import shutil
+import socket
 import threading
 import zipfile
 from collections.abc import Iterator, Sequence
@@ -25,7 +29,7 @@ from flashc.deps.fetch import FetchError, WheelCache, fetch_wheels
 from flashc.deps.models import Wheel
 from flashc.deps.requirements import IndexOptions
 from flashc.deps.target import Target
-from flashc.deps.uv import Unsatisfiable, compile_pins
+from flashc.deps.uv import ResolveError, Unsatisfiable, compile_pins
 
 APP = """from tetra_rp import CpuLiveServerless, remote
 
@@ -333,3 +337,224 @@ def test_uvs_cache_is_cleaned_only_for_damage_and_at_most_twice(tmp_path: Path) 
 
     assert isinstance(compile_pins(["alpha"], Target("3.12"), IndexOptions(), uv=missing), Unsatisfiable)
     assert calls == [["pip", "compile"]]
+
+
+# --- indexes out of reach -------------------------------------------------------------------------
+
+
+class FakeIndex(http.server.ThreadingHTTPServer):
+    """A PEP 503 index of the wheels in `house`; `status` set answers every request with it."""
+
+    def __init__(self, house: Path) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.house = house
+        self.status: int | None = None
+        self.url = f"http://127.0.0.1:{self.server_address[1]}/simple"
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: FakeIndex
+
+    def do_GET(self) -> None:
+        if self.server.status is not None:
+            return self._answer(self.server.status, b"")
+        parts = self.path.strip("/").split("/")
+        if len(parts) == 2 and parts[0] == "simple":
+            links = "".join(
+                f'<a href="/files/{w.name}#sha256={hashlib.sha256(w.read_bytes()).hexdigest()}">{w.name}</a>\n'
+                for w in sorted(self.server.house.glob(f"{parts[1].replace('-', '_')}-*.whl"))
+            )
+            return self._answer(200, f"<html><body>\n{links}</body></html>\n".encode(), "text/html")
+        if len(parts) == 2 and parts[0] == "files" and (self.server.house / parts[1]).is_file():
+            return self._answer(200, (self.server.house / parts[1]).read_bytes())
+        return self._answer(404, b"")
+
+    def do_HEAD(self) -> None:
+        self._answer(405, b"")
+
+    def _answer(self, status: int, body: bytes, kind: str = "application/octet-stream") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def index(house: Path) -> Iterator[FakeIndex]:
+    server = FakeIndex(house)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def assert_network_error(output: str, first_line: str) -> None:
+    assert f"flashc: error: {first_line}\n" in output, output
+    assert "internal error" not in output and "Traceback" not in output
+    assert "cannot be installed on the worker" not in output  # not the requirement's fault
+
+
+def test_a_closed_port_is_an_index_out_of_reach(tmp_path: Path, env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"http://127.0.0.1:{closed_port()}/simple"
+    monkeypatch.setenv("UV_INDEX_URL", url)
+    root = write_project(tmp_path / "proj", {"app.py": APP})
+    code, output = build(root)
+    assert code == 1
+    assert_network_error(output, f"cannot reach the package index at {url}: connection refused")
+    assert "  = hint: check the network connection and the index URL (--index-url in requirements.txt" in output
+    assert not (root / ".flash" / "archive.tar.gz").exists()
+    assert not (env / "wheels").exists() and not (env / "resolutions").exists()
+    assert leftovers(env, root / ".flash") == []
+
+
+def test_an_index_answering_503_is_out_of_reach(
+    tmp_path: Path, env: Path, index: FakeIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index.status = 503
+    monkeypatch.setenv("PIP_INDEX_URL", index.url)
+    root = write_project(tmp_path / "proj", {"app.py": APP})
+    code, output = build(root)
+    assert code == 1
+    assert_network_error(output, f"cannot reach the package index at {index.url}: it answered 503 Service Unavailable")
+    assert "  = hint: the server is failing, not the requirements: try again later" in output
+
+
+def test_an_index_refusing_access_says_so(
+    tmp_path: Path, env: Path, index: FakeIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index.status = 401
+    monkeypatch.setenv("UV_INDEX_URL", index.url.replace("http://", "http://me:secret@"))
+    root = write_project(tmp_path / "proj", {"app.py": APP})
+    code, output = build(root)
+    assert code == 1
+    assert_network_error(output, f"the package index at {index.url} refuses access (401 Unauthorized)")
+    assert "secret" not in output
+
+
+def test_a_package_the_index_does_not_have_is_not_a_network_error(
+    tmp_path: Path, env: Path, index: FakeIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UV_INDEX_URL", index.url)
+    root = write_project(tmp_path / "proj", {"app.py": APP.replace('"alpha"', '"nothere"')})
+    code, output = build(root)
+    assert code == 1
+    assert "app.py:5:1: error: 'nothere' (dependencies of app:f) cannot be installed on the worker" in output
+    assert "cannot reach" not in output and "internal error" not in output
+
+
+def test_a_file_server_out_of_reach_when_fetching_is_a_network_error_and_spoils_nothing(
+    tmp_path: Path, env: Path, index: FakeIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UV_INDEX_URL", index.url)
+    root = write_project(tmp_path / "proj", {"app.py": APP})
+    first = built_clean(root)  # resolved through the index, the wheel fetched from it
+    file_url = index.url.replace("/simple", f"/files/{WHEEL}")
+    before = sorted(p.relative_to(root) for p in (root / ".flash").rglob("*"))
+    # The resolution is cached, the wheel and its layer are not: the build must download it.
+    for kind in ("wheels", "layers"):
+        shutil.rmtree(env / kind)
+    index.status = 503
+    code, output = build(root, "--force")
+    assert code == 1
+    assert_network_error(output, f"cannot download {WHEEL}: {file_url} answered 503 Service Unavailable 3 times")
+    index.shutdown()
+    index.server_close()
+    code, output = build(root, "--force")
+    assert code == 1
+    assert_network_error(output, f"cannot reach {file_url}: connection refused")
+    # Nothing half-written: no wheel, no temporary file, the last archive as it was.
+    assert [p for p in (env / "wheels").rglob("*") if p.is_file()] == []
+    assert leftovers(env, root / ".flash") == []
+    assert archive_digest(root) == first
+    assert sorted(p.relative_to(root) for p in (root / ".flash").rglob("*")) == before
+
+
+def test_a_download_cut_short_publishes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("flashc.deps.fetch.time.sleep", lambda seconds: None)
+    data = bytes(range(256)) * 4096
+    wheel = Wheel(WHEEL, "https://files.example/" + WHEEL, len(data), hashlib.sha256(data).hexdigest())
+
+    def cut(request: httpx.Request) -> httpx.Response:
+        def body() -> Iterator[bytes]:
+            yield data[:5000]
+            raise httpx.ReadError("connection reset by peer")
+
+        return httpx.Response(200, content=body())
+
+    cache = WheelCache(tmp_path)
+    with pytest.raises(FetchError) as info:
+        fetch_wheels([wheel], cache, client=httpx.Client(transport=httpx.MockTransport(cut)))
+    assert info.value.message == f"cannot reach https://files.example/{WHEEL}: connection reset by peer"
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+# --- what uv says, read ---------------------------------------------------------------------------
+
+UV_SAYS = {
+    "dns": (
+        "error: Failed to fetch: `https://pypi.example/simple/alpha/`\n"
+        "  cause: error sending request for url (https://pypi.example/simple/alpha/)\n"
+        "  cause: client error (Connect)\n  cause: dns error\n"
+        "  cause: failed to lookup address information: Name or service not known\n",
+        "cannot reach the package index at https://pypi.example/simple: the host name does not resolve",
+    ),
+    "timeout": (
+        "error: Failed to fetch: `https://pypi.example/simple/alpha/`\n"
+        "  cause: error sending request for url (https://pypi.example/simple/alpha/)\n"
+        "  cause: operation timed out\n",
+        "cannot reach the package index at https://pypi.example/simple: timed out",
+    ),
+    "tls": (
+        "error: Failed to fetch: `https://pypi.example/simple/alpha/`\n"
+        "  cause: error sending request for url (https://pypi.example/simple/alpha/)\n"
+        "  cause: client error (Connect)\n"
+        "  cause: invalid peer certificate: UnknownIssuer\n",
+        "cannot reach the package index at https://pypi.example/simple: TLS failed",
+    ),
+    "file host": (
+        "error: Request failed after 3 retries\n"
+        "  cause: Failed to fetch: `https://files.example/packages/alpha-1.0-py3-none-any.whl`\n"
+        "  cause: HTTP status server error (502 Bad Gateway) for url "
+        "(https://files.example/packages/alpha-1.0-py3-none-any.whl)\n",
+        "cannot reach https://files.example (fetching https://files.example/packages/alpha-1.0-py3-none-any.whl): "
+        "it answered 502 Bad Gateway",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", UV_SAYS, ids=list(UV_SAYS))
+def test_what_uv_says_of_the_network_becomes_a_network_error(case: str) -> None:
+    stderr, expected = UV_SAYS[case]
+
+    def uv(args: Sequence[str], cwd: Path) -> tuple[int, str, str]:
+        return 2, "", stderr
+
+    options = IndexOptions(index_url="https://user:pw@pypi.example/simple/")
+    with pytest.raises(ResolveError) as info:
+        compile_pins(["alpha"], Target("3.12"), options, uv=uv)
+    assert info.value.message.split("\n")[0] == expected
+
+
+def test_a_package_or_host_named_like_a_network_failure_is_not_one() -> None:
+    stderr = (
+        "error: Failed to download `ssl-timeout @ https://tls.example/ssl_timeout-1.0-py3-none-any.whl`\n"
+        "  cause: HTTP status client error (404 Not Found) for url "
+        "(https://tls.example/ssl_timeout-1.0-py3-none-any.whl)\n"
+    )
+
+    def uv(args: Sequence[str], cwd: Path) -> tuple[int, str, str]:
+        return 2, "", stderr
+
+    answer = compile_pins(["ssl-timeout @ https://tls.example/x.whl"], Target("3.12"), IndexOptions(), uv=uv)
+    assert isinstance(answer, Unsatisfiable) and "404 Not Found" in answer.reason
