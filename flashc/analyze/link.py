@@ -10,7 +10,7 @@ diagnostics of the whole analysis, each reported once.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import flashc_runtime
 
@@ -108,9 +108,7 @@ class Linker:
         self._load = load
         # A file without a module path still links under a private key, so its own names resolve.
         self._by_module = {module_key(f): f for f in files.values()}
-        self._packages = {
-            m.rsplit(".", i)[0] for m in self._by_module if m[0] != "<" for i in range(1, m.count(".") + 1)
-        }
+        self._packages = _packages_above(m for m in self._by_module if m[0] != "<")
         self._tables: dict[str, dict[str, list[ir.Binding]]] = {}
         self._exports: dict[str, frozenset[str] | None] = {}
         self._final: dict[tuple[str, str], Symbol] = {}
@@ -332,6 +330,17 @@ class Linker:
 
     def path_of(self, module: str) -> str:
         return self._by_module[module].path
+
+
+def _packages_above(modules: Iterable[str]) -> set[str]:
+    """Every package some module lies in: `a` and `a.b` for `a.b.c`, each found once however deep."""
+    packages: set[str] = set()
+    for module in modules:
+        end = module.rfind(".")
+        while end > 0 and module[:end] not in packages:
+            packages.add(module[:end])
+            end = module.rfind(".", 0, end)
+    return packages
 
 
 def module_key(f: ModuleFile) -> str:
