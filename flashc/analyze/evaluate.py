@@ -214,6 +214,8 @@ class Evaluator:
         if isinstance(sym, ModuleRef):
             self._not_static(path, expr.span, where, f"the module '{sym.name}'")
             return INVALID
+        if isinstance(sym, Undefined) and sym.reported:
+            return INVALID  # the linker has said why (an import cycle)
         root: ir.Expr = expr
         while isinstance(root, ir.Attr):
             root = root.base
@@ -255,15 +257,28 @@ class Evaluator:
         summary = self.linker.summary(source) if source else None
         if source is None or summary is None:
             return False
-        names = sorted({x.name for x in summary.bindings})
-        guess = suggest(b.attr, names)
+        broken = self.linker.broken_reexport(source, b.attr)
+        if broken is None:
+            owner, missing, notes = source, b.attr, where.notes
+            message = f"module '{source}' has no name '{b.attr}'"
+        else:
+            # `source` does import the name, through a chain of re-exports that ends without it.
+            importer, link, owner, missing = broken
+            message = (
+                f"'{b.attr}' cannot be imported from module '{source}': its imports lead to "
+                f"module '{owner}', which has no name '{missing}'"
+            )
+            note = Note(self.linker.path_of(importer), link.span, f"'{missing}' is imported from '{owner}' here")
+            notes = (*where.notes, note)
+        owner_summary = self.linker.summary(owner)
+        guess = suggest(missing, sorted({x.name for x in owner_summary.bindings})) if owner_summary else None
         self.linker.report(
             self.linker.path_of(module),
             b.span,
             "undefined-name",
-            f"module '{source}' has no name '{b.attr}', so {where.what} cannot be known at build time",
-            f"did you mean '{guess}'?" if guess else f"define '{b.attr}' in {self.linker.path_of(source)}",
-            where.notes,
+            f"{message}, so {where.what} cannot be known at build time",
+            f"did you mean '{guess}'?" if guess else f"define '{missing}' in {self.linker.path_of(owner)}",
+            notes,
         )
         return True
 
@@ -348,6 +363,8 @@ class Evaluator:
                 return INVALID
         if isinstance(sym, ExternalRef) and sym.qualname in _ENV_READERS:
             self._env(path, expr.span, where)
+            return INVALID
+        if isinstance(sym, Undefined) and sym.reported:
             return INVALID
         if (
             isinstance(sym, Undefined)

@@ -192,7 +192,11 @@ def _check_unresolved_decorators(linker: Linker, module: str, path: str, d: ir.D
                 f"the SDK has no name '{target.attr}'",
                 f"did you mean '{guess}'?" if guess else f"the SDK's names: {', '.join(sorted(SDK_EXPORTS))}",
             )
-        elif isinstance(linker.resolve_expr(module, root, d.index, None), Undefined) and not hasattr(builtins, root.id):
+        elif (
+            isinstance(undefined := linker.resolve_expr(module, root, d.index, None), Undefined)
+            and not undefined.reported
+            and not hasattr(builtins, root.id)
+        ):
             if root.id == "remote":
                 aliases = linker.names_bound_to(module, SdkRef("remote"), d.index)
                 message = f"'{d.name}' is decorated with remote, but 'remote' is not defined here"
