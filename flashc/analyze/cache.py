@@ -134,6 +134,28 @@ class SummaryStore:
                 selected.append(path)
         return selected
 
+    def read(self, path: str) -> bytes:
+        """The file's bytes, from the snapshot."""
+        return self._project.read(path)
+
+    def exists(self, path: str) -> bool:
+        """Whether the file was there when this run first looked (its stat is taken once per run)."""
+        return self._signature(path) is not None
+
+    def previous_rule(self, path: str) -> tuple[bool, str | None]:
+        """Whether the index can vouch for the file, and the rule that selected it in the last run.
+
+        It vouches for a file whose stat signature and context are those of the last run, outside
+        the racy window; for any other file, (False, None).
+        """
+        signature = self._signature(path)
+        old = self._old_files.get(path)
+        if signature is None or old is None or old[:4] != signature or old[6] != self._contexts.get(path):
+            return False, None
+        if max(signature[1:3]) >= self._trusted_before:
+            return False, None
+        return True, old[5]
+
     def _signature(self, path: str) -> list[int] | None:
         """The file's stat signature (size, mtime, ctime, inode), taken once per run; None if it is gone."""
         if path not in self._signatures:

@@ -15,7 +15,9 @@ parsed up front only when one of two rules selects it; both read bytes and never
 
 `uses` runs to a fixed point: a selected file's own bindings (`from config import api` in a
 package `__init__`) make new names for the next round, so re-exports are followed any number
-of levels. A file that merely says "remote" (`remote_addr`, a docstring, another library's
+of levels. Rounds after the first judge only the files whose import statements name a module
+with a new name, and a module's names are worked out again only when a module it imports from
+gains one, so a chain of N re-exports costs time linear in N. A file that merely says "remote" (`remote_addr`, a docstring, another library's
 `def remote`) is not parsed up front; if a name leads to it later, the linker loads it then.
 
 The `@remote` line is a safety net for what names cannot tell: a decorator whose import is
@@ -27,6 +29,7 @@ the last run's `uses` rule looked for, so an unchanged file is not read again to
 
 from __future__ import annotations
 
+import collections
 import functools
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -79,19 +82,27 @@ def anchor(f: ModuleFile) -> str | None:
 def select_candidates(files: Mapping[str, ModuleFile], store: SummaryStore, *, jobs: int | None = None) -> list[str]:
     """The files to parse up front, in path order; their summaries are loaded into `store`.
 
-    Records every verdict in the store's index, and the names the `uses` rule looked for.
+    Records every verdict in the store's index, and the names the `uses` rule looked for. The
+    first round judges every file not yet chosen; later rounds only the files whose import
+    statements name a module that exports a new name (`_Importers`), so a re-export chain of N
+    modules costs N small rounds rather than N passes over the project.
     """
     paths = sorted(files)
     chosen = set(store.select(paths, "sdk", _sdk_test, trust=_sdk_trust))
     store.prefetch(sorted(chosen), jobs=jobs)
+    exports = _Exports(files, store.load)
+    known = store.previous_exports
+    missing = set(known)  # pairs the last run looked for that no chosen module exports (yet)
     looked_for: set[tuple[str, str]] = set()
     seen: dict[tuple[str, str], bool] = {}  # (path, word): whether the file holds the word
+    first_rest: list[str] | None = None
+    importers: _Importers | None = None
+    added = sorted(chosen)
     while True:
-        exports = exported_names(files, store.load, sorted(chosen))
-        pairs = {(m, n) for m, names in exports.items() for n in names}
-        new = pairs - looked_for
+        new = exports.add(added) - looked_for
         if not new:
             break
+        missing -= new
         wanted = _modules_by_name(_by_module(new))
 
         def test(path: str, data: bytes, wanted: Mapping[str, Sequence[str]] = wanted) -> bool:
@@ -103,13 +114,167 @@ def select_candidates(files: Mapping[str, ModuleFile], store: SummaryStore, *, j
 
             return _uses(files[path], data, wanted, contains)
 
-        rest = [p for p in paths if p not in chosen]
-        extra = store.select(rest, "uses", test, trust=_uses_trust(store.previous_exports, new, pairs))
+        within = new <= known
+        if first_rest is None:
+            rest = first_rest = [p for p in paths if p not in chosen]
+        else:
+            importers = importers or _Importers(files, store, first_rest, chosen, seen)
+            rest = importers.suspects(new, within_known=within, complete=not missing)
+        extra = store.select(rest, "uses", test, trust=_uses_trust(within, not missing))
         looked_for |= new
         store.prefetch(extra, jobs=jobs)
         chosen.update(extra)
+        added = extra
     store.exports = frozenset(looked_for)
     return sorted(chosen)
+
+
+class _Importers:
+    """Which files not chosen may use a pair, after the first round, found without judging every file.
+
+    A file uses `(module, name)` only if its bytes hold `name` and an import statement names
+    `module`, a package above it or a module below it, or `module` as `from package import module`.
+    Files are indexed by the modules their import statements name, each read and matched once,
+    and only once they hold a name some round looked for. A file the store vouches for (unchanged
+    since the last run, which selected it by no rule) joins the index only when a round looks
+    for a pair the last run did not: for the others its old verdict stands. A file the last run
+    selected by the `uses` rule is judged again once every pair it may have used is back.
+    """
+
+    def __init__(
+        self,
+        files: Mapping[str, ModuleFile],
+        store: SummaryStore,
+        rest: Sequence[str],
+        chosen: AbstractSet[str],
+        seen: dict[tuple[str, str], bool],
+    ) -> None:
+        """`rest`: the files the first round judged; `chosen` grows as rounds choose files."""
+        self._chosen = chosen
+        self._files = files
+        self._store = store
+        self._seen = seen
+        rest = [p for p in rest if store.exists(p)]
+        self._vouched = [p for p in rest if store.previous_rule(p) == (True, None)]
+        vouched = set(self._vouched)
+        self._pool = [p for p in rest if p not in vouched]  # the files a round may judge
+        self._reselect = {p for p in self._pool if store.previous_rule(p) == (True, "uses")}
+        self._names: set[str] = set()
+        self._indexed: set[str] = set()
+        self._by_key: dict[str, set[str]] = {}
+
+    def suspects(self, new: AbstractSet[tuple[str, str]], *, within_known: bool, complete: bool) -> list[str]:
+        """The files not chosen that may use one of `new`, in path order.
+
+        `within_known`: the last run looked for all of `new`, so its verdicts on vouched files stand.
+        `complete`: every pair the last run looked for is exported again, so its selections stand.
+        """
+        if not within_known and self._vouched:
+            self._pool += self._vouched
+            self._index(self._vouched, self._names)
+            self._vouched = []
+        fresh = {name for _, name in new} - self._names
+        if fresh:
+            self._names |= fresh
+            self._index(self._pool, fresh)
+        found: set[str] = set()
+        for module, name in new:
+            for key in _lookup_keys(module):
+                found.update(p for p in self._by_key.get(key, ()) if self._holds(p, name))
+        if complete:  # it stays so: exports only grow
+            found |= self._reselect
+            self._reselect = set()
+        return sorted(found - self._chosen)
+
+    def _holds(self, path: str, name: str) -> bool:
+        key = (path, name)
+        if key not in self._seen:
+            self._seen[key] = name.encode() in self._store.read(path)
+        return self._seen[key]
+
+    def _index(self, paths: Iterable[str], names: AbstractSet[str]) -> None:
+        """Index the import statements of those `paths` not indexed yet that hold one of `names`."""
+        for path in paths:
+            if path in self._indexed:
+                continue
+            if not any(self._holds(path, name) for name in names):
+                continue
+            self._indexed.add(path)
+            base = anchor(self._files[path])
+            for level, module, imported in _imports(self._store.read(path)):
+                if imported is None:
+                    keys = [f"import {module}"] + [f"under {p}" for p in _packages_above(module)]
+                else:
+                    target = _absolute(base, level, module)
+                    if target is None:
+                        continue
+                    keys = [f"from {target}"] + [f"from {target}.{n}" for n in imported if n != "*"]
+                for key in keys:
+                    self._by_key.setdefault(key, set()).add(path)
+
+
+def _lookup_keys(module: str) -> list[str]:
+    """The index keys of import statements that may name `module` (see `_Importers`)."""
+    return [f"import {module}", f"under {module}", f"from {module}"] + [f"import {p}" for p in _packages_above(module)]
+
+
+def _packages_above(module: str) -> list[str]:
+    """`a` and `a.b` for `a.b.c`."""
+    parts = module.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
+class _Exports:
+    """Per module key, the names the chosen modules bind to SDK things, kept as modules are chosen.
+
+    A module is judged again only when a module it reads exports more. Judging is monotone (more
+    exports elsewhere never take a name away), so this reaches the same fixed point as judging
+    every chosen module until nothing changes, and a chain of N re-exports costs N judgements.
+    """
+
+    def __init__(self, files: Mapping[str, ModuleFile], load: Callable[[str], ir.ModuleSummary]) -> None:
+        self.names: dict[str, frozenset[str]] = {}
+        self._files = files
+        self._load = load
+        self._readers: dict[str, set[str]] = {}  # module -> chosen paths whose judgement reads its exports
+
+    def add(self, paths: Iterable[str]) -> set[tuple[str, str]]:
+        """Choose `paths` too; the (module, name) pairs this adds."""
+        queue = collections.deque(sorted(paths))
+        queued = set(queue)
+        for path in queue:
+            for module in _reads(self._files[path], self._load(path)):
+                self._readers.setdefault(module, set()).add(path)
+        added: set[tuple[str, str]] = set()
+        while queue:
+            path = queue.popleft()
+            queued.discard(path)
+            f = self._files[path]
+            key = module_key(f)
+            names = _bound_names(f, self._load(path), self.names)
+            old = self.names.get(key, frozenset())
+            if names == old:
+                continue
+            self.names[key] = names
+            added.update((key, n) for n in names - old)
+            for reader in sorted(self._readers.get(key, set()) - queued):
+                queue.append(reader)
+                queued.add(reader)
+        return added
+
+
+def _reads(f: ModuleFile, summary: ir.ModuleSummary) -> set[str]:
+    """The modules whose exports `_bound_names` reads for this module."""
+    base = anchor(f)
+    modules: set[str] = set()
+    for b in summary.bindings:
+        if isinstance(b, ir.ImportBinding) and (target := _absolute(base, b.level, b.module)) is not None:
+            modules.add(target if b.attr is None else f"{target}.{b.attr}")
+            modules.add(target)
+    for star in summary.star_imports:
+        if (target := _absolute(base, star.level, star.module)) is not None:
+            modules.add(target)
+    return modules
 
 
 def _sdk_test(path: str, data: bytes) -> bool:
@@ -120,20 +285,17 @@ def _sdk_trust(rule: str | None) -> bool:
     return rule == "sdk"
 
 
-def _uses_trust(
-    known: AbstractSet[tuple[str, str]], new: AbstractSet[tuple[str, str]], pairs: AbstractSet[tuple[str, str]]
-) -> Callable[[str | None], bool | None]:
-    """What an unchanged file's old verdict, given against the `known` pairs, says about the `new` ones.
+def _uses_trust(within_known: bool, complete: bool) -> Callable[[str | None], bool | None]:
+    """What an unchanged file's old verdict, given against the last run's pairs, says about this round's.
 
-    Not selected: it uses none of `known`, so nothing new unless `new` goes beyond them. Selected:
-    it used one of `known`, still exported if all of them are (in `pairs`); else it is read again.
+    Not selected: it uses none of them, so nothing new when the round looks `within_known` ones.
+    Selected: it used one of them, still exported when `complete` (all of them are); else it is
+    read again.
     """
-    unknown = not new <= known
-    complete = known <= pairs
 
     def trust(rule: str | None) -> bool | None:
         if rule is None:
-            return None if unknown else False
+            return False if within_known else None
         if rule == "uses":
             return True if complete else None
         return None  # selected by another rule last time: never judged by this one
@@ -150,18 +312,9 @@ def exported_names(
     would parse files that nothing may need); names they import from each other are followed
     to a fixed point, so `from .config import api` in a package `__init__` re-exports `api`.
     """
-    exports: dict[str, frozenset[str]] = {}
-    changed = True
-    while changed:
-        changed = False
-        for path in chosen:
-            f = files[path]
-            names = _bound_names(f, load(path), exports)
-            key = module_key(f)
-            if names != exports.get(key, frozenset()):
-                exports[key] = names
-                changed = True
-    return {m: names for m, names in exports.items() if names}
+    exports = _Exports(files, load)
+    exports.add(chosen)
+    return {m: names for m, names in exports.names.items() if names}
 
 
 def _bound_names(f: ModuleFile, summary: ir.ModuleSummary, exports: Exports) -> frozenset[str]:

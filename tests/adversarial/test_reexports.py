@@ -131,6 +131,23 @@ def test_a_chain_of_300_gives_what_a_chain_of_one_gives(tmp_path: Path, shape: s
     assert outcome(again) == outcome(warm) == outcome(one)
 
 
+def test_a_chain_of_3000_is_analyzed_in_time_linear_in_its_length(tmp_path: Path) -> None:
+    """The names and the files to parse: only the chain says that main.py's `@task` is the SDK's remote."""
+    import time
+
+    expected = outcome(analyze_project(write(tmp_path / "1", chain_of_the_sdk_names(1)), use_cache=False))
+    timings = {}
+    for length in (300, 3000):
+        project = write(tmp_path / str(length), chain_of_the_sdk_names(length))
+        started = time.perf_counter()
+        analysis = analyze_project(project, use_cache=False, jobs=1)
+        timings[length] = time.perf_counter() - started
+        assert outcome(analysis) == expected
+        assert analysis.parsed_files == length + 1
+    # Ten times the modules: about ten times the time (it was a hundred times and more).
+    assert timings[3000] < 20 * timings[300] + 1, timings
+
+
 # --- cycles: Python fails to import them, and flashc says where -----------------------------------
 
 
