@@ -17,8 +17,9 @@ parsed up front only when one of two rules selects it; both read bytes and never
 package `__init__`) make new names for the next round, so re-exports are followed any number
 of levels. Rounds after the first judge only the files whose import statements name a module
 with a new name, and a module's names are worked out again only when a module it imports from
-gains one, so a chain of N re-exports costs time linear in N. A file that merely says "remote" (`remote_addr`, a docstring, another library's
-`def remote`) is not parsed up front; if a name leads to it later, the linker loads it then.
+gains one, so a chain of N re-exports costs time linear in N. A file that merely says "remote"
+(`remote_addr`, a docstring, another library's `def remote`) is not parsed up front; if a name
+leads to it later, the linker loads it then.
 
 The `@remote` line is a safety net for what names cannot tell: a decorator whose import is
 missing is reported, and a re-export the rules above do not follow is still found.
