@@ -4,13 +4,17 @@ Values are computed only from literals, constants, SDK enum members and SDK conf
 constructors, following names through the Linker; anything that needs the program to run is
 reported at its exact span, naming the argument it was meant for and what to write instead.
 Config constructors are checked against the runtime's own schema (`validate_params`).
+
+A value computed from another, and that from another (`a2 = a1 + "x"`, across modules too),
+is evaluated however long the chain: past a few dozen levels the rest is computed deepest first
+on a stack of its own (`_compute_first`), never recursing per link.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import flashc_runtime
@@ -51,6 +55,10 @@ _CONSTANTS = {
 _MAX_SIZE = 1_000_000  # characters or items a computed config value may have
 _MAX_NUMBER = 10**100  # the largest number flashc computes with (a config needs far smaller ones)
 _MAX_BITS = 333  # bits of 10**100
+# Assignments evaluated inside one another before `_compute_first` evaluates the rest of a chain
+# deepest first, and the most that may nest all the same (a chain through calls): past it, an error.
+_NESTED = 40
+_MAX_NESTED = 80  # about 9 frames each through a config call: well within Python's 1,000
 _ENV_READERS = ("os.getenv", "os.environ.get", "os.environ.setdefault", "os.environ.__getitem__")
 
 
@@ -87,6 +95,7 @@ class Evaluator:
         self.linker = linker
         self._values: dict[tuple[str, int, str], Any] = {}
         self._in_progress: set[tuple[str, int, str]] = set()
+        self._computing_first = False
         self.origins: dict[int, Origin] = {}
 
     def evaluate(self, module: str, expr: ir.Expr, position: int | None, where: Where) -> Any:
@@ -317,11 +326,86 @@ class Evaluator:
         if key in self._in_progress:
             self.linker.report(use_path, use_span, "not-static", f"'{b.name}' refers to itself")
             return INVALID
+        if len(self._in_progress) >= _NESTED and not self._computing_first:
+            self._compute_first(ref, inner)
+        if len(self._in_progress) >= _MAX_NESTED:
+            self.linker.report(
+                path,
+                b.span,
+                "not-static",
+                f"flashc follows at most {_MAX_NESTED} values computed one from another, "
+                f"and '{b.name}' is one more, so {where.what} cannot be known at build time",
+                "compute the value in fewer steps, or write it out",
+                (*inner.notes[:1], *inner.notes[-1:]),  # where the chain starts and where it got to
+            )
+            return INVALID
         self._in_progress.add(key)
         value = self.evaluate(ref.module, b.value, b.index, inner)
         self._in_progress.discard(key)
         self._values[key] = value
         return value
+
+    def _compute_first(self, ref: ValueRef, where: Where) -> None:
+        """Evaluate the assignments `ref`'s value is computed from, deepest first, on a stack of its own.
+
+        Evaluating `ref` then finds them done and nests a level or two, however long the chain
+        (`a1 = a0 + "x"`, `a2 = a1 + "x"`...); their diagnostics carry `where`'s notes, not one
+        note per link. Only what evaluating `ref` certainly evaluates is followed.
+        """
+        self._computing_first = True
+        try:
+            stack: list[tuple[ValueRef, str, Span, int | None, bool]] = [
+                (ref, self.linker.path_of(ref.module), ref.binding.span, None, False)
+            ]
+            expanded = set()
+            while stack:
+                dep, use_path, use_span, until, ready = stack.pop()
+                key = (dep.module, dep.binding.index, dep.binding.name)
+                if key in self._values or key in self._in_progress:
+                    continue
+                if ready:
+                    self._binding_value(dep, use_path, use_span, where, until)
+                elif key not in expanded:
+                    expanded.add(key)
+                    if dep is not ref:
+                        stack.append((dep, use_path, use_span, until, True))
+                    if not dep.binding.conditional:  # its value is never evaluated, only reported
+                        stack.extend((*used, False) for used in self._values_used(dep))
+        finally:
+            self._computing_first = False
+
+    def _values_used(self, ref: ValueRef) -> Iterator[tuple[ValueRef, str, Span, int | None]]:
+        """The assignments evaluating `ref`'s value evaluates in any case, with where each is used."""
+        module, b = ref.module, ref.binding
+        path = self.linker.path_of(module)
+        exprs: list[ir.Expr] = [b.value]
+        while exprs:
+            expr = exprs.pop()
+            if isinstance(expr, (ir.Name, ir.Attr)):
+                sym = self.linker.resolve_expr(module, expr, b.index, None)
+                if isinstance(sym, ValueRef):
+                    yield sym, path, expr.span, b.index if sym.module == module else None
+                elif isinstance(expr, ir.Attr):
+                    exprs.append(expr.base)
+            elif isinstance(expr, ir.BinOp):
+                exprs += [expr.left, expr.right]
+            elif isinstance(expr, ir.UnaryOp):
+                exprs.append(expr.operand)
+            elif isinstance(expr, ir.Seq):
+                exprs += expr.items
+            elif isinstance(expr, ir.DictExpr):
+                exprs += [*expr.values, *(k for k in expr.keys if k is not None)]
+            elif isinstance(expr, ir.FString):
+                exprs += [part for part in expr.parts if not isinstance(part, str)]
+            elif isinstance(expr, ir.Subscript):
+                exprs += [expr.base, expr.index]
+            elif isinstance(expr, ir.Call):
+                sym = self.linker.resolve_expr(module, expr.func, b.index, None)
+                if isinstance(sym, SdkRef) and sym.name in _CONFIG_CLASSES:  # as `construct` evaluates them
+                    exprs += [kw.value for kw in expr.keywords]
+                    exprs += expr.args[:1] if _CONFIG_CLASSES[sym.name] is EndpointParams else ()
+                elif isinstance(sym, SdkRef) and sym.name in _ENUMS and len(expr.args) == 1 and not expr.keywords:
+                    exprs.append(expr.args[0])
 
     def _enum_member(self, path: str, cls: type[enum.Enum], expr: ir.Attr, where: Where) -> Any:
         try:

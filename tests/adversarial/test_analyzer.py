@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from flashc.analyze import analyze_project, ir
+from flashc.analyze import analyze_project, evaluate, ir
 from flashc.analyze.scan import scan_source
 
 REPO = Path(__file__).resolve().parents[2]
@@ -235,6 +235,38 @@ def test_computed_values_are_bounded_with_a_located_error(
     assert all("internal" not in e for e in got)
     if message is not None:
         assert any(message in e for e in got), got
+
+
+@pytest.mark.parametrize(
+    ("first", "link", "last", "expected"),
+    [
+        ("'w'", "a{i} = a{i - 1} + 'x'", "a999", "w" + "x" * 999),
+        ("'w'", "a{i} = [a{i - 1}][0]", "a999", "w"),
+        ("LiveServerless(name='w')", "a{i} = LiveServerless(name=a{i - 1}.name)", "a999.name", "w"),
+    ],
+    ids=["1000-additions", "1000-lookups", "1000-config-calls"],
+)
+def test_a_value_computed_through_a_thousand_assignments_is_evaluated(
+    tmp_path: Path, first: str, link: str, last: str, expected: str
+) -> None:
+    chain = "".join(link.replace("{i}", str(i)).replace("{i - 1}", str(i - 1)) + "\n" for i in range(1, 1000))
+    source = HEADER + f"a0 = {first}\n" + chain + f'cfg = LiveServerless(name="gpu", env={{"V": {last}}})\n'
+    assert errors(tmp_path, {"app.py": source + "\n@remote(cfg)\ndef f(x):\n    return x\n"}) == []
+    (resource,) = analyze_project(tmp_path, use_cache=False).resources
+    assert resource.config["env"]["V"] == expected
+
+
+def test_values_nested_past_what_flashc_follows_are_a_located_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every chain evaluate.py knows is evaluated deepest first; one it did not would nest until here.
+    monkeypatch.setattr(evaluate, "_NESTED", 10**9)
+    chain = "".join(f"a{i} = a{i - 1} + 'x'\n" for i in range(1, 100))
+    source = HEADER + "a0 = 'w'\n" + chain + 'cfg = LiveServerless(name="gpu", env={"V": a99})\n'
+    assert errors(tmp_path, {"app.py": source + "\n@remote(cfg)\ndef f(x):\n    return x\n"}) == [
+        "app.py:22: flashc follows at most 80 values computed one from another, and 'a20' is one more, "
+        "so argument 'env' of LiveServerless cannot be known at build time"
+    ]
 
 
 # --- fuzzing: mutated real source never crashes, hangs or fails inside the analyzer -----------------
