@@ -345,6 +345,25 @@ def test_a_request_that_stalls_gets_408(limited: tuple[tuple[str, int], Any]) ->
     assert status(answer) == 408
 
 
+def test_a_head_sent_a_byte_at_a_time_gets_408_though_bytes_keep_coming(limited: tuple[tuple[str, int], Any]) -> None:
+    address, _ = limited  # a head must come whole within 0.5 s of its first byte
+    head = b"GET /a HTTP/1.1\r\nX-Slow: " + b"a" * 10_000
+    answer = b""
+    with socket.create_connection(address, timeout=20) as sock:
+        sock.settimeout(0.05)
+        for byte in head:  # one every 50 ms at most: never quiet for the 0.5 s a stall takes
+            try:
+                sock.sendall(bytes([byte]))
+                answer += sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            if answer:
+                break
+    assert status(answer) == 408  # long before the 10,000 bytes (500 s) were sent
+
+
 def test_past_the_connection_cap_an_idle_connection_gives_way_else_503(limited: tuple[tuple[str, int], Any]) -> None:
     address, limits = limited
     limits.idle = limits.request = 60.0  # the held connections must not time out while the test runs

@@ -158,6 +158,7 @@ class Connection(asyncio.BufferedProtocol):
         self.limits = limits
         self.counted = False
         self.last_bytes = 0.0  # when bytes last came (loop time)
+        self.head_since = 0.0  # when the first byte of the head being read came (loop time)
         self.timer: asyncio.TimerHandle | None = None
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
@@ -231,8 +232,9 @@ class Connection(asyncio.BufferedProtocol):
             self.timer = None
 
     def _check(self) -> None:
-        """Close a connection idle too long; answer 408 to a request that stalls (a client that
-        sends a head or body a byte at a time, or stops halfway)."""
+        """Close a connection idle too long; answer 408 to a request that stalls: a head that has
+        not come whole within `limits.request` of its first byte (a client that sends it a byte
+        at a time holds no slot for long), or a body that pauses that long."""
         self.timer = None
         limits, transport = self.limits, self.transport
         if limits is None or transport is None or transport.is_closing():
@@ -240,7 +242,9 @@ class Connection(asyncio.BufferedProtocol):
         loop = asyncio.get_running_loop()
         quiet = loop.time() - self.last_bytes
         if not self.busy:
-            if self.reading() and quiet > limits.request:
+            in_head = not self.admitted and self.chunked is None
+            slow_head = in_head and loop.time() - self.head_since > limits.request
+            if self.reading() and (quiet > limits.request or slow_head):
                 self.busy, self.keep_alive = True, False
                 self.buffer.clear()
                 self.chunked = None
@@ -275,6 +279,8 @@ class Connection(asyncio.BufferedProtocol):
             return  # answered with Connection: close; the rest is dropped
         if self.limits is not None:
             self.last_bytes = asyncio.get_running_loop().time()
+            if not self.reading():  # a new request begins
+                self.head_since = self.last_bytes
         self.buffer += self.scratch[:nbytes]
         self._serve()
         self._flow()
@@ -354,8 +360,9 @@ class Connection(asyncio.BufferedProtocol):
         head = _head(status, self.keep_alive)
         transport.write(b"%s%sContent-Length: %d\r\n\r\n%s" % (head, headers, len(body), body))
         self.busy = False
-        if self.limits is not None:  # idle from the answer on, however long it took
-            self.last_bytes = asyncio.get_running_loop().time()
+        if self.limits is not None:  # idle from the answer on, however long it took; and a
+            # pipelined request's head is timed from here
+            self.last_bytes = self.head_since = asyncio.get_running_loop().time()
         if not self.keep_alive:
             self._close()
             return
