@@ -143,6 +143,7 @@ def _clear(path: Path) -> None:
 def _download(wheel: Wheel, target: Path, client: httpx.Client, credentials: Credentials) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        _sweep_stale(target.parent)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".part")
     except OSError as exc:
         raise _cache_error(target, exc) from exc
@@ -160,6 +161,19 @@ def _download(wheel: Wheel, target: Path, client: httpx.Client, credentials: Cre
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+_STALE = 3600.0  # seconds without a write after which a partial download is a killed build's
+
+
+def _sweep_stale(folder: Path) -> None:
+    """Remove partial downloads a killed build left (none is ever taken for a wheel, but each holds
+    disk): those not written to for an hour; a download in progress writes all the time."""
+    cutoff = time.time() - _STALE
+    for part in folder.glob(".*.part"):
+        with contextlib.suppress(OSError):
+            if part.stat().st_mtime < cutoff:
+                part.unlink()
 
 
 def _cache_error(target: Path, exc: OSError) -> FetchError:

@@ -209,6 +209,21 @@ def test_builds_fetching_the_same_wheel_at_once_never_see_half_of_it(tmp_path: P
     assert leftovers(tmp_path) == []
 
 
+def test_partial_downloads_a_killed_build_left_are_swept_when_that_wheel_is_fetched(tmp_path: Path) -> None:
+    data = b"PK\x05\x06" + bytes(18)
+    wheel = Wheel(WHEEL, (tmp_path / WHEEL).as_uri(), len(data), hashlib.sha256(data).hexdigest())
+    (tmp_path / WHEEL).write_bytes(data)
+    cache = WheelCache(tmp_path / "cache")
+    folder = cache.path(wheel).parent
+    folder.mkdir(parents=True)
+    stale, fresh = folder / ".killed.part", folder / ".running.part"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"half")  # another build's download, going on
+    os.utime(stale, (0, 0))
+    assert fetch_wheels([wheel], cache)[wheel.sha256].read_bytes() == data
+    assert not stale.exists() and fresh.exists()
+
+
 # --- the layer cache ------------------------------------------------------------------------------
 
 
