@@ -22,6 +22,7 @@ from typing import Any
 
 import jinja2
 
+from .entry import entry_path
 from .group import BuildPlan, Group
 from .manifest import Manifest, manifest_json
 
@@ -30,7 +31,6 @@ __all__ = ["MANIFEST_PATH", "SDK_ALIASES", "RenderedFile", "entry_path", "render
 MANIFEST_PATH = "flash_manifest.json"
 # Module names under which user code imports the SDK; each becomes a thin alias of flashc_runtime.
 SDK_ALIASES = ("runpod_flash", "tetra_rp")
-_NAME_MAX = 255  # bytes in a file name, on the file systems workers unpack into
 _RESERVED = frozenset({"importlib", "create_handler", "create_route_handler", "REGISTRY", "ROUTES", "handler"})
 
 
@@ -89,20 +89,6 @@ def render(plan: BuildPlan, manifest: Manifest) -> tuple[RenderedFile, ...]:
             text = env.get_template(f"stock_{kind}.py.j2").render(resource=group.name, app=group.app)
             files.append(RenderedFile(entry, text))
     return tuple(sorted(files, key=lambda f: f.path))
-
-
-def entry_path(resource: str) -> str | None:
-    """Where Runpod's worker images look for `resource`'s entry module: `handler_<name>.py` at the
-    archive root, the name as it is. None for a name no file can have (with `/`, a backslash or
-    NUL in it, or too long): the images cannot load such a resource, flashc's own endpoints can."""
-    path = f"handler_{resource}.py"
-    try:
-        size = len(path.encode("utf-8"))
-    except UnicodeEncodeError:  # a lone surrogate: no file name in UTF-8
-        return None
-    if size > _NAME_MAX or any(c in resource for c in "/\\\0"):
-        return None
-    return path
 
 
 def _functions(group: Group) -> list[dict[str, Any]]:

@@ -328,3 +328,20 @@ def test_local_python_calls_the_runpod_endpoint_with_the_callers_key(
     ((path, auth, body),) = seen
     assert path == "/v2/ep123/runsync" and auth == "Bearer rpa_caller_key"
     assert body["input"]["function"] == "embed"
+
+
+def test_a_resource_name_no_file_can_have_is_refused_before_anything_is_sent(
+    fake: FakeRunpod, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flashc.deploy.runpod import target
+
+    app = 'from runpod_flash import Endpoint\n\n\n@Endpoint(name="team/gpu", cpu="cpu3c-1-2")\ndef f(x):\n    return x\n'
+    root = write_project(tmp_path / "slash", {"app.py": app})
+    monkeypatch.setattr(target, "TRANSPORT", fake.transport)
+    monkeypatch.setenv("RUNPOD_API_KEY", API_KEY)
+    built = CliRunner().invoke(main, ["build", str(root)])
+    assert built.exit_code == 0  # flashc's own endpoints serve it: a warning, at the name
+    assert "app.py:4:2: warning: resource name 'team/gpu' cannot be part of a file name (it holds '/')" in built.output
+    result = CliRunner().invoke(main, ["deploy", str(root), "--target", "runpod"])
+    assert result.exit_code != 0 and "Runpod's worker images cannot load resource 'team/gpu'" in result.output
+    assert fake.calls == []

@@ -36,8 +36,8 @@ from flashc_runtime import CpuLiveLoadBalancer, CpuLiveServerless, Endpoint, Rem
 from flashc_runtime.client import endpoints, runpod_target
 
 from flashc.cli import main
+from flashc.entry import entry_path
 from flashc.pipeline import generate
-from flashc.render import entry_path
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 PROJECT = FIXTURES / "stock_workers"

@@ -16,6 +16,7 @@ from flashc_runtime.resources import ServerlessResource
 from flashc_runtime.schema import ConfigError, SchemaModel
 
 from ..diagnostics import Note, Span
+from ..entry import entry_problem
 from ..models import Location, RemoteFunction, Resource, Route
 from . import ir
 from .link import DefRef, Linker
@@ -72,6 +73,19 @@ def resources_of(linker: Linker, found: Sequence[Found]) -> tuple[list[RemoteFun
         members.setdefault(name, []).append(item)
 
     _check_routes(linker, members)
+    for name, items in members.items():
+        problem = entry_problem(name)
+        if problem is not None:
+            path, span = items[0].config_site
+            linker.report(
+                path,
+                span,
+                "name-not-a-file",
+                f"resource name {name!r} cannot be part of a file name ({problem}): Runpod's worker images "
+                "load handler_<name>.py, so only flashc's local endpoints can serve this resource",
+                "to deploy it on Runpod, name it with letters, digits, '-' and '_'",
+                severity="warning",
+            )
     ids = {(i.module, i.definition.name): f"{i.module}:{i.definition.name}" for i in unique}
     functions = [_function(linker, item, ids) for items in members.values() for item in items]
     resources = [_resource(merged[name], items) for name, items in members.items()]

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ...entry import entry_problem
 from ...errors import UsageError
 from ...profiles import profile_named
 from ..process import resources_env
@@ -102,6 +103,14 @@ def _envs(manifest: Mapping[str, Any], settings: RunpodSettings, sha256: str) ->
 def prepare(api: RunpodApi, archive: Path, sha256: str, settings: RunpodSettings) -> Prepared:
     """Read the server's state and decide what the deploy does; nothing is changed."""
     manifest = _manifest(archive)
+    unloadable = {name: entry_problem(name) for name in manifest["resources"] if entry_problem(name)}
+    if unloadable:
+        bad = sorted(unloadable.items())
+        raise UsageError(
+            "Runpod's worker images cannot load "
+            + "; ".join(f"resource {name!r}: its name cannot be part of a file name ({why})" for name, why in bad),
+            "rename it with letters, digits, '-' and '_' (flashc's local endpoints serve it as it is)",
+        )
     envs = _envs(manifest, settings, sha256)
     want = {
         name: desired(
