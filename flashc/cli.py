@@ -589,6 +589,7 @@ def _deploy_runpod(root: Path, archive: Path, sha256: str, config: Any, *, dry_r
 def run(project_dir: Path, host: str | None, port: int | None) -> None:
     """Develop: deploy locally, serve the project's API app (main.py's `app`) with /docs, and
     redeploy and reload on every saved change. Ctrl-C stops everything."""
+    import dataclasses
     import time
 
     from .config import CliOptions, read_config
@@ -607,7 +608,9 @@ def run(project_dir: Path, host: str | None, port: int | None) -> None:
             port = port or int(variables.get("FLASH_PORT") or 8888)
         except ValueError:
             raise UsageError("FLASH_PORT must be a port number", "set FLASH_PORT=8888, say") from None
-        settings = _local_settings(root)
+        app = app_target(root, config.serve)
+        # The app server runs the project's app: a mothership serving the same app is not started too.
+        settings = dataclasses.replace(_local_settings(root), apps_served=frozenset([":".join(app)] if app else []))
         target = LocalTarget(settings)
         pids: dict[str, int] = {}
 
@@ -627,7 +630,6 @@ def run(project_dir: Path, host: str | None, port: int | None) -> None:
                 click.echo(f"endpoint {name:<24} {state['endpoints'][name]['url']}")
             return restarted, time.monotonic() - started
 
-        app = app_target(root, config.serve)
         server: AppServer | None = None
 
         def interrupted(signum: int, frame: Any) -> None:

@@ -181,3 +181,37 @@ def test_changes_are_files_added_removed_or_rewritten() -> None:
     after = {"a.py": (2, 11, 1), "c.py": (1, 1, 3)}
     assert changed_files(before, after) == ["a.py", "b.py", "c.py"]
     assert changed_files(before, dict(before)) == []
+
+
+MOTHERSHIP = """from runpod_flash import CpuLiveLoadBalancer
+
+mothership = CpuLiveLoadBalancer(name="mothership")
+"""
+
+
+def test_with_a_mothership_the_app_runs_once_in_the_app_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mothership serves main.py's app on Runpod; under `flashc run` the app server is that app,
+    so no endpoint runs it a second time."""
+    own_cache(tmp_path / "cache", monkeypatch)
+    root = write_project(tmp_path / "dev", {"workers.py": WORKER, "main.py": MAIN, "mothership.py": MOTHERSHIP})
+    run = Running(root, free_port())
+    try:
+        run.expect("API app")
+        run.answer_becomes("/add/2/3", {"sum": 5, "version": 1})
+        deployment = json.loads((root / ".flash" / "deployment.json").read_text())
+        assert sorted(deployment["endpoints"]) == ["adder"]
+        assert not any("mothership" in line for line in run.seen if line.startswith("endpoint "))
+    finally:
+        if run.process.poll() is None:
+            run.process.send_signal(signal.SIGINT)
+            run.process.wait(timeout=60)
+        subprocess.run([sys.executable, "-m", "flashc", "undeploy", str(root)], capture_output=True, check=False)
+    # `flashc deploy` still runs it: on Runpod, and locally, it is the project's front door.
+    done = subprocess.run(
+        [sys.executable, "-m", "flashc", "deploy", str(root), "--json"], capture_output=True, text=True, check=False
+    )
+    try:
+        assert done.returncode == 0, done.stderr
+        assert sorted(e["name"] for e in json.loads(done.stdout)["endpoints"]) == ["adder", "mothership"]
+    finally:
+        subprocess.run([sys.executable, "-m", "flashc", "undeploy", str(root)], capture_output=True, check=False)

@@ -163,6 +163,9 @@ class LocalSettings:
     progress: Progress | None = None
     steps: Progress | None = None
     uv: Any = None  # a deps.uv.UvRunner; default: the uv installed with flashc
+    # Apps ("module:attr") the caller serves itself (`flashc run`'s app server): a resource serving
+    # one of them (a mothership's) is not started, so the app does not run twice.
+    apps_served: frozenset[str] = frozenset()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,6 +209,9 @@ class LocalTarget:
                 except UnpackError as exc:
                     raise ProjectError(str(exc), _REBUILD) from exc
             manifest = _checked(archive, unpacked)
+            if self.settings.apps_served:
+                kept = {n: r for n, r in manifest["resources"].items() if r.get("app") not in self.settings.apps_served}
+                manifest = {**manifest, "resources": kept}
             key = previous.get("key") or secrets.token_urlsafe(32)
             secret = previous.get("secret") or secrets.token_hex(32)  # signs pickled calls; never in the archive
             launches = self._prepare(root, unpacked, manifest, key, secret)
