@@ -677,6 +677,46 @@ def test_one_config_used_from_two_modules_is_one_resource(tmp_path: Path) -> Non
     assert resources(analysis) == {"cpu-shared": ("LiveServerless", "queue", "cpu", ("a:f", "b:g"))}
 
 
+def test_a_nameless_endpoint_is_named_after_the_first_definition_it_decorates(tmp_path: Path) -> None:
+    """As the SDK names it: `ep = Endpoint(cpu=...)` takes its first definition's name, and the
+    definitions after join that resource (the SDK's runtime does the same, so calls go there)."""
+    ep = 'from runpod_flash import Endpoint\n\nep = Endpoint(cpu="cpu3c-1-2")\n'
+    files = {
+        "workers.py": ep + "\n\n@ep\ndef zeta(x):\n    return x\n\n\n@ep\nasync def alpha(x):\n    return x\n",
+        "more.py": "from workers import ep\n\n\n@ep\ndef beta(x):\n    return x\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    analysis = analyze_project(tmp_path, use_cache=False)
+    assert analysis.diagnostics == ()
+    # zeta comes first in ep's own module, which runs before any module that imports ep.
+    assert resources(analysis) == {
+        "zeta": ("CpuLiveServerless", "queue", "cpu", ("more:beta", "workers:alpha", "workers:zeta"))
+    }
+    # Used only in two other modules, the first depends on import order: a name is asked for.
+    (tmp_path / "workers.py").write_text(ep)
+    (tmp_path / "other.py").write_text("from workers import ep\n\n\n@ep\ndef gamma(x):\n    return x\n")
+    analysis = analyze_project(tmp_path, use_cache=False)
+    (error,) = [d for d in analysis.diagnostics if d.severity == "error"]
+    assert (error.path, error.span.line if error.span else None) == ("workers.py", 3)
+    assert "'beta'" in error.message and "'gamma'" in error.message and "import order" in error.message
+    assert error.hint == 'give it a name: Endpoint(name="...", ...)'
+
+
+def test_the_runtime_names_a_nameless_endpoint_as_the_sdk_does() -> None:
+    from flashc_runtime import Endpoint
+
+    ep = Endpoint(cpu="cpu3c-1-2")
+
+    def first() -> None: ...
+
+    def second() -> None: ...
+
+    assert ep(first).__remote_config__["resource_config"].name == "first"
+    assert ep(second).__remote_config__["resource_config"].name == "first"
+    assert ep.name == "first"
+
+
 def test_declarations_of_one_resource_merge_what_each_sets() -> None:
     analysis = analyze("merge")
     assert not analysis.has_errors

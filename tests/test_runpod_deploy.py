@@ -335,7 +335,9 @@ def test_a_resource_name_no_file_can_have_is_refused_before_anything_is_sent(
 ) -> None:
     from flashc.deploy.runpod import target
 
-    app = 'from runpod_flash import Endpoint\n\n\n@Endpoint(name="team/gpu", cpu="cpu3c-1-2")\ndef f(x):\n    return x\n'
+    app = (
+        'from runpod_flash import Endpoint\n\n\n@Endpoint(name="team/gpu", cpu="cpu3c-1-2")\ndef f(x):\n    return x\n'
+    )
     root = write_project(tmp_path / "slash", {"app.py": app})
     monkeypatch.setattr(target, "TRANSPORT", fake.transport)
     monkeypatch.setenv("RUNPOD_API_KEY", API_KEY)

@@ -19,13 +19,13 @@ from flashc_runtime.decorator import HTTP_METHODS, RemoteOptions
 from flashc_runtime.endpoint import FUNCTION_PARAMS, EndpointParams, endpoint_resource
 from flashc_runtime.schema import validate_params
 
-from ..diagnostics import Span
+from ..diagnostics import Note, Span
 from . import ir
 from .evaluate import INVALID, Evaluator, Where
 from .link import Linker, SdkRef, ValueRef, dotted
 from .resources import Found
 
-__all__ = ["EndpointUse", "endpoint_definition", "endpoint_use"]
+__all__ = ["EndpointUse", "endpoint_definition", "endpoint_use", "named_as_the_sdk_names"]
 
 _ROUTE_VERBS = {m.lower(): m for m in HTTP_METHODS}
 
@@ -150,7 +150,8 @@ def endpoint_definition(
         )
     if problems:
         return None
-    return Found(module, path, d, config, values, deco.span, spans, site, "endpoint", use.instance)
+    named = params.name is not None
+    return Found(module, path, d, config, values, deco.span, spans, site, "endpoint", use.instance, named)
 
 
 def _route(evaluator: Evaluator, module: str, path: str, d: ir.DecoratedDef, call: ir.Call) -> str | None:
@@ -187,3 +188,50 @@ def _keyword_spans(call: ir.Call) -> dict[str, Span]:
     if call.args:
         spans["name"] = call.args[0].span
     return spans
+
+
+def named_as_the_sdk_names(linker: Linker, found: list[Found]) -> list[Found]:
+    """An `ep = Endpoint(...)` without a name takes the name of the first definition it decorates
+    (the SDK sets it then), so every later one joins that resource rather than getting its own.
+
+    First is in execution order: the instance's own module runs its decorators top to bottom when it
+    is imported, before any module that imports `ep` can use it. Uses only in other modules run in
+    their import order, which the source does not fix when there are several: that is an error
+    asking for a name."""
+    uses: dict[tuple[str, int], list[Found]] = {}
+    for item in found:
+        if item.instance is not None and not item.named and item.options.get("path") is None:
+            uses.setdefault(item.instance, []).append(item)
+    renamed: dict[int, Found] = {}
+    for (module, _), items in uses.items():
+        if len({i.definition.name for i in items}) < 2:
+            continue
+        own = [i for i in items if i.module == module]
+        if not own and len({i.module for i in items}) > 1:
+            first_site = items[0].config_site
+            linker.report(
+                *first_site,
+                "endpoint-name",
+                f"this Endpoint has no name and decorates {', '.join(repr(i.definition.name) for i in items)} "
+                "in several modules: the SDK names it after the first one decorated, which depends on import order",
+                'give it a name: Endpoint(name="...", ...)',
+                tuple(Note(i.path, i.decorator_span, f"decorates '{i.definition.name}'") for i in items),
+            )
+            continue
+        first = min(own or items, key=lambda i: (i.definition.span.line, i.definition.span.col))
+        name = first.definition.name
+        for item in items:
+            if item is not first:
+                renamed[id(item)] = _renamed(item, name)
+    return [renamed.get(id(i), i) for i in found]
+
+
+def _renamed(item: Found, name: str) -> Found:
+    config = type(item.config)(**{**_fields(item.config), "name": name})
+    object.__setattr__(config, "given", item.config.given)
+    options = {**item.options, "resource_config": config}
+    return dataclasses.replace(item, config=config, options=options)
+
+
+def _fields(config: Any) -> dict[str, Any]:
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}

@@ -25,7 +25,7 @@ from ..models import (
 )
 from ..modules import ModuleFile, import_roots
 from . import ir
-from .endpoints import endpoint_definition, endpoint_use
+from .endpoints import endpoint_definition, endpoint_use, named_as_the_sdk_names
 from .evaluate import INVALID, Evaluator, Where, sdk_import_line, unimported_sdk_name
 from .link import SDK_EXPORTS, SDK_ROOTS, Linker, ModuleRef, SdkRef, Undefined, ValueRef, module_key
 from .mothership import mothership_resource
@@ -68,7 +68,7 @@ def build_analysis(
                 found.append(item)
         _misplaced(linker, module, path, summary)
         _check_sdk_imports(linker, path, summary)
-    functions, resources = resources_of(linker, found)
+    functions, resources = resources_of(linker, named_as_the_sdk_names(linker, found))
     instances = {item.instance for item in found if item.instance is not None}
     app = mothership_resource(evaluator, files, serve, instances, resources)
     if app is not None:

@@ -38,6 +38,7 @@ class Found:
     config_site: tuple[str, Span]  # where the config was constructed
     style: str = "remote"  # "remote", or "endpoint" for the SDK's Endpoint
     instance: tuple[str, int] | None = None  # the `ep = Endpoint(...)` binding used, if any
+    named: bool = True  # False: an Endpoint without name=, named after the definition
 
 
 def resources_of(linker: Linker, found: Sequence[Found]) -> tuple[list[RemoteFunction], list[Resource]]:

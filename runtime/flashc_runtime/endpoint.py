@@ -324,10 +324,11 @@ class Endpoint:
         self.params = EndpointParams(**kwargs)
         self._routes: dict[tuple[str, str], str] = {}
         self._decorated = False
+        self._derived_name: str | None = None  # without name=: the first definition decorated, as the SDK names it
 
     @property
     def name(self) -> str | None:
-        return self.params.name
+        return self.params.name or self._derived_name
 
     @property
     def is_client(self) -> bool:
@@ -347,7 +348,10 @@ class Endpoint:
         if self._routes:
             raise ConfigError("Endpoint", [_MIXED])
         self._decorated = True
-        config = endpoint_resource(self.params, self.params.name or obj.__name__, load_balanced=False)
+        if self.name is None:  # the SDK names the Endpoint after the first definition it decorates
+            self._derived_name = obj.__name__
+        assert self.name is not None
+        config = endpoint_resource(self.params, self.name, load_balanced=False)
         return remote(config, **self._function_options())(obj)
 
     def _function_options(self) -> dict[str, Any]:
