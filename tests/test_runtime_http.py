@@ -32,7 +32,7 @@ def address() -> Iterator[tuple[str, int]]:
         else:
             respond(200, answer)
 
-    def admit(method: str, path: str, headers: Mapping[str, str]) -> tuple[int, Any] | None:
+    def admit(method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str]) -> tuple[int, Any] | None:
         return (401, {"error": "refused"}) if "x-refuse" in headers else None
 
     async def run() -> None:
@@ -148,6 +148,10 @@ def test_a_client_that_stops_sending_still_gets_every_answer(address: tuple[str,
         (b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1" * 2000 + b"\r\n", 400),  # size line
         (b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + b"f" * 17 + b"\r\n", 400),
         (b"POST /a HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n", 413),  # refused before the body is sent
+        (b"POST /a HTTP/1.1\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n", 413),  # past int()'s digits
+        (b"POST /a HTTP/1.1\r\nContent-Length: 3\x0b\r\n\r\nabc", 400),  # only space and tab around a value
+        (b"GET /a HTTP/1.1\r\nX-A: 1\rX-B: 2\r\n\r\n", 400),  # a bare CR inside a value
+        (b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;a\nb\r\nabc\r\n0\r\n\r\n", 400),
         (b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nFFFFF\r\n", 413),  # at the chunk's size line
     ],
     ids=[
@@ -169,6 +173,10 @@ def test_a_client_that_stops_sending_still_gets_every_answer(address: tuple[str,
         "chunk-line-long",
         "chunk-size-huge",
         "too-big",
+        "length-digits",
+        "vertical-tab",
+        "bare-cr",
+        "chunk-line-lf",
         "chunks-too-big",
     ],
 )
@@ -428,3 +436,41 @@ def test_bodies_in_flight_stay_within_the_budget(budgeted: tuple[tuple[str, int]
         dropped.sendall(b"POST /a HTTP/1.1\r\nContent-Length: 900\r\n\r\nabc")
         _wait_for(lambda: limits.in_flight == 900, "the body was never reserved")
     _wait_for(lambda: limits.in_flight == 0, "a closed connection kept its reservation")
+
+
+def test_a_client_that_never_reads_its_last_answer_is_cut_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the last answer the server stops sending, drops what comes, and closes once what it
+    wrote has gone; a client that reads nothing would keep the socket for ever: it is aborted."""
+    from flashc_runtime import _http
+
+    monkeypatch.setattr(_http, "_LINGER", 0.1)
+    monkeypatch.setattr(_http, "_ABORT", 0.5)
+    big = {"x": "y" * 4_000_000}
+    loop = asyncio.new_event_loop()
+    connections: list[Connection] = []
+
+    def handle(request: Request, respond: Respond) -> None:
+        respond(200, big)
+
+    def made() -> Connection:
+        connections.append(Connection(handle, MAX_BODY))
+        return connections[-1]
+
+    server = loop.run_until_complete(loop.create_server(made, "127.0.0.1", 0))
+    port = server.sockets[0].getsockname()[1]
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(request("GET", "/a", headers="Connection: close\r\n"))  # then reads nothing
+        deadline = time.monotonic() + 20
+        while not (connections and connections[0].transport is None and _closed(loop, connections[0])):
+            assert time.monotonic() < deadline, "the server kept the socket of a client that reads nothing"
+            loop.run_until_complete(asyncio.sleep(0.05))
+    server.close()
+    loop.run_until_complete(server.wait_closed())
+    loop.close()
+
+
+def _closed(loop: asyncio.AbstractEventLoop, connection: Connection) -> bool:
+    """The server holds no socket any more: its selector watches none but the listening one."""
+    selector = loop._selector  # type: ignore[attr-defined]
+    return len(selector.get_map()) <= 2  # the listening socket and the loop's self-pipe

@@ -14,7 +14,8 @@ or at the first chunk that goes past it). `Expect: 100-continue` is answered.
 Memory: a request's head is judged (`Admit`: the key) before any of its body is kept, and a body
 is kept only within the server's budget for bodies in flight (`Limits.bodies`, reserved from its
 `Content-Length` or chunk by chunk; a body that came whole with its head, in one read of at most
-64 KiB, is held already): past it the client gets 503 at once. Reading pauses while a
+64 KiB, is held already): past it the client gets 503 at once. A connection holds at most a head
+and one read (128 KiB) outside the budget. Reading pauses while a
 request is being answered and more than a head is buffered behind it, or while the client does
 not read its answers.
 """
@@ -27,13 +28,24 @@ import json
 import re
 import traceback
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import unquote_plus
 
-__all__ = ["HEAD_LIMIT", "Admit", "Connection", "Handle", "Limits", "Request", "Respond", "parse_request"]
+__all__ = [
+    "HEAD_LIMIT",
+    "Admit",
+    "Connection",
+    "Handle",
+    "Limits",
+    "Request",
+    "Respond",
+    "parse_query",
+    "parse_request",
+]
 
 HEAD_LIMIT = 64 * 1024  # bytes of request line and headers
 _LINGER = 2.0  # seconds a connection stays open, reading and dropping, after its last answer
+_ABORT = 30.0  # seconds after that a client that still does not read its last answer is cut off
 _READ_SIZE = 64 * 1024  # bytes taken from a socket at once
 REASONS = {100: "Continue", 200: "OK", 202: "Accepted", 204: "No Content", 400: "Bad Request",
            401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
@@ -65,20 +77,47 @@ class Limits:
 # and optionally more header lines (each ending in CRLF).
 Respond = Callable[..., None]
 Handle = Callable[[Request, Respond], None]
-# The answer to a request refused on its head alone (method, path, headers; a wrong key), sent
-# before its body is; or None.
-Admit = Callable[[str, str, Mapping[str, str]], "tuple[int, Any] | None"]
+# The answer to a request refused on its head alone (method, path, query, headers; a wrong key),
+# sent before its body is; or None.
+Admit = Callable[[str, str, Mapping[str, str], Mapping[str, str]], "tuple[int, Any] | None"]
 _CHUNK_LINE = 1024  # bytes of a chunk's size line, extensions included
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
 
+class _Refused(NamedTuple):
+    """The answer to a request refused before it is served."""
+
+    status: int
+    payload: Any
+
+
 class _MoreBody:
-    """The head has arrived, the body not all of it yet (`length` bytes; None: chunked)."""
+    """The head has arrived (`head_size` bytes), the body not all of it yet (`length` bytes; None:
+    chunked). Kept by the connection while the body comes, so the head is parsed once."""
 
-    __slots__ = ("headers", "length", "method", "path")
+    __slots__ = ("head_size", "headers", "keep_alive", "length", "method", "path", "query")
 
-    def __init__(self, method: str, path: str, headers: dict[str, str], length: int | None) -> None:
-        self.method, self.path, self.headers, self.length = method, path, headers, length
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str],
+        headers: dict[str, str],
+        length: int | None,
+        head_size: int,
+        keep_alive: bool,
+    ) -> None:
+        self.method, self.path, self.query, self.headers = method, path, query, headers
+        self.length, self.head_size, self.keep_alive = length, head_size, keep_alive
+
+    def whole(self, buffer: bytearray) -> tuple[int, Request, bool] | None:
+        """The request once its `Content-Length` body is all in `buffer`, else None."""
+        assert self.length is not None
+        size = self.head_size + self.length
+        if len(buffer) < size:
+            return None
+        body = bytes(buffer[self.head_size : size])
+        return size, (self.method, self.path, self.query, self.headers, body), self.keep_alive
 
 
 class _Chunked(_MoreBody):
@@ -86,13 +125,12 @@ class _Chunked(_MoreBody):
     then each whole chunk are taken off the connection's buffer, so that the buffer holds at most
     the chunk being received; trailer fields are read and dropped."""
 
-    __slots__ = ("body", "head_size", "keep_alive", "query", "trailer", "trailer_size")
+    __slots__ = ("body", "trailer", "trailer_size")
 
     def __init__(
         self, method: str, path: str, query: dict[str, str], headers: dict[str, str], head_size: int, keep_alive: bool
     ) -> None:
-        super().__init__(method, path, headers, None)
-        self.query, self.head_size, self.keep_alive = query, head_size, keep_alive
+        super().__init__(method, path, query, headers, None, head_size, keep_alive)
         self.body = bytearray()
         self.trailer = False  # the last chunk has come; trailer fields until an empty line
         self.trailer_size = 0
@@ -110,7 +148,7 @@ class _Chunked(_MoreBody):
                     if eol < 0:
                         return 400 if len(buffer) - at > HEAD_LIMIT else None
                     self.trailer_size += eol + 2 - at
-                    if self.trailer_size > HEAD_LIMIT:
+                    if self.trailer_size > HEAD_LIMIT or _bad_bytes(buffer, at, eol):
                         return 400
                     empty, at = eol == at, eol + 2
                     if empty:
@@ -120,6 +158,8 @@ class _Chunked(_MoreBody):
                 eol = buffer.find(b"\r\n", at, at + _CHUNK_LINE)
                 if eol < 0:
                     return 400 if len(buffer) - at >= _CHUNK_LINE else None
+                if _bad_bytes(buffer, at, eol):
+                    return 400
                 # chunk-size [; extensions]: the extensions mean nothing here
                 size_text = bytes(buffer[at:eol]).partition(b";")[0].rstrip(b" \t")
                 if not _HEX.fullmatch(size_text):
@@ -168,6 +208,7 @@ class Connection(asyncio.BufferedProtocol):
         self.continued = False  # 100 Continue was sent for the request being read
         self.admitted = False  # the head of the request being read passed `admit`
         self.chunked: _Chunked | None = None  # the chunked request being read
+        self.waiting: _MoreBody | None = None  # the admitted head whose Content-Length body is coming
         self.reserved = 0  # bytes of the budget for bodies this connection holds
         self.eof = False  # the client sends no more; answer what it sent, then close
         self.reading_paused = False
@@ -201,7 +242,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def reading(self) -> bool:
         """Part of a request has come, not all of it."""
-        return bool(self.buffer) or self.chunked is not None
+        return bool(self.buffer) or self.chunked is not None or self.waiting is not None
 
     def _room(self, size: int) -> int | None:
         """Reserve room for the body being read to be `size` bytes; or the status that refuses it."""
@@ -242,12 +283,12 @@ class Connection(asyncio.BufferedProtocol):
         loop = asyncio.get_running_loop()
         quiet = loop.time() - self.last_bytes
         if not self.busy:
-            in_head = not self.admitted and self.chunked is None
+            in_head = not self.admitted
             slow_head = in_head and loop.time() - self.head_since > limits.request
             if self.reading() and (quiet > limits.request or slow_head):
                 self.busy, self.keep_alive = True, False
                 self.buffer.clear()
-                self.chunked = None
+                self.chunked = self.waiting = None
                 self._unreserve()
                 self.answer(408, {"error": f"the request did not arrive whole within {limits.request:g} s"})
                 return
@@ -291,34 +332,24 @@ class Connection(asyncio.BufferedProtocol):
         self.serving = True
         try:
             while not self.busy and not self.writing_paused and self.transport is not None:
-                parsed: tuple[int, Request, bool] | int | _MoreBody | None
-                if self.chunked is not None:
-                    parsed = self.chunked.feed(self.buffer, self._room)
-                else:
-                    parsed = parse_request(self.buffer, self.max_body) if self.buffer else None
-                    if isinstance(parsed, _MoreBody):
-                        refused = self._head_refused(parsed)
-                        if refused is not None:
-                            self.busy, self.keep_alive = True, False
-                            self.buffer.clear()
-                            self._unreserve()
-                            self.answer(*refused)
-                            return
-                        if isinstance(parsed, _Chunked):
-                            del self.buffer[: parsed.head_size]
-                            self.chunked = parsed
-                            continue  # decode what has come of its body
-                        parsed = None
+                try:
+                    parsed = self._next()
+                except Exception:  # a bug: the client gets 400 and a closed connection, the loop nothing
+                    traceback.print_exc()
+                    parsed = 400
                 if parsed is None:
                     if self.eof:
                         self._close()  # nothing more will come, and nothing whole is left
                     return
                 self.busy = True
-                self.chunked = None
-                self._unreserve()  # the body is the handler's now
-                if isinstance(parsed, int):  # malformed or oversized: answer, then close
+                self.chunked = self.waiting = None
+                self._unreserve()  # the body is the handler's now, or nobody's
+                if isinstance(parsed, int):
+                    parsed = _Refused(parsed, {"error": _ERRORS.get(parsed, REASONS[parsed])})
+                if isinstance(parsed, _Refused):  # malformed, oversized or refused on its head: answer, close
                     self.keep_alive = False
-                    self.answer(parsed, {"error": _ERRORS.get(parsed, REASONS[parsed])})
+                    self.buffer.clear()
+                    self.answer(parsed.status, parsed.payload)
                     return
                 size, request, self.keep_alive = parsed
                 del self.buffer[:size]
@@ -332,11 +363,32 @@ class Connection(asyncio.BufferedProtocol):
         finally:
             self.serving = False
 
-    def _head_refused(self, head: _MoreBody) -> tuple[int, Any] | None:
+    def _next(self) -> tuple[int, Request, bool] | _Refused | int | None:
+        """What the buffer holds next: a whole request (its size, the request, keep-alive), the
+        answer refusing a request on its head, an HTTP status for a malformed one, or None while
+        more must come."""
+        if self.chunked is not None:
+            return self.chunked.feed(self.buffer, self._room)
+        if self.waiting is not None:
+            return self.waiting.whole(self.buffer)
+        parsed = parse_request(self.buffer, self.max_body) if self.buffer else None
+        if not isinstance(parsed, _MoreBody):
+            return parsed
+        refused = self._head_refused(parsed)
+        if refused is not None:
+            return _Refused(*refused)
+        if isinstance(parsed, _Chunked):
+            del self.buffer[: parsed.head_size]
+            self.chunked = parsed
+            return parsed.feed(self.buffer, self._room)  # what has come of its body
+        self.waiting = parsed
+        return None
+
+    def _head_refused(self, head: _MoreBody) -> tuple[int, dict[str, Any]] | None:
         """Judge a request on its head, before any of its body is kept: a request that will be
         refused (no key) makes the server buffer nothing, nor does one whose body finds no room."""
         if not self.admitted:
-            refused = self.admit(head.method, head.path, head.headers) if self.admit else None
+            refused = self.admit(head.method, head.path, head.query, head.headers) if self.admit else None
             if refused is not None:
                 return refused
             self.admitted = True
@@ -357,6 +409,8 @@ class Connection(asyncio.BufferedProtocol):
         if transport is None or transport.is_closing():
             return
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        if status in (401, 403):
+            self.keep_alive = False  # a client refused its key holds no connection
         head = _head(status, self.keep_alive)
         transport.write(b"%s%sContent-Length: %d\r\n\r\n%s" % (head, headers, len(body), body))
         self.busy = False
@@ -392,7 +446,9 @@ class Connection(asyncio.BufferedProtocol):
         except OSError:  # the client has gone already
             transport.close()
             return
-        asyncio.get_running_loop().call_later(_LINGER, transport.close)
+        loop = asyncio.get_running_loop()
+        loop.call_later(_LINGER, transport.close)  # once what is written has gone
+        loop.call_later(_LINGER + _ABORT, transport.abort)  # a client that reads nothing keeps no socket
 
 
 _ERRORS = {
@@ -433,7 +489,9 @@ def parse_request(buffer: bytearray, max_body: int) -> tuple[int, Request, bool]
         name, sep, value = line.partition(":")
         if not sep or not name or name != name.strip() or not _TOKEN.fullmatch(name):
             return 400  # RFC 9112: no whitespace between a field's name and its colon
-        name, value = name.lower(), value.strip()
+        name, value = name.lower(), value.strip(" \t")
+        if "\r" in value or "\n" in value or "\0" in value:
+            return 400  # a bare CR or LF, or NUL, in a field value (RFC 9110 5.5)
         if name in _FRAMING and headers.get(name, value) != value:
             return 400  # two different lengths or codings: which body is meant is unknowable
         headers[name] = value
@@ -452,26 +510,32 @@ def parse_request(buffer: bytearray, max_body: int) -> tuple[int, Request, bool]
             return 400
         if headers["transfer-encoding"].lower() != "chunked":
             return 501
-        return _Chunked(method, path, _query(raw_query), headers, end + 4, keep_alive)
+        return _Chunked(method, path, parse_query(raw_query), headers, end + 4, keep_alive)
     length_text = headers.get("content-length", "0")
     if not (length_text.isascii() and length_text.isdigit()):
         return 400
-    length = int(length_text)
-    if length > max_body:
+    if len(length_text) > 18 or int(length_text) > max_body:
         return 413
+    length = int(length_text)
     size = end + 4 + length
-    if len(buffer) < size:
-        return _MoreBody(method, path, headers, length)
     # The path goes on as sent: its segments are decoded after it is split, so that an encoded '/'
     # (%2F) stays inside its segment; in a path, unlike a query, '+' is a plus sign.
-    request = (method, path, _query(raw_query), headers, bytes(buffer[end + 4 : size]))
+    if len(buffer) < size:
+        return _MoreBody(method, path, parse_query(raw_query), headers, length, end + 4, keep_alive)
+    request = (method, path, parse_query(raw_query), headers, bytes(buffer[end + 4 : size]))
     return size, request, keep_alive
 
 
 _FRAMING = frozenset({"content-length", "transfer-encoding"})
 
 
-def _query(raw: str) -> dict[str, str]:
+def _bad_bytes(buffer: bytearray, start: int, end: int) -> bool:
+    """A bare CR or LF, or NUL, in a chunk's size line or a trailer line."""
+    return any(buffer.find(c, start, end) >= 0 for c in (b"\r", b"\n", b"\0"))
+
+
+def parse_query(raw: str) -> dict[str, str]:
+    """A query string's parameters (`+` is a space; the last of a repeated name wins)."""
     query = {}
     for pair in raw.split("&") if raw else ():
         key, _, value = pair.partition("=")
