@@ -269,7 +269,21 @@ def routes_url() -> Iterator[str]:
     def leave() -> None:
         raise SystemExit(3)
 
-    handler = create_route_handler({("POST", "/api/process"): process, ("GET", "/odd"): odd, ("GET", "/leave"): leave})
+    class HTTPException(Exception):  # FastAPI's, as the runtime reads it: a status and a detail
+        def __init__(self, status_code: int, detail: object) -> None:
+            self.status_code, self.detail = status_code, detail
+
+    def odd_detail() -> None:
+        raise HTTPException(400, {1, 2})
+
+    handler = create_route_handler(
+        {
+            ("POST", "/api/process"): process,
+            ("GET", "/odd"): odd,
+            ("GET", "/leave"): leave,
+            ("GET", "/detail"): odd_detail,
+        }
+    )
     yield from serve(handler, {"kind": "load_balanced", "config": {"workersMax": 2}})
 
 
@@ -278,6 +292,8 @@ def test_a_route_that_returns_no_json_or_exits_gets_500_and_the_server_goes_on(r
     assert odd.status_code == 500 and odd.json()["error"].startswith("TypeError: Object of type set")
     leave = httpx.get(f"{routes_url}/leave", headers=AUTH)
     assert leave.status_code == 500 and leave.json()["error"].startswith("SystemExit: 3")
+    detail = httpx.get(f"{routes_url}/detail", headers=AUTH, timeout=10)  # answered, not left waiting
+    assert detail.status_code == 500 and "not JSON" in detail.json()["error"]
     assert httpx.post(f"{routes_url}/api/process", json={"x": 1, "y": 2}, headers=AUTH).json() == {"result": 3}
 
 

@@ -704,7 +704,7 @@ def endpoint_health(endpoint: Mapping[str, Any], key: str, timeout: float = 2.0)
 
     probe = endpoint["url"] + ("/ping" if endpoint["kind"] == "load_balanced" else "/health")
     # The key itself is never sent: a proof of it, and the answer must prove it comes from the endpoint.
-    authorization, nonce = request_auth(key, endpoint["endpoint_id"], "GET", httpx.URL(probe).raw_path.decode())
+    authorization, nonce = request_auth(key, endpoint["endpoint_id"], "GET", httpx.URL(probe).path, {}, b"")
     try:
         answer = httpx.get(probe, headers={"Authorization": authorization}, timeout=timeout)
     except httpx.HTTPError:

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from . import auth
+from ._http import parse_query
 from .signing import NonceBook
 
 __all__ = ["guarded", "serve_app", "with_ping"]
@@ -55,7 +56,8 @@ def guarded(app: ASGIApp, api_key: str, endpoint_id: str = "") -> ASGIApp:
     """`app` behind `Authorization: Bearer <api_key>` (or flashc's proof of it for `endpoint_id`):
     any other request is refused with 401 (an HTTP request) or a closed socket (a WebSocket);
     lifespan events pass. The answer to a request with flashc's proof is held until whole, then
-    sent with its own proof (flashc's own requests are small: `/ping`)."""
+    sent with its own proof; its body is read whole first, to check it against its hash
+    (flashc's own requests are small: `/ping`)."""
     key = api_key.encode()
     nonces = NonceBook(auth.WINDOW)
 
@@ -69,11 +71,12 @@ def guarded(app: ASGIApp, api_key: str, endpoint_id: str = "") -> ASGIApp:
             await app(scope, receive, send)
             return
         if scheme == auth.SCHEME.encode() and scope["type"] == "http":
-            path = scope.get("raw_path") or scope["path"].encode()
-            problem, nonce = auth.request_problem(
-                token.decode("latin-1"), api_key, endpoint_id, scope["method"], path.decode("latin-1"), nonces
-            )
-            if problem is None:
+            body, receive = await _whole_body(receive)
+            path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+            query = parse_query(scope.get("query_string", b"").decode("latin-1"))
+            credentials = token.decode("latin-1")
+            problem, nonce = auth.request_problem(credentials, api_key, endpoint_id, scope["method"], path, query, body)
+            if problem is None and nonces.first_use(nonce):
                 await app(scope, receive, _proving(send, api_key, endpoint_id, nonce))
                 return
         if scope["type"] == "websocket":
@@ -84,6 +87,29 @@ def guarded(app: ASGIApp, api_key: str, endpoint_id: str = "") -> ASGIApp:
         await send({"type": "http.response.body", "body": _REFUSED})
 
     return guard
+
+
+async def _whole_body(receive: Receive) -> tuple[bytes, Receive]:
+    """The request's body, read whole (its hash is in the credentials), and a `receive` that gives
+    it to the app again."""
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return bytes(body), receive  # the client left: the app sees that itself
+        body.extend(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    sent = False
+
+    async def again() -> MutableMapping[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+        return await receive()
+
+    return bytes(body), again
 
 
 def _proving(send: Send, api_key: str, endpoint_id: str, nonce: str) -> Send:

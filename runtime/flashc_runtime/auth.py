@@ -5,12 +5,14 @@ calling a deployed function, one endpoint calling another) never sends the key, 
 that took a dead endpoint's port would receive it. It sends a proof that it holds the key instead,
 good for one request:
 
-    Authorization: Flashc <issued>.<nonce>.<mac>
-    mac = HMAC-SHA256(key, "request" | endpoint id | method | path | issued | nonce)
+    Authorization: Flashc <issued>.<nonce>.<body sha256>.<mac>
+    mac = HMAC-SHA256(key, "request" | endpoint id | method | path | query | body sha256 | issued | nonce)
 
-The endpoint checks the MAC, that `issued` (unix seconds) is within `WINDOW` of its clock, and
-that the nonce is new (`signing.NonceBook`); so a captured header serves nothing, and no other
-endpoint, method or path takes it. To such a request the endpoint answers with
+(the query as its parameters, sorted, in JSON: however it was encoded). The endpoint checks the
+MAC on the request's head, then the body against its hash once it has come, that `issued` (unix
+seconds) is within `WINDOW` of its clock, and that the nonce is new (`signing.NonceBook`, used
+up when the head is admitted); so a captured header serves nothing, and no other endpoint,
+method, path, query or body takes it. To such a request the endpoint answers with
 
     X-Flashc-Proof: HMAC-SHA256(key, "answer" | endpoint id | nonce | status | SHA-256 of the body)
 
@@ -22,10 +24,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 import time
-
-from .signing import NonceBook
+from collections.abc import Mapping
 
 __all__ = ["PROOF_HEADER", "SCHEME", "WINDOW", "answer_problem", "answer_proof", "request_auth", "request_problem"]
 
@@ -38,11 +40,26 @@ def _mac(key: str, *parts: str) -> str:
     return hmac.new(key.encode(), "\x1f".join(parts).encode(), hashlib.sha256).hexdigest()
 
 
-def request_auth(key: str, endpoint_id: str, method: str, path: str, *, now: float | None = None) -> tuple[str, str]:
+def _canonical(query: Mapping[str, str]) -> str:
+    return json.dumps(sorted(query.items()))
+
+
+def request_auth(
+    key: str,
+    endpoint_id: str,
+    method: str,
+    path: str,
+    query: Mapping[str, str],
+    body: bytes,
+    *,
+    now: float | None = None,
+) -> tuple[str, str]:
     """The `Authorization` value for one request, and its nonce (which the answer's proof names)."""
     issued = str(int(time.time() if now is None else now))
     nonce = secrets.token_hex(16)
-    return f"{SCHEME} {issued}.{nonce}.{_mac(key, 'request', endpoint_id, method.upper(), path, issued, nonce)}", nonce
+    digest = hashlib.sha256(body).hexdigest()
+    mac = _mac(key, "request", endpoint_id, method.upper(), path, _canonical(query), digest, issued, nonce)
+    return f"{SCHEME} {issued}.{nonce}.{digest}.{mac}", nonce
 
 
 def request_problem(
@@ -51,24 +68,26 @@ def request_problem(
     endpoint_id: str,
     method: str,
     path: str,
-    nonces: NonceBook,
+    query: Mapping[str, str],
+    body: bytes | None,
     *,
-    consume: bool = True,
     now: float | None = None,
 ) -> tuple[str | None, str]:
     """Why the credentials of a `Flashc` Authorization header (what follows the scheme) are refused,
-    or None; and the request's nonce, which `nonces` then counts as used, unless `consume` is false."""
-    issued, _, rest = credentials.strip().partition(".")
-    nonce, _, mac = rest.partition(".")
-    if not (issued.isascii() and issued.isdigit() and nonce and mac and (nonce + mac).isascii()):
+    or None; and the request's nonce, whose single use the caller sees to. With `body` None (a
+    head whose body has not come), its hash is not checked yet."""
+    parts = credentials.strip().split(".")
+    if len(parts) != 4 or not all(p and p.isascii() for p in parts) or not parts[0].isdigit():
         return "malformed Flashc credentials", ""
-    if not hmac.compare_digest(_mac(key, "request", endpoint_id, method.upper(), path, issued, nonce), mac):
+    issued, nonce, digest, mac = parts
+    expected = _mac(key, "request", endpoint_id, method.upper(), path, _canonical(query), digest, issued, nonce)
+    if not hmac.compare_digest(expected, mac):
         return "wrong key, or meant for another endpoint or request", ""
+    if body is not None and not hmac.compare_digest(hashlib.sha256(body).hexdigest(), digest):
+        return "the body is not the one the credentials were made for", ""
     when = time.time() if now is None else now
     if abs(when - int(issued)) > WINDOW:
         return f"issued more than {WINDOW} s from now", ""
-    if nonces.used(nonce) if not consume else not nonces.first_use(nonce, when):
-        return "sent before (its nonce is used)", ""
     return None, nonce
 
 

@@ -447,6 +447,7 @@ def _find_deployment(obj: Any) -> tuple[dict[str, Any], Path]:
 def _request(
     url: str, data: Any, headers: Mapping[str, str], method: str, timeout: float = 600, identity: Identity | None = None
 ) -> Any:
+    import http.client
     import urllib.error
     import urllib.request
 
@@ -456,9 +457,13 @@ def _request(
     if identity is not None:
         from urllib.parse import urlsplit
 
+        from ._http import parse_query
         from .auth import request_auth
 
-        sent["Authorization"], nonce = request_auth(identity.key, identity.endpoint_id, method, urlsplit(url).path)
+        parts = urlsplit(url)
+        sent["Authorization"], nonce = request_auth(
+            identity.key, identity.endpoint_id, method, parts.path, parse_query(parts.query), body or b""
+        )
     request = urllib.request.Request(url, data=body, headers=sent, method=method)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -469,6 +474,8 @@ def _request(
         raise RemoteCallError(
             f"cannot reach {url}: {exc.reason}; is the deployment running? (`flashc status`)"
         ) from None
+    except (http.client.HTTPException, OSError) as exc:  # cut off mid-answer, or a reset
+        raise RemoteCallError(f"{method} {url}: the answer did not arrive whole ({exc!r})") from None
     if identity is not None:
         _check_answer(identity, nonce, url, method, status, answer, answer_headers)
     if status >= 400:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import functools
 import gc
 import hmac
 import importlib
@@ -75,6 +76,7 @@ class Endpoint:
         self.api_key = api_key.encode()
         self.nonces = NonceBook()  # signed calls taken: a replay is refused
         self.request_nonces = NonceBook(auth.WINDOW)  # requests with the client's proof of the key
+        self.heads = NonceBook(auth.WINDOW)  # of those, the ones admitted on their head, body to come
         self.limits = Limits(connections=_connection_cap())  # idle and stalled connections closed
         self.timeout = (config.get("executionTimeoutMs") or 0) / 1000 or None
         self.capacity = workers_max(resource)
@@ -93,15 +95,20 @@ class Endpoint:
         """A connection's protocol: pass this method to `loop.create_server`."""
         return Connection(self.handle, MAX_BODY, self.admit, self.limits)
 
-    def admit(self, method: str, path: str, headers: Mapping[str, str]) -> tuple[int, Any] | None:
-        """The answer to a request refused on its head alone (before its body is sent), or None."""
-        refused, _ = self._authorized(method, path, headers.get("authorization", ""), consume=False)
+    def admit(
+        self, method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str]
+    ) -> tuple[int, Any] | None:
+        """The answer to a request refused on its head alone (before its body is sent), or None.
+        A proof's nonce is used up here: no second request, nor a second head, takes it."""
+        refused, nonce = self._authorized(method, path, query, headers.get("authorization", ""), None)
+        if nonce is not None:
+            self.heads.first_use(nonce)  # handle() knows the request by it when its body has come
         return refused
 
     def handle(self, request: Request, respond: Respond) -> None:
         """Serve one request; `respond` is called once, now or when the answer is ready."""
         method, path, query, headers, body = request
-        refused, nonce = self._authorized(method, path, headers.get("authorization", ""))
+        refused, nonce = self._authorized(method, path, query, headers.get("authorization", ""), body)
         if refused is not None:
             respond(*refused)
             return
@@ -113,25 +120,27 @@ class Endpoint:
             respond(200, {"status": "healthy"})
         else:
             task = asyncio.get_running_loop().create_task(self._route(method, path, query, body))
-            task.add_done_callback(lambda done: None if done.cancelled() else respond(*done.result()))
+            task.add_done_callback(functools.partial(_answer_route, respond))
             self.routes.add(task)  # the loop keeps only weak references to tasks
             task.add_done_callback(self.routes.discard)
 
     def _authorized(
-        self, method: str, path: str, header: str, *, consume: bool = True
+        self, method: str, path: str, query: Mapping[str, str], header: str, body: bytes | None
     ) -> tuple[tuple[int, Any] | None, str | None]:
         """The answer refusing a request's Authorization, or None; and, for flashc's client's
-        proof of the key, the request's nonce, used up unless `consume` is false (the head is
-        judged before its body comes, then the whole request)."""
+        proof of the key, the request's nonce. `body` None: the head alone is judged (`admit`),
+        which uses the nonce up; the whole request then goes with the head admitted under it."""
         scheme, _, credentials = header.partition(" ")
         if scheme.lower() == "bearer":
             if hmac.compare_digest(credentials.strip().encode(), self.api_key):
                 return None, None
         elif scheme == auth.SCHEME:
             key = self.api_key.decode()
-            problem, nonce = auth.request_problem(
-                credentials, key, self.endpoint_id, method, path, self.request_nonces, consume=consume
-            )
+            problem, nonce = auth.request_problem(credentials, key, self.endpoint_id, method, path, query, body)
+            if problem is None:
+                head_admitted = body is not None and self.heads.take(nonce)  # its nonce was used then
+                if not head_admitted and not self.request_nonces.first_use(nonce):
+                    problem = "sent before (its nonce is used)"
             if problem is None:
                 return None, nonce
             return (401, {"error": f"Flashc credentials refused: {problem}"}), None
@@ -354,6 +363,18 @@ class Endpoint:
             waiter.respond(200, job.envelope())
         loop = asyncio.get_running_loop()
         self.patrol = loop.call_later(_PATROL_EVERY, self._patrol) if self.runsync_waiting else None
+
+
+def _answer_route(respond: Respond, done: asyncio.Task[tuple[int, Any]]) -> None:
+    """Answer a load-balanced request once its route has run; an answer that cannot be sent as JSON
+    (a detail of an HTTPException that is no JSON) is a 500, not a connection left waiting."""
+    if done.cancelled():
+        return
+    status, answer = done.result()
+    try:
+        respond(status, answer if isinstance(answer, bytes) else json.dumps(answer).encode())
+    except (TypeError, ValueError) as exc:
+        respond(500, {"error": f"the route's answer is not JSON: {exc}"})
 
 
 async def route_answer(

@@ -97,9 +97,13 @@ class NonceBook:
             self._order.append((now, nonce))
             return True
 
-    def used(self, nonce: str) -> bool:
+    def take(self, nonce: str) -> bool:
+        """Forget `nonce` if it is there (it may be used again): whether it was."""
         with self._lock:
-            return nonce in self._seen
+            if nonce in self._seen:
+                self._seen.discard(nonce)
+                return True
+            return False
 
     def __len__(self) -> int:
         return len(self._seen)
