@@ -30,7 +30,7 @@ import flashc_runtime
 from .errors import FlashcError, UsageError
 from .sources import snapshot_project
 
-__all__ = ["AppServer", "Watcher", "app_target", "changed_files", "loop", "python_of_lb_image"]
+__all__ = ["AppServer", "Watcher", "app_target", "changed_files", "loop", "poll_interval", "python_of_lb_image"]
 
 _POLL = 0.1  # seconds between two looks at the project's files
 
@@ -67,6 +67,13 @@ def changed_files(before: Mapping[str, Signature], after: Mapping[str, Signature
     return sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))
 
 
+def poll_interval(poll: float, look: float) -> float:
+    """Seconds between two looks at the project: `poll`, or longer when one look (`look` seconds of
+    work) is slow, so that watching takes at most a tenth of a core (a 5,000-file project takes
+    about 70 ms a look: every 0.63 s, not every 0.1 s)."""
+    return max(poll, 9 * look)
+
+
 @dataclasses.dataclass
 class Watcher:
     """Polls the project; `wait` returns the files that changed, once they have settled."""
@@ -74,19 +81,26 @@ class Watcher:
     root: Path
     poll: float = _POLL
     _last: dict[str, Signature] = dataclasses.field(default_factory=dict)
+    _look: float = 0.0  # seconds the last look took
 
     def __post_init__(self) -> None:
-        self._last = _signatures(self.root)
+        self._last = self._signatures()
+
+    def _signatures(self) -> dict[str, Signature]:
+        started = time.monotonic()
+        found = _signatures(self.root)
+        self._look = time.monotonic() - started
+        return found
 
     def wait(self, stop: Callable[[], bool] = lambda: False) -> list[str]:
         while not stop():
-            time.sleep(self.poll)
-            now = _signatures(self.root)
+            time.sleep(poll_interval(self.poll, self._look))
+            now = self._signatures()
             changed = changed_files(self._last, now)
             if changed:
                 # An editor may write in several steps: take what is there one poll later.
                 time.sleep(self.poll / 2)
-                settled = _signatures(self.root)
+                settled = self._signatures()
                 self._last = settled
                 return sorted(set(changed) | set(changed_files(now, settled)))
         return []
