@@ -1,4 +1,4 @@
-"""The import check of a build: `imports.py`'s rules, applied to each resource with what its worker has.
+"""The import check of a build: `imports/`'s rules, applied to each resource with what its worker has.
 
     sources + site plans + layers + images --check_worker_imports--> diagnostics, what each resource
                                                                      takes from its image
