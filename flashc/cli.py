@@ -632,12 +632,18 @@ def run(project_dir: Path, host: str | None, port: int | None) -> None:
 
         server: AppServer | None = None
 
-        def interrupted(signum: int, frame: Any) -> None:
-            raise KeyboardInterrupt  # a terminal closed or `kill`: stop as Ctrl-C does, leaving nothing
+        stopping = False
 
-        signal.signal(signal.SIGTERM, interrupted)
-        signal.signal(signal.SIGHUP, interrupted)
-        _ctrl_c_stops()
+        def interrupted(signum: int, frame: Any) -> None:
+            # Ctrl-C, a terminal closed or `kill`: stop, leaving nothing. Only the first one: a
+            # second Ctrl-C while everything stops must not cut the clean-up short.
+            nonlocal stopping
+            if not stopping:
+                stopping = True
+                raise KeyboardInterrupt
+
+        for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGINT even if inherited ignored
+            signal.signal(stop_signal, interrupted)
         try:
             _, seconds = build_and_deploy()
             click.echo(f"deployed in {seconds:.1f} s")
@@ -671,8 +677,9 @@ def run(project_dir: Path, host: str | None, port: int | None) -> None:
         except KeyboardInterrupt:
             pass
         finally:
+            stopping = True  # a signal that came before this line is ignored; those after, too:
             for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-                signal.signal(stop_signal, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+                signal.signal(stop_signal, signal.SIG_IGN)  # also while the interpreter exits
             if server is not None:
                 server.stop()
             stopped = target.undeploy(root)

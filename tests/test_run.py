@@ -224,3 +224,21 @@ def test_watching_a_large_project_takes_at_most_a_tenth_of_a_core() -> None:
     # A 5,000-file project takes about 70 ms a look: looking every 0.1 s took 42% of a core.
     interval = poll_interval(0.1, 0.07)
     assert 0.07 / (interval + 0.07) <= 0.1 + 1e-9
+
+
+def test_ctrl_c_twice_still_stops_everything(running: Running, tmp_path: Path) -> None:
+    """An impatient second Ctrl-C (or a signal from both a wrapper and the terminal) while
+    `flashc run` stops must not cut its clean-up short and leave endpoints running."""
+    running.expect("watching for changes")
+    deployment = json.loads((tmp_path / "dev" / ".flash" / "deployment.json").read_text())
+    pids = [e["pid"] for e in deployment["endpoints"].values()]
+    for _ in range(300):  # Ctrl-C held down: signals while it unwinds, then while it stops everything
+        if running.process.poll() is not None:
+            break
+        running.process.send_signal(signal.SIGINT)
+        time.sleep(0.002)
+    assert running.process.wait(timeout=WAIT) == 0
+    running.expect("stopped 1 endpoint and the API app")
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
