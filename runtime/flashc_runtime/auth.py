@@ -29,15 +29,13 @@ import secrets
 import time
 from collections.abc import Mapping
 
+from .signing import sign
+
 __all__ = ["PROOF_HEADER", "SCHEME", "WINDOW", "answer_problem", "answer_proof", "request_auth", "request_problem"]
 
 SCHEME = "Flashc"
 PROOF_HEADER = "X-Flashc-Proof"
 WINDOW = 60  # seconds a request's proof is good for, either side of the endpoint's clock
-
-
-def _mac(key: str, *parts: str) -> str:
-    return hmac.new(key.encode(), "\x1f".join(parts).encode(), hashlib.sha256).hexdigest()
 
 
 def _canonical(query: Mapping[str, str]) -> str:
@@ -58,7 +56,7 @@ def request_auth(
     issued = str(int(time.time() if now is None else now))
     nonce = secrets.token_hex(16)
     digest = hashlib.sha256(body).hexdigest()
-    mac = _mac(key, "request", endpoint_id, method.upper(), path, _canonical(query), digest, issued, nonce)
+    mac = sign(key, "request", endpoint_id, method.upper(), path, _canonical(query), digest, issued, nonce)
     return f"{SCHEME} {issued}.{nonce}.{digest}.{mac}", nonce
 
 
@@ -80,7 +78,7 @@ def request_problem(
     if len(parts) != 4 or not all(p and p.isascii() for p in parts) or not parts[0].isdigit():
         return "malformed Flashc credentials", ""
     issued, nonce, digest, mac = parts
-    expected = _mac(key, "request", endpoint_id, method.upper(), path, _canonical(query), digest, issued, nonce)
+    expected = sign(key, "request", endpoint_id, method.upper(), path, _canonical(query), digest, issued, nonce)
     if not hmac.compare_digest(expected, mac):
         return "wrong key, or meant for another endpoint or request", ""
     if body is not None and not hmac.compare_digest(hashlib.sha256(body).hexdigest(), digest):
@@ -92,7 +90,7 @@ def request_problem(
 
 
 def answer_proof(key: str, endpoint_id: str, nonce: str, status: int, body: bytes) -> str:
-    return _mac(key, "answer", endpoint_id, nonce, str(status), hashlib.sha256(body).hexdigest())
+    return sign(key, "answer", endpoint_id, nonce, str(status), hashlib.sha256(body).hexdigest())
 
 
 def answer_problem(proof: str | None, key: str, endpoint_id: str, nonce: str, status: int, body: bytes) -> str | None:
