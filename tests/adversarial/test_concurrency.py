@@ -20,31 +20,38 @@ def f(x):
 """
 
 
-@pytest.mark.parametrize("round_", range(3))
-def test_two_builds_sharing_a_cold_cache_both_succeed_with_the_same_bytes(tmp_path: Path, round_: int) -> None:
+def local_index(tmp_path: Path, payload: int) -> dict[str, str]:
+    """The environment of a build whose three wheels come from a local folder, with a cold cache
+    of its own (shared by the builds that get it) and a fixed SOURCE_DATE_EPOCH."""
     house = tmp_path / "house"
     for name in ("alpha", "beta", "gamma"):
-        make_wheel(house, name, "1.0", payload=200_000)
-    env = {
+        make_wheel(house, name, "1.0", payload=payload)
+    return {
         **os.environ,
         "PIP_FIND_LINKS": str(house),
         "PIP_NO_INDEX": "1",
         "UV_FIND_LINKS": str(house),
         "UV_NO_INDEX": "1",
-        "FLASHC_CACHE_DIR": str(tmp_path / "cache"),  # cold, and shared by both
+        "FLASHC_CACHE_DIR": str(tmp_path / "cache"),
         "SOURCE_DATE_EPOCH": "315532800",
     }
+
+
+def start_build(root: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "flashc", "build", str(root), "-q"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_two_builds_sharing_a_cold_cache_both_succeed_with_the_same_bytes(tmp_path: Path, round_: int) -> None:
+    env = local_index(tmp_path, payload=200_000)  # the cache: cold, and shared by both
     roots = [write_project(tmp_path / side / "proj", {"app.py": APP}) for side in ("a", "b")]
-    runs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "flashc", "build", str(root), "-q"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for root in roots
-    ]
+    runs = [start_build(root, env) for root in roots]
     outputs = [run.communicate(timeout=300)[0] for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs
     digests = {hashlib.sha256((root / ".flash" / "archive.tar.gz").read_bytes()).hexdigest() for root in roots}
@@ -56,33 +63,13 @@ def test_two_builds_sharing_a_cold_cache_both_succeed_with_the_same_bytes(tmp_pa
 def test_builds_of_one_project_at_once_give_what_one_build_gives(tmp_path: Path) -> None:
     """Builds share the project's `.flash/` (the archive, the analysis cache, the lock, the
     state): four at once all succeed, and leave the archive one build alone gives, nothing half-written."""
-    house = tmp_path / "house"
-    for name in ("alpha", "beta", "gamma"):
-        make_wheel(house, name, "1.0", payload=50_000)
-    env = {
-        **os.environ,
-        "PIP_FIND_LINKS": str(house),
-        "PIP_NO_INDEX": "1",
-        "UV_FIND_LINKS": str(house),
-        "UV_NO_INDEX": "1",
-        "FLASHC_CACHE_DIR": str(tmp_path / "cache"),
-        "SOURCE_DATE_EPOCH": "315532800",
-    }
+    env = local_index(tmp_path, payload=50_000)
     files = {"app.py": APP, **{f"lib/m{i}.py": f"VALUE = {i}\n" for i in range(40)}}
     alone = write_project(tmp_path / "alone" / "proj", files)
     subprocess.run([sys.executable, "-m", "flashc", "build", str(alone), "-q"], env=env, check=True, timeout=300)
     expected = hashlib.sha256((alone / ".flash" / "archive.tar.gz").read_bytes()).hexdigest()
     root = write_project(tmp_path / "shared" / "proj", files)
-    runs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "flashc", "build", str(root), "-q"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for _ in range(4)
-    ]
+    runs = [start_build(root, env) for _ in range(4)]
     outputs = [run.communicate(timeout=300)[0] for run in runs]
     assert [run.returncode for run in runs] == [0] * 4, outputs
     assert hashlib.sha256((root / ".flash" / "archive.tar.gz").read_bytes()).hexdigest() == expected
