@@ -8,7 +8,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -17,26 +17,14 @@ from flashc_runtime._http import Connection, Limits, Request, Respond
 MAX_BODY = 1_000_000
 
 
-@pytest.fixture(scope="module")
-def address() -> Iterator[tuple[str, int]]:
-    """A server whose handler answers with what it got; `/slow` answers 0.2 s later."""
+def serving(protocol: Callable[[], asyncio.BaseProtocol]) -> Iterator[tuple[str, int]]:
+    """A server of `protocol` connections on a loopback port, its loop on a thread; stopped after."""
     loop = asyncio.new_event_loop()
     started = threading.Event()
     servers: list[asyncio.Server] = []
 
-    def handle(request: Request, respond: Respond) -> None:
-        method, path, query, _, body = request
-        answer = {"method": method, "path": path, "query": query, "body": body.decode()}
-        if path == "/slow":
-            loop.call_later(0.2, respond, 200, answer)
-        else:
-            respond(200, answer)
-
-    def admit(method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str]) -> tuple[int, Any] | None:
-        return (401, {"error": "refused"}) if "x-refuse" in headers else None
-
     async def run() -> None:
-        server = await loop.create_server(lambda: Connection(handle, MAX_BODY, admit), "127.0.0.1", 0)
+        server = await loop.create_server(protocol, "127.0.0.1", 0)
         servers.append(server)
         started.set()
         with contextlib.suppress(asyncio.CancelledError):
@@ -49,6 +37,24 @@ def address() -> Iterator[tuple[str, int]]:
     loop.call_soon_threadsafe(servers[0].close)
     thread.join(10)
     loop.close()
+
+
+@pytest.fixture(scope="module")
+def address() -> Iterator[tuple[str, int]]:
+    """A server whose handler answers with what it got; `/slow` answers 0.2 s later."""
+
+    def handle(request: Request, respond: Respond) -> None:
+        method, path, query, _, body = request
+        answer = {"method": method, "path": path, "query": query, "body": body.decode()}
+        if path == "/slow":
+            asyncio.get_running_loop().call_later(0.2, respond, 200, answer)
+        else:
+            respond(200, answer)
+
+    def admit(method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str]) -> tuple[int, Any] | None:
+        return (401, {"error": "refused"}) if "x-refuse" in headers else None
+
+    yield from serving(lambda: Connection(handle, MAX_BODY, admit))
 
 
 def exchange(
@@ -301,27 +307,11 @@ def limited() -> Iterator[tuple[tuple[str, int], Any]]:
 
 
 def _limited_server(limits: Limits) -> Iterator[tuple[tuple[str, int], Any]]:
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-    servers: list[asyncio.Server] = []
-
     def handle(request: Request, respond: Respond) -> None:
         respond(200, {"path": request[1]})
 
-    async def run() -> None:
-        server = await loop.create_server(lambda: Connection(handle, MAX_BODY, None, limits), "127.0.0.1", 0)
-        servers.append(server)
-        started.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await server.serve_forever()
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(run(),), daemon=True)
-    thread.start()
-    assert started.wait(5)
-    yield servers[0].sockets[0].getsockname()[:2], limits
-    loop.call_soon_threadsafe(servers[0].close)
-    thread.join(10)
-    loop.close()
+    for address in serving(lambda: Connection(handle, MAX_BODY, None, limits)):
+        yield address, limits
 
 
 def _closed_by_server(sock: socket.socket) -> bytes:
