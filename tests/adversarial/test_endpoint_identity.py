@@ -7,7 +7,6 @@ from __future__ import annotations
 import http.server
 import json
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -133,6 +132,7 @@ def test_a_process_on_the_endpoints_port_gets_no_key_and_is_not_believed(squatte
 def test_one_proof_admits_one_head_however_many_connections_send_it(queue: str) -> None:
     """A body that has to be waited for is admitted on its head, which uses the proof up: a
     second head with it is refused at once, so one proof cannot hold the budget for bodies."""
+    import select
     import socket
     from urllib.parse import urlsplit
 
@@ -142,16 +142,19 @@ def test_one_proof_admits_one_head_however_many_connections_send_it(queue: str) 
     head = f"POST {path} HTTP/1.1\r\nAuthorization: {header}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
     address = urlsplit(queue).hostname, urlsplit(queue).port
     with (
-        socket.create_connection(address, timeout=20) as first,
-        socket.create_connection(address, timeout=20) as second,
+        socket.create_connection(address, timeout=20) as one,
+        socket.create_connection(address, timeout=20) as other,
     ):
-        first.sendall(head + body[:5])  # admitted on its head; the rest of the body comes later
-        time.sleep(0.3)
-        second.sendall(head)
-        refused = second.recv(65536)
-        assert refused.startswith(b"HTTP/1.1 401 ") and b"sent before" in refused
-        first.sendall(body[5:])
-        answer = first.recv(65536)
+        for sock in (one, other):  # each admitted on its head, if at all; the rest of the body comes later
+            sock.sendall(head + body[:5])
+        # Whichever head came second is refused at once; the other waits for its body.
+        ready, _, _ = select.select([one, other], [], [], 20)
+        assert len(ready) == 1, "both heads were refused, or neither"
+        refused, admitted = (one, other) if ready[0] is one else (other, one)
+        answer = refused.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 401 ") and b"sent before" in answer
+        admitted.sendall(body[5:])
+        answer = admitted.recv(65536)
     assert answer.startswith(b"HTTP/1.1 200 ") and auth.PROOF_HEADER.encode() in answer
 
 
